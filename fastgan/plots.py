@@ -1,0 +1,58 @@
+"""The seed's 4x4 sample grid and its loss curves, drawn with matplotlib's object API
+(no pyplot state), so they can be written from a background thread."""
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import gridspec  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+LOSS_KEYS = ("d_loss", "d_real_loss", "d_fake_loss", "g_loss")
+
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    FigureCanvasAgg(fig)
+    fig.savefig(tmp, format="png", bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def save_grid(samples, path):
+    """samples: (16, 784) array in [0, 1]; the seed's grid (grey, 4x4, no axes)."""
+    fig = Figure(figsize=(4, 4))
+    gs = gridspec.GridSpec(4, 4, figure=fig, wspace=0.05, hspace=0.05)
+    for i, sample in enumerate(samples[:16]):
+        ax = fig.add_subplot(gs[i])
+        ax.axis("off")
+        ax.set_aspect("equal")
+        ax.imshow(sample.reshape(28, 28), cmap="Greys_r", vmin=0.0, vmax=1.0)
+    _save(fig, path)
+
+
+def read_metrics(path):
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def save_losses(metrics, path):
+    """The seed's four curves against iteration."""
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    its = [m["iter"] for m in metrics]
+    for key in LOSS_KEYS:
+        ax.plot(its, [m[key] for m in metrics], label=key, linewidth=0.8)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, path)

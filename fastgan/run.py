@@ -1,0 +1,298 @@
+"""The training run: data, model, the chosen backend's step, and everything around it
+(sample grids, checkpoints, metrics, progress, resume, Ctrl-C).
+
+The hot loop only enqueues device work. Once per log interval the four losses are copied to
+pinned host memory without waiting; the host reads them when the copy's event has completed.
+Sample grids and checkpoints are snapshotted on the device and written by one background thread.
+"""
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import checkpoint
+from .config import Config
+from .data import Batcher, images_to_tensor, load_dataset
+from .errors import FastganError
+from .model import SHAPES, Z_DIM, AdamStep, generator, init_params
+from .plots import LOSS_KEYS, read_metrics, save_grid, save_losses
+
+RESTORED_FROM_CHECKPOINT = ("batch_size", "lr", "seed", "dataset")
+
+
+def pick_device(name, log):
+    if name == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if name == "cuda":
+        raise FastganError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    log("notice: no CUDA device found; training on the CPU (slow)")
+    return torch.device("cpu")
+
+
+def make_step(backend, params, lr, device):
+    if backend == "eager":
+        return AdamStep(params, lr)
+    if device.type == "cpu":
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
+    try:
+        import kernels
+    except ImportError as e:
+        raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
+    return AdamStep(params, lr, kernels.OPS)
+
+
+def fixed_noise(seed, device):
+    """One noise batch for every sample grid of a run, so grids are comparable over time."""
+    gen = torch.Generator().manual_seed(seed + 3)
+    return (torch.rand(16, Z_DIM, generator=gen) * 2 - 1).to(device)
+
+
+class NonFiniteLoss(FastganError):
+    """A logged loss or a parameter about to be saved was NaN or infinite."""
+
+
+def _to_cpu(obj):
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    return obj
+
+
+def _write_checkpoint(state, folder, keep):
+    state = _to_cpu(state)
+    bad = [k for k, t in state["params"].items() if not torch.isfinite(t).all()]
+    if bad:
+        raise NonFiniteLoss(f"parameters {', '.join(bad)} are non-finite at iteration {state['iter']}; not saved")
+    checkpoint.save(folder / checkpoint.ckpt_name(state["iter"]), state)
+    checkpoint.prune(folder, keep)
+
+
+def _write_grid(samples, path):
+    save_grid(samples.cpu().numpy(), path)
+
+
+class _Background:
+    """One writer thread for PNGs and checkpoints; its errors surface on the training thread."""
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastgan-writer")
+        self.futures = deque()
+
+    def submit(self, fn, *args):
+        self.futures.append(self.pool.submit(fn, *args))
+        self.check()
+
+    def check(self, wait=False):
+        while self.futures and (wait or self.futures[0].done()):
+            self.futures.popleft().result()
+
+    def close(self, raise_errors=True):
+        try:
+            self.check(wait=True)
+        except Exception:
+            if raise_errors:
+                raise
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+class _LossLog:
+    """Copies losses to the host asynchronously and writes metrics when they have arrived."""
+
+    def __init__(self, out, device, start_iter, bar, print_every):
+        self.device = device
+        self.pending = deque()
+        self.bar = bar
+        self.print_every = print_every
+        self.metrics_path = out / "metrics.jsonl"
+        kept = [m for m in read_metrics(self.metrics_path) if m["iter"] <= start_iter]
+        with open(self.metrics_path, "w") as f:
+            f.writelines(json.dumps(m) + "\n" for m in kept)
+        self.file = open(self.metrics_path, "a")
+        self.last = (start_iter, time.perf_counter())
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=start_iter + 1)
+        except ImportError:
+            pass
+
+    def push(self, it, losses):
+        cuda = self.device.type == "cuda"
+        host = torch.empty(4, pin_memory=cuda)
+        host.copy_(losses, non_blocking=cuda)
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        now = time.perf_counter()
+        its = (it - self.last[0]) / max(now - self.last[1], 1e-9)
+        self.bar.update(it - self.last[0])
+        self.last = (it, now)
+        self.pending.append((it, host, event, its))
+        self.drain()
+
+    def drain(self, wait=False):
+        while self.pending:
+            it, host, event, its = self.pending[0]
+            if event is not None:
+                if not wait and not event.query():
+                    return
+                event.synchronize()
+            self.pending.popleft()
+            values = dict(zip(LOSS_KEYS, host.tolist()))
+            if not all(math.isfinite(v) for v in values.values()):
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+                raise NonFiniteLoss(f"non-finite loss at iteration {it} ({shown}); training stopped")
+            record = {"iter": it, **values, "its_per_s": its}
+            self.file.write(json.dumps(record) + "\n")
+            if self.tb is not None:
+                for k, v in record.items():
+                    if k != "iter":
+                        self.tb.add_scalar(k, v, it)
+            self.bar.set_postfix(d_loss=f"{values['d_loss']:.3f}", g_loss=f"{values['g_loss']:.3f}", refresh=False)
+            if it % self.print_every == 0:
+                self.bar.write(f"Iter: {it}; D loss: {values['d_loss']:.4f}; G loss: {values['g_loss']:.4f}")
+
+    def close(self):
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+class _StopOnSigint:
+    """First Ctrl-C asks the loop to stop after a checkpoint; a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _resume_state(cfg, log):
+    path = checkpoint.resolve(cfg.resume)
+    state = checkpoint.load(path)
+    saved = state.get("config", {})
+    for key in RESTORED_FROM_CHECKPOINT:
+        if key in saved and getattr(cfg, key) != saved[key]:
+            log(f"notice: --{key.replace('_', '-')} {saved[key]!r} taken from the checkpoint")
+            setattr(cfg, key, saved[key])
+    if cfg.out is None:
+        cfg.out = str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+    log(f"resuming from {path} at iteration {state['iter']}")
+    return state
+
+
+def train(cfg: Config, log=print, show_progress=True):
+    """Run (or continue) a training run; returns the run folder."""
+    cfg.validate()
+    state = _resume_state(cfg, log) if cfg.resume else None
+    out = Path(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if out.exists() and not out.is_dir():
+        raise FastganError(f"--out {out} is a file; give a folder for the run")
+    device = pick_device(cfg.device, log)
+    backend = "eager" if cfg.backend == "auto" else cfg.backend
+    data = load_dataset(cfg.dataset, cfg.data_dir, log)
+    images = images_to_tensor(data["train_images"], device)
+
+    params = init_params(cfg.seed, device)
+    step = make_step(backend, params, cfg.lr, device)
+    batcher = Batcher(images, cfg.batch_size, cfg.seed)
+    z_fixed = fixed_noise(cfg.seed, device)
+    start = 0
+    if state is not None:
+        with torch.no_grad():
+            for k in SHAPES:
+                params[k].copy_(state["params"][k])
+        step.load_adam_state(state["adam"])
+        batcher.load_state_dict(state["sampler"])
+        start = int(state["iter"])
+    if start >= cfg.iters:
+        log(f"nothing to do: the checkpoint is at iteration {start} and --iters is {cfg.iters}")
+        return out
+
+    for sub in ("samples", "checkpoints"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "backend": backend, "device": str(device)}, indent=2))
+    ckpt_dir = out / "checkpoints"
+    log(f"training {cfg.iters - start} iterations on {device} ({backend} backend), writing to {out}")
+
+    def snapshot(it):
+        return {
+            "iter": it,
+            "params": {k: v.detach().clone() for k, v in params.items()},
+            "adam": step.adam_state(),
+            "sampler": batcher.state_dict(),
+            "config": cfg.to_dict(),
+        }
+
+    def sample(it):
+        with torch.no_grad():
+            writer.submit(_write_grid, generator(params, z_fixed, step.ops), out / "samples" / f"{it:07d}.png")
+
+    writer = _Background()
+    bar = tqdm(total=cfg.iters, initial=start, unit="it", disable=not show_progress, dynamic_ncols=True)
+    losslog = _LossLog(out, device, start, bar, cfg.sample_every)
+    it = start
+    failed = True
+    try:
+        with _StopOnSigint() as stop:
+            while it < cfg.iters and not stop.requested:
+                losses = step(*batcher.next())
+                it += 1
+                if it % cfg.log_every == 0 or it == cfg.iters:
+                    losslog.push(it, losses)
+                    writer.check()
+                if it % cfg.sample_every == 0:
+                    sample(it)
+                if it % cfg.ckpt_every == 0:
+                    writer.submit(_write_checkpoint, snapshot(it), ckpt_dir, cfg.keep)
+            if losslog.last[0] != it:
+                losslog.push(it, losses)
+            if it % cfg.sample_every:
+                sample(it)
+            if it % cfg.ckpt_every:
+                writer.submit(_write_checkpoint, snapshot(it), ckpt_dir, cfg.keep)
+            losslog.drain(wait=True)
+            writer.close()
+            failed = False
+            if stop.requested:
+                log(f"\nstopped at iteration {it}; resume with: python train.py --resume {out}")
+    except NonFiniteLoss as e:
+        writer.close(raise_errors=False)
+        good = checkpoint.list_checkpoints(ckpt_dir)
+        where = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint had been written yet"
+        raise FastganError(f"{e}; {where}") from None
+    finally:
+        bar.close()
+        losslog.close()
+        if failed:
+            writer.close(raise_errors=False)
+    save_losses(read_metrics(out / "metrics.jsonl"), out / "losses.png")
+    return out

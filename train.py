@@ -1,0 +1,42 @@
+"""Train the seed's vanilla GAN on MNIST: `python train.py --help`."""
+
+import argparse
+import sys
+
+from fastgan.config import BACKENDS, DEVICES, Config
+from fastgan.data import DATASETS
+from fastgan.errors import FastganError
+from fastgan.run import train
+
+
+def parse_args(argv=None):
+    d = Config()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--iters", type=int, default=d.iters, help="training iterations (one D step + one G step each)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of both networks")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out, help="run folder (default: runs/<date-time>)")
+    p.add_argument("--sample-every", type=int, default=d.sample_every, help="iterations between 4x4 sample grids")
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="iterations between checkpoints")
+    p.add_argument("--keep", type=int, default=d.keep, help="numbered checkpoints kept")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="iterations between logged losses")
+    p.add_argument("--device", choices=DEVICES, default=d.device)
+    p.add_argument("--backend", choices=BACKENDS, default=d.backend)
+    p.add_argument("--resume", default=d.resume, help="a checkpoint file, or a run folder (its newest checkpoint)")
+    p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
+    p.add_argument("--data-dir", default=d.data_dir, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")
+    return Config(**vars(p.parse_args(argv)))
+
+
+def main(argv=None):
+    try:
+        train(parse_args(argv))
+    except FastganError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
