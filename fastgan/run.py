@@ -112,8 +112,9 @@ class _Background:
 class _LossLog:
     """Copies losses to the host asynchronously and writes metrics when they have arrived."""
 
-    def __init__(self, out, device, start_iter, bar, print_every):
+    def __init__(self, out, device, start_iter, bar, print_every, say):
         self.device = device
+        self.say = say
         self.pending = deque()
         self.bar = bar
         self.print_every = print_every
@@ -166,7 +167,7 @@ class _LossLog:
                         self.tb.add_scalar(k, v, it)
             self.bar.set_postfix(d_loss=f"{values['d_loss']:.3f}", g_loss=f"{values['g_loss']:.3f}", refresh=False)
             if it % self.print_every == 0:
-                self.bar.write(f"Iter: {it}; D loss: {values['d_loss']:.4f}; G loss: {values['g_loss']:.4f}")
+                self.say(f"Iter: {it}; D loss: {values['d_loss']:.4f}; G loss: {values['g_loss']:.4f}")
 
     def close(self):
         self.file.close()
@@ -258,7 +259,7 @@ def train(cfg: Config, log=print, show_progress=True):
 
     writer = _Background()
     bar = tqdm(total=cfg.iters, initial=start, unit="it", disable=not show_progress, dynamic_ncols=True)
-    losslog = _LossLog(out, device, start, bar, cfg.sample_every)
+    losslog = _LossLog(out, device, start, bar, cfg.sample_every, bar.write if show_progress else log)
     it = start
     failed = True
     try:

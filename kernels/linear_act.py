@@ -1,0 +1,253 @@
+"""Fused linear + activation: y = act(x @ w + b), with act in {identity, ReLU, sigmoid}.
+
+Fused
+  forward : the matrix product, the bias add and the activation in one kernel; the
+            pre-activation never reaches memory.
+  backward: one launch computes the activation gradient g = dy * act'(y) on the fly (from the
+            saved output y: ReLU' = [y > 0], sigmoid' = y (1 - y)) and uses it for all three
+            gradients: dx = g @ w^T, dw = x^T @ g and db = sum over the batch of g. The grid is
+            split: the first programs own dx tiles, the rest own dw tiles (and db on the first
+            row of dw tiles). dx and dw are constexpr flags (NEED_DX, NEED_DW), so a layer
+            whose input needs no gradient (G's first layer, D on real data) launches no dx tiles.
+
+Layout: w is (in, out) like the seed; x is (M, in); any M >= 1 and any in/out (masked tiles).
+Inputs may be strided; outputs must be contiguous. float32 only.
+
+Precision: `input_precision` is a constexpr: "ieee" (default; exact fp32 products, what the
+tests compare at 1e-5) or "tf32" (the tensor cores' 10-bit mantissa products; relative error
+about 1e-3, tested separately on GPU).
+
+Limits and trade-offs: dw reduces over the whole batch inside one program per (in, out) tile,
+so at batch 8192 each dw program loops 128 times; split-M with a second reduction pass would
+shorten that at the cost of a launch. Not yet measured on a GPU: see benchmarks/NOTES.md.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from ._checks import check_dense, check_devices, check_shape, check_tensor
+
+ACT_NONE, ACT_RELU, ACT_SIGMOID = 0, 1, 2
+_ACT_NAMES = {ACT_NONE: "linear", ACT_RELU: "linear_relu", ACT_SIGMOID: "linear_sigmoid"}
+
+
+@triton.jit
+def _act_grad(y, ACT: tl.constexpr):
+    """d act / d pre-activation, written in terms of the activation's output y."""
+    if ACT == 1:
+        return (y > 0).to(tl.float32)
+    elif ACT == 2:
+        return y * (1.0 - y)
+    else:
+        return tl.full(y.shape, 1.0, tl.float32)
+
+
+@triton.jit
+def _linear_act_fwd_kernel(
+    x_ptr,  # (M, K) input
+    w_ptr,  # (K, N) weight, stored (in, out)
+    b_ptr,  # (N,) bias
+    y_ptr,  # (M, N) output, contiguous
+    M, N, K,
+    stride_xm, stride_xk,  # x strides in elements
+    stride_wk, stride_wn,  # w strides in elements
+    stride_b,  # b stride in elements
+    ACT: tl.constexpr,  # 0 identity, 1 ReLU, 2 sigmoid
+    PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee" or "tf32"
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rk = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        kk = k0 + rk
+        a = tl.load(x_ptr + rm[:, None] * stride_xm + kk[None, :] * stride_xk,
+                    mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0)
+        b = tl.load(w_ptr + kk[:, None] * stride_wk + rn[None, :] * stride_wn,
+                    mask=(kk[:, None] < K) & (rn[None, :] < N), other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    acc += tl.load(b_ptr + rn * stride_b, mask=rn < N, other=0.0)[None, :]
+    if ACT == 1:
+        acc = tl.maximum(acc, 0.0)
+    elif ACT == 2:
+        acc = 1.0 / (1.0 + tl.exp(-acc))
+    tl.store(y_ptr + rm[:, None] * N + rn[None, :], acc, mask=(rm[:, None] < M) & (rn[None, :] < N))
+
+
+@triton.jit
+def _linear_act_bwd_kernel(
+    x_ptr,  # (M, K) forward input
+    w_ptr,  # (K, N) weight
+    y_ptr,  # (M, N) forward output (activation applied)
+    dy_ptr,  # (M, N) gradient of the output
+    dx_ptr,  # (M, K) out: gradient of x, contiguous (unused unless NEED_DX)
+    dw_ptr,  # (K, N) out: gradient of w, contiguous (unused unless NEED_DW)
+    db_ptr,  # (N,) out: gradient of b, contiguous (unused unless NEED_DW)
+    M, N, K,
+    stride_xm, stride_xk,  # x strides
+    stride_wk, stride_wn,  # w strides
+    stride_ym, stride_yn,  # y strides
+    stride_dym, stride_dyn,  # dy strides
+    ACT: tl.constexpr,  # 0 identity, 1 ReLU, 2 sigmoid
+    NEED_DX: tl.constexpr,  # launch dx tiles
+    NEED_DW: tl.constexpr,  # launch dw (and db) tiles
+    PRECISION: tl.constexpr,  # tl.dot input_precision
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    n_tiles_m = tl.cdiv(M, BLOCK_M)
+    n_tiles_k = tl.cdiv(K, BLOCK_K)
+    n_dx = n_tiles_m * n_tiles_k if NEED_DX else 0
+    if pid < n_dx:
+        # dx[m, k] = sum_n g[m, n] * w[k, n]
+        rm = (pid // n_tiles_k) * BLOCK_M + tl.arange(0, BLOCK_M)
+        rk = (pid % n_tiles_k) * BLOCK_K + tl.arange(0, BLOCK_K)
+        acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+        for n0 in range(0, N, BLOCK_N):
+            rn = n0 + tl.arange(0, BLOCK_N)
+            mask_mn = (rm[:, None] < M) & (rn[None, :] < N)
+            y = tl.load(y_ptr + rm[:, None] * stride_ym + rn[None, :] * stride_yn, mask=mask_mn, other=0.0)
+            dy = tl.load(dy_ptr + rm[:, None] * stride_dym + rn[None, :] * stride_dyn, mask=mask_mn, other=0.0)
+            g = dy * _act_grad(y, ACT)
+            wt = tl.load(w_ptr + rn[:, None] * stride_wn + rk[None, :] * stride_wk,
+                         mask=(rn[:, None] < N) & (rk[None, :] < K), other=0.0)
+            acc = tl.dot(g, wt, acc, input_precision=PRECISION)
+        tl.store(dx_ptr + rm[:, None] * K + rk[None, :], acc, mask=(rm[:, None] < M) & (rk[None, :] < K))
+    else:
+        # dw[k, n] = sum_m x[m, k] * g[m, n];  db[n] = sum_m g[m, n]
+        t = pid - n_dx
+        n_tiles_n = tl.cdiv(N, BLOCK_N)
+        tile_k = t // n_tiles_n
+        rk = tile_k * BLOCK_K + tl.arange(0, BLOCK_K)
+        rn = (t % n_tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)
+        acc = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+        dbias = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        for m0 in range(0, M, BLOCK_M):
+            rm = m0 + tl.arange(0, BLOCK_M)
+            mask_mn = (rm[:, None] < M) & (rn[None, :] < N)
+            y = tl.load(y_ptr + rm[:, None] * stride_ym + rn[None, :] * stride_yn, mask=mask_mn, other=0.0)
+            dy = tl.load(dy_ptr + rm[:, None] * stride_dym + rn[None, :] * stride_dyn, mask=mask_mn, other=0.0)
+            g = dy * _act_grad(y, ACT)
+            xt = tl.load(x_ptr + rk[:, None] * stride_xk + rm[None, :] * stride_xm,
+                         mask=(rk[:, None] < K) & (rm[None, :] < M), other=0.0)
+            acc = tl.dot(xt, g, acc, input_precision=PRECISION)
+            dbias += tl.sum(g, axis=0)
+        tl.store(dw_ptr + rk[:, None] * N + rn[None, :], acc, mask=(rk[:, None] < K) & (rn[None, :] < N))
+        if tile_k == 0:
+            tl.store(db_ptr + rn, dbias, mask=rn < N)
+
+
+def _blocks(M, N, K):
+    block_m = 32 if M <= 32 else 64
+    block_n = min(64, max(16, triton.next_power_of_2(N)))
+    block_k = min(64, max(16, triton.next_power_of_2(K)))
+    return block_m, block_n, block_k
+
+
+def _check_act(act):
+    if act not in _ACT_NAMES:
+        raise ValueError(f"activation must be one of {sorted(_ACT_NAMES)} (none, ReLU, sigmoid), got {act!r}")
+    return _ACT_NAMES[act]
+
+
+def linear_act_forward(x, w, b, y, act, allow_tf32=False):
+    """y[:] = act(x @ w + b). Writes the preallocated y; no allocation, no host sync."""
+    op = _check_act(act)
+    check_tensor(op, "x", x, 2)
+    check_tensor(op, "w", w, 2)
+    check_tensor(op, "b", b, 1)
+    check_tensor(op, "y", y, 2)
+    M, K = x.shape
+    if w.shape[0] != K:
+        raise ValueError(f"{op}: x is {tuple(x.shape)} but w is {tuple(w.shape)}; w must be (in, out) with in = {K}")
+    N = w.shape[1]
+    check_shape(op, "b", b, (N,))
+    check_shape(op, "y", y, (M, N))
+    check_dense(op, "y", y)
+    check_devices(op, x=x, w=w, b=b, y=y)
+    bm, bn, bk = _blocks(M, N, K)
+    grid = (triton.cdiv(M, bm), triton.cdiv(N, bn))
+    _linear_act_fwd_kernel[grid](
+        x, w, b, y, M, N, K,
+        x.stride(0), x.stride(1), w.stride(0), w.stride(1), b.stride(0),
+        ACT=act, PRECISION="tf32" if allow_tf32 else "ieee",
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+    )
+    return y
+
+
+def linear_act_backward(x, w, y, dy, dx, dw, db, act, allow_tf32=False):
+    """Writes dx (if not None), dw and db (if dw is not None) for y = act(x @ w + b)."""
+    op = _check_act(act) + " backward"
+    for name, t in (("x", x), ("w", w), ("y", y), ("dy", dy)):
+        check_tensor(op, name, t, 2)
+    M, K = x.shape
+    N = w.shape[1]
+    check_shape(op, "w", w, (K, N))
+    check_shape(op, "y", y, (M, N))
+    check_shape(op, "dy", dy, (M, N))
+    if dx is None and dw is None:
+        raise ValueError(f"{op}: nothing to compute (dx and dw are both None)")
+    if (dw is None) != (db is None):
+        raise ValueError(f"{op}: dw and db are computed together; pass both or neither")
+    for name, t, shape in (("dx", dx, (M, K)), ("dw", dw, (K, N)), ("db", db, (N,))):
+        if t is not None:
+            check_tensor(op, name, t, len(shape))
+            check_shape(op, name, t, shape)
+            check_dense(op, name, t)
+    check_devices(op, x=x, w=w, y=y, dy=dy, dx=dx, dw=dw, db=db)
+    bm, bn, bk = _blocks(M, N, K)
+    n_dx = triton.cdiv(M, bm) * triton.cdiv(K, bk) if dx is not None else 0
+    n_dw = triton.cdiv(K, bk) * triton.cdiv(N, bn) if dw is not None else 0
+    _linear_act_bwd_kernel[(n_dx + n_dw,)](
+        x, w, y, dy,
+        dx if dx is not None else y, dw if dw is not None else y, db if db is not None else y,
+        M, N, K,
+        x.stride(0), x.stride(1), w.stride(0), w.stride(1),
+        y.stride(0), y.stride(1), dy.stride(0), dy.stride(1),
+        ACT=act, NEED_DX=dx is not None, NEED_DW=dw is not None,
+        PRECISION="tf32" if allow_tf32 else "ieee",
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+    )
+
+
+class LinearAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b, act):
+        y = torch.empty((x.shape[0], w.shape[1]), device=x.device, dtype=x.dtype)
+        linear_act_forward(x, w, b, y, act)
+        ctx.save_for_backward(x, w, y)
+        ctx.act = act
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w, y = ctx.saved_tensors
+        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        dx = torch.empty_like(x, memory_format=torch.contiguous_format) if need_dx else None
+        dw = db = None
+        if need_dw or need_db:
+            dw = torch.empty((w.shape[0], w.shape[1]), device=w.device, dtype=w.dtype)
+            db = torch.empty((w.shape[1],), device=w.device, dtype=w.dtype)
+        if dx is not None or dw is not None:
+            linear_act_backward(x, w, y, dy, dx, dw, db, ctx.act)
+        return dx, dw if need_dw else None, db if need_db else None, None
+
+
+def linear(x, w, b):
+    """x @ w + b, differentiable."""
+    return LinearAct.apply(x, w, b, ACT_NONE)
+
+
+def linear_relu(x, w, b):
+    """relu(x @ w + b), differentiable."""
+    return LinearAct.apply(x, w, b, ACT_RELU)
+
+
+def linear_sigmoid(x, w, b):
+    """sigmoid(x @ w + b), differentiable."""
+    return LinearAct.apply(x, w, b, ACT_SIGMOID)

