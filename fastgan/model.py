@@ -64,16 +64,6 @@ def discriminator(p, x, ops=TORCH_OPS):
     return ops.linear(h, p["D_W2"], p["D_b2"])
 
 
-def d_losses(p, x, fake, ops=TORCH_OPS):
-    """(d_loss, d_real_loss, d_fake_loss): a sum of two means, as in the seed."""
-    real = ops.sigmoid_bce_with_logits(discriminator(p, x, ops), 1.0)
-    fake = ops.sigmoid_bce_with_logits(discriminator(p, fake, ops), 0.0)
-    return real + fake, real, fake
-
-
-def g_loss(p, z, ops=TORCH_OPS):
-    """The non-saturating G loss: mean BCE(D(G(z)), 1)."""
-    return ops.sigmoid_bce_with_logits(discriminator(p, generator(p, z, ops), ops), 1.0)
 
 
 class AdamStep:
@@ -83,13 +73,17 @@ class AdamStep:
     the forward and backward run on the fused Triton kernels (the `fused` backend).
     """
 
-    def __init__(self, params, lr, ops=TORCH_OPS):
+    def __init__(self, params, lr, ops=TORCH_OPS, capturable=False):
         self.params = params
         self.ops = ops
+        # G and D as callables, so a benchmark can wrap them (torch.compile) without copying the step.
+        self.G = lambda z: generator(params, z, ops)
+        self.D = lambda x: discriminator(params, x, ops)
         self.g_params = [params[k] for k in G_SHAPES]
         self.d_params = [params[k] for k in D_SHAPES]
-        self.opt_g = torch.optim.Adam(self.g_params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS)
-        self.opt_d = torch.optim.Adam(self.d_params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS)
+        kw = dict(lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, capturable=capturable)
+        self.opt_g = torch.optim.Adam(self.g_params, **kw)
+        self.opt_d = torch.optim.Adam(self.d_params, **kw)
 
     @staticmethod
     def _apply(opt, tensors, loss):
@@ -99,12 +93,14 @@ class AdamStep:
 
     def __call__(self, x, z_d, z_g):
         """Returns a device tensor [d_loss, d_real_loss, d_fake_loss, g_loss] (no host sync)."""
-        p, ops = self.params, self.ops
+        bce = self.ops.sigmoid_bce_with_logits
         with torch.no_grad():
-            fake = generator(p, z_d, ops)
-        d_loss, d_real, d_fake = d_losses(p, x, fake, ops)
+            fake = self.G(z_d)
+        d_real = bce(self.D(x), 1.0)
+        d_fake = bce(self.D(fake), 0.0)
+        d_loss = d_real + d_fake  # a sum of two means, as in the seed
         self._apply(self.opt_d, self.d_params, d_loss)
-        loss_g = g_loss(p, z_g, ops)
+        loss_g = bce(self.D(self.G(z_g)), 1.0)  # non-saturating: mean BCE(D(G(z)), 1)
         self._apply(self.opt_g, self.g_params, loss_g)
         return torch.stack([d_loss, d_real, d_fake, loss_g]).detach()
 

@@ -1,0 +1,108 @@
+"""Turn `pytest benchmarks/ --benchmark-json=RESULTS.json` into a markdown table and a chart.
+
+    python -m benchmarks.report RESULTS.json [--chart its.png]
+
+Prints markdown: the machine, then it/s per backend and batch, then each kernel against torch.
+The chart is it/s against batch size, one line per backend, log scales.
+"""
+
+import argparse
+import json
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def load(path):
+    with open(path) as f:
+        results = json.load(f)
+    benches = [b for b in results["benchmarks"] if b.get("extra_info")]
+    return results, benches
+
+
+def iteration_table(benches):
+    """{backend: {batch: its_per_s}} from the iteration benchmarks."""
+    table = defaultdict(dict)
+    for b in benches:
+        info = b["extra_info"]
+        if "its_per_s" in info:
+            table[info["backend"]][info["batch"]] = info["its_per_s"]
+    return dict(table)
+
+
+def kernel_rows(benches):
+    """[(op, layer, triton_us, torch_us)]."""
+    rows = defaultdict(dict)
+    for b in benches:
+        info = b["extra_info"]
+        if "us_per_call" in info:
+            rows[(info["op"], info["layer"])][info["impl"]] = info["us_per_call"]
+    return [(op, layer, r.get("triton"), r.get("torch")) for (op, layer), r in rows.items()]
+
+
+def _fmt(x, digits=0):
+    if x is None:
+        return "—"
+    return f"{x:,.{digits}f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def markdown(results, benches):
+    env = next((b["extra_info"] for b in benches), {})
+    date = results.get("datetime", "")[:10]
+    lines = [
+        f"{env.get('device_name', '?')}, {date}; torch {env.get('torch')}, triton {env.get('triton')}"
+        + (" (Triton interpreter)" if env.get("triton_interpreter") else ""),
+        "",
+    ]
+    table = iteration_table(benches)
+    if table:
+        batches = sorted({n for row in table.values() for n in row})
+        lines += ["| backend | " + " | ".join(f"batch {n}" for n in batches) + " |",
+                  "|---|" + "---:|" * len(batches)]
+        for backend, row in table.items():
+            lines.append(f"| {backend} | " + " | ".join(_fmt(row.get(n)) for n in batches) + " |")
+        lines += ["", "iterations per second (median of the timed rounds)", ""]
+    rows = kernel_rows(benches)
+    if rows:
+        lines += ["| kernel | layer | Triton µs | torch µs | torch / Triton |", "|---|---|---:|---:|---:|"]
+        for op, layer, tri, ref in rows:
+            ratio = ref / tri if tri and ref else None
+            lines.append(f"| {op} | {layer} | {_fmt(tri, 1)} | {_fmt(ref, 1)} | {_fmt(ratio, 2)} |")
+    return "\n".join(lines)
+
+
+def chart(benches, path, title):
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for backend, row in iteration_table(benches).items():
+        batches = sorted(row)
+        ax.plot(batches, [row[n] for n in batches], marker="o", label=backend)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("iterations / s")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    FigureCanvasAgg(fig)
+    fig.savefig(path, bbox_inches="tight")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", help="a --benchmark-json file")
+    p.add_argument("--chart", help="write the it/s chart to this PNG")
+    args = p.parse_args(argv)
+    results, benches = load(args.results)
+    text = markdown(results, benches)
+    print(text)
+    if args.chart:
+        chart(benches, args.chart, text.splitlines()[0])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Iterations per second of the seed's full training iteration, per backend and batch size.
+
+One iteration: batch draw, noise, D step (D on real and fake, loss, backward, Adam), fresh
+noise, G step (G, D, loss, backward through D, Adam on G). Every timed round runs a fixed
+number of iterations and ends with a device synchronize; warm-up, compilation and graph
+capture happen before timing. `extra_info` carries it/s and µs per iteration.
+
+Backends:
+  eager            fastgan.model.AdamStep: autograd + torch.optim.Adam (the reference)
+  eager_cudagraph  the same step with capturable Adam, captured whole in one torch.cuda.CUDAGraph
+                   (batch indices drawn with randint in the graph, i.e. with replacement)
+  compile          the same step with G and D wrapped in torch.compile
+  fused            the same step on fastgan's Triton kernels (`--backend fused`)
+
+On a CPU-only machine only small cases run (fused under Triton's interpreter at batch 8).
+"""
+
+import pytest
+import torch
+
+from fastgan.data import Batcher
+from fastgan.model import TORCH_OPS, Z_DIM, AdamStep, init_params
+
+from .conftest import DEVICE, HAS_CUDA, environment, sync
+
+BATCHES = (128, 1024, 8192)
+GPU_BACKENDS = ("eager", "eager_cudagraph", "compile", "fused")
+# Iterations per timed round: enough that a round is well past timer resolution.
+ITERS_PER_ROUND = {"eager": 50, "eager_cudagraph": 500, "compile": 50, "fused": 100}
+
+if HAS_CUDA:
+    CASES = [(backend, batch) for backend in GPU_BACKENDS for batch in BATCHES]
+else:
+    CASES = [("eager", 128), ("eager", 1024), ("fused", 8)] + [
+        pytest.param(backend, 128, marks=pytest.mark.skip(reason=f"{backend} needs a CUDA GPU"))
+        for backend in ("eager_cudagraph", "compile")
+    ]
+
+
+def _images(batch):
+    # Random pixels stand in for MNIST: the iteration's cost does not depend on their values.
+    return torch.rand(max(60000, 2 * batch), 784, device=DEVICE)
+
+
+def _runner(backend, batch):
+    """A function running k iterations (no sync), after warm-up/compile/capture."""
+    params = init_params(0, DEVICE)
+    images = _images(batch)
+    if backend == "eager_cudagraph":
+        step = AdamStep(params, 1e-3, capturable=True)
+
+        def body():
+            idx = torch.randint(len(images), (batch,), device=DEVICE)
+            z = torch.rand(2, batch, Z_DIM, device=DEVICE) * 2 - 1
+            step(images.index_select(0, idx), z[0], z[1])
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                body()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            body()
+
+        def run(k):
+            for _ in range(k):
+                graph.replay()
+
+        return run
+
+    if backend == "fused":
+        import kernels
+
+        step = AdamStep(params, 1e-3, kernels.OPS)
+    else:
+        step = AdamStep(params, 1e-3, TORCH_OPS)
+    if backend == "compile":
+        step.G = torch.compile(step.G)
+        step.D = torch.compile(step.D)
+    batcher = Batcher(images, batch, seed=0)
+
+    def run(k):
+        for _ in range(k):
+            step(*batcher.next())
+
+    run(3)
+    return run
+
+
+@pytest.mark.parametrize("backend,batch", CASES)
+def test_iteration(benchmark, backend, batch):
+    run = _runner(backend, batch)
+    sync()
+    k = ITERS_PER_ROUND[backend] if HAS_CUDA else (1 if backend == "fused" else 20)
+
+    def timed():
+        run(k)
+        sync()
+
+    benchmark.pedantic(timed, rounds=10 if HAS_CUDA else 3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(environment())
+    benchmark.extra_info.update(backend=backend, batch=batch, iters_per_round=k)
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        median = benchmark.stats.stats.median
+        benchmark.extra_info.update(its_per_s=k / median, us_per_iter=1e6 * median / k)

@@ -1,0 +1,185 @@
+"""kernels.linear_act against float64 PyTorch: outputs, every gradient, odd shapes, bad input.
+
+Runs under TRITON_INTERPRET=1 on the CPU (conftest) and natively on a GPU.
+
+Tolerances. Inputs are scaled so pre-activations are O(1) (x ~ U(0, 1) like pixels, w ~ the
+seed's init), as in the GAN. IEEE fp32 dot products over K terms carry a normwise relative
+error of a few ulp * sqrt(K) ~ 1e-7 * 30 = 3e-6 at K = 785, so 2e-5 leaves margin without
+hiding a wrong index or mask (those give errors of order 1). TF32 rounds each operand to a
+10-bit mantissa (2^-11 = 4.9e-4 relative), so its products land near 5e-4: 3e-3 there.
+"""
+
+import math
+
+import pytest
+import torch
+from conftest import DEVICES, requires_cuda
+from helpers import rel_err
+
+import kernels
+from kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID, linear_act_backward, linear_act_forward
+
+ACTS = {
+    ACT_NONE: lambda t: t,
+    ACT_RELU: torch.relu,
+    ACT_SIGMOID: torch.sigmoid,
+}
+FUNCS = {ACT_NONE: kernels.linear, ACT_RELU: kernels.linear_relu, ACT_SIGMOID: kernels.linear_sigmoid}
+# (M, K, N): the GAN's layers at a small batch, and odd sizes on every axis so masking shows.
+SHAPES = [(1, 7, 33), (7, 33, 1), (33, 129, 7), (129, 785, 1), (7, 100, 128), (33, 128, 785), (128, 784, 128)]
+IEEE_TOL = 2e-5
+TF32_TOL = 3e-3
+
+
+def _inputs(M, K, N, device, grad=False):
+    x = torch.rand(M, K, device=device)
+    w = torch.randn(K, N, device=device) / math.sqrt(K / 2)
+    b = torch.randn(N, device=device) * 0.1
+    return [t.requires_grad_(grad) for t in (x, w, b)]
+
+
+def _reference(x, w, b, act):
+    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
+    y = ACTS[act](xd @ wd + bd)
+    return xd, wd, bd, y
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("act", list(ACTS))
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_autograd_matches_float64(device, act, M, K, N):
+    x, w, b = _inputs(M, K, N, device, grad=True)
+    y = FUNCS[act](x, w, b)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    xd, wd, bd, yd = _reference(x, w, b, act)
+    yd.backward(dy.double().cpu() if device == "cpu" else dy.double())
+    assert rel_err(y, yd) < IEEE_TOL
+    for got, want in ((x.grad, xd.grad), (w.grad, wd.grad), (b.grad, bd.grad)):
+        assert rel_err(got, want) < IEEE_TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("act", list(ACTS))
+@pytest.mark.parametrize("M,K,N", [(7, 33, 129), (129, 785, 1)])
+def test_launchers_write_every_element(device, act, M, K, N):
+    x, w, b = _inputs(M, K, N, device)
+    y = torch.full((M, N), float("nan"), device=device)
+    linear_act_forward(x, w, b, y, act)
+    assert torch.isfinite(y).all()
+    dy = torch.randn(M, N, device=device)
+    dx, dw, db = (torch.full(s, float("nan"), device=device) for s in ((M, K), (K, N), (N,)))
+    linear_act_backward(x, w, y, dy, dx, dw, db, act)
+    xd, wd, bd, yd = _reference(x, w, b, act)
+    yd.backward(dy.double())
+    assert rel_err(y, yd) < IEEE_TOL
+    for got, want in ((dx, xd.grad), (dw, wd.grad), (db, bd.grad)):
+        assert torch.isfinite(got).all() and rel_err(got, want) < IEEE_TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_backward_flags_skip_work(device):
+    M, K, N = 7, 33, 17
+    x, w, b = _inputs(M, K, N, device)
+    y = torch.empty(M, N, device=device)
+    linear_act_forward(x, w, b, y, ACT_RELU)
+    dy = torch.randn(M, N, device=device)
+    xd, wd, bd, yd = _reference(x, w, b, ACT_RELU)
+    yd.backward(dy.double())
+    # dx only: dw's memory is left untouched.
+    dx = torch.full((M, K), float("nan"), device=device)
+    linear_act_backward(x, w, y, dy, dx, None, None, ACT_RELU)
+    assert rel_err(dx, xd.grad) < IEEE_TOL
+    # dw and db only.
+    dw, db = torch.full((K, N), float("nan"), device=device), torch.full((N,), float("nan"), device=device)
+    linear_act_backward(x, w, y, dy, None, dw, db, ACT_RELU)
+    assert rel_err(dw, wd.grad) < IEEE_TOL and rel_err(db, bd.grad) < IEEE_TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_strided_inputs(device):
+    M, K, N = 9, 40, 24
+    x_big = torch.rand(K, M, device=device)
+    x = x_big.t()  # (M, K) with strides (1, M)
+    w = (torch.randn(N, K, device=device) / math.sqrt(K / 2)).t()  # (K, N), transposed storage
+    b = torch.randn(2 * N, device=device)[::2]  # stride 2
+    y = torch.empty(M, N, device=device)
+    linear_act_forward(x, w, b, y, ACT_SIGMOID)
+    _, _, _, yd = _reference(x, w, b, ACT_SIGMOID)
+    assert rel_err(y, yd) < IEEE_TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_only_requested_gradients(device):
+    x, w, b = _inputs(5, 20, 9, device)
+    w.requires_grad_(True)
+    kernels.linear_relu(x, w, b).sum().backward()
+    assert x.grad is None and b.grad is None and w.grad is not None
+
+
+@requires_cuda
+@pytest.mark.parametrize("act", list(ACTS))
+@pytest.mark.parametrize("M,K,N", [(128, 784, 128), (128, 100, 128), (128, 128, 784)])
+def test_tf32_within_stated_tolerance(act, M, K, N):
+    x, w, b = _inputs(M, K, N, "cuda")
+    y = torch.empty(M, N, device="cuda")
+    linear_act_forward(x, w, b, y, act, allow_tf32=True)
+    dy = torch.randn(M, N, device="cuda")
+    dx, dw, db = torch.empty(M, K, device="cuda"), torch.empty(K, N, device="cuda"), torch.empty(N, device="cuda")
+    linear_act_backward(x, w, y, dy, dx, dw, db, act, allow_tf32=True)
+    xd, wd, bd, yd = _reference(x, w, b, act)
+    yd.backward(dy.double())
+    for got, want in ((y, yd), (dx, xd.grad), (dw, wd.grad), (db, bd.grad)):
+        assert rel_err(got, want) < TF32_TOL
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def _good(device="cpu"):
+    x, w, b = _inputs(4, 6, 5, device)
+    return x, w, b, torch.empty(4, 5, device=device)
+
+
+@pytest.mark.parametrize(
+    "mutate, error, message",
+    [
+        (lambda x, w, b, y: (x, w[:5], b, y), ValueError, r"w must be \(in, out\) with in = 6"),
+        (lambda x, w, b, y: (x, w, b[:4], y), ValueError, r"b has shape \(4,\), expected \(5,\)"),
+        (lambda x, w, b, y: (x, w, b, y[:3]), ValueError, r"y has shape \(3, 5\), expected \(4, 5\)"),
+        (lambda x, w, b, y: (x.double(), w, b, y), TypeError, "x must be torch.float32, got torch.float64"),
+        (lambda x, w, b, y: (x.half(), w, b, y), TypeError, "x must be torch.float32"),
+        (lambda x, w, b, y: (x[0], w, b, y), ValueError, "x must be 2-D"),
+        (lambda x, w, b, y: (x, w, b, torch.empty(5, 4).t()), ValueError, "output y must be contiguous"),
+        (lambda x, w, b, y: (x, w, b, y.to("meta")), ValueError, "all tensors must be on one device"),
+        (lambda x, w, b, y: (x.tolist(), w, b, y), TypeError, "x must be a tensor"),
+    ],
+)
+def test_forward_rejects_bad_arguments(mutate, error, message):
+    with pytest.raises(error, match=message):
+        linear_act_forward(*mutate(*_good()), ACT_RELU)
+
+
+def test_unknown_activation():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        linear_act_forward(*_good(), 7)
+
+
+def test_backward_rejects_bad_arguments():
+    x, w, b, y = _good()
+    dy = torch.randn(4, 5)
+    with pytest.raises(ValueError, match="nothing to compute"):
+        linear_act_backward(x, w, y, dy, None, None, None, ACT_RELU)
+    with pytest.raises(ValueError, match="pass both or neither"):
+        linear_act_backward(x, w, y, dy, None, torch.empty(6, 5), None, ACT_RELU)
+    with pytest.raises(ValueError, match=r"dx has shape \(4, 5\), expected \(4, 6\)"):
+        linear_act_backward(x, w, y, dy, torch.empty(4, 5), None, None, ACT_RELU)
+    with pytest.raises(ValueError, match=r"dy has shape"):
+        linear_act_backward(x, w, y, dy[:2], torch.empty(4, 6), None, None, ACT_RELU)
+
+
+@requires_cuda
+def test_mixed_devices_rejected():
+    x, w, b, y = _good("cuda")
+    with pytest.raises(ValueError, match="all tensors must be on one device"):
+        linear_act_forward(x.cpu(), w, b, y, ACT_RELU)
