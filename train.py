@@ -22,10 +22,13 @@ def parse_args(argv=None):
     p.add_argument("--keep", type=int, default=d.keep, help="numbered checkpoints kept")
     p.add_argument("--log-every", type=int, default=d.log_every, help="iterations between logged losses")
     p.add_argument("--device", choices=DEVICES, default=d.device)
-    p.add_argument("--backend", choices=BACKENDS, default=d.backend)
+    p.add_argument("--backend", choices=BACKENDS, default=d.backend,
+                   help="auto: graph on CUDA, eager on CPU; fused/graph on CPU run Triton's interpreter (slow)")
     p.add_argument("--resume", default=d.resume, help="a checkpoint file, or a run folder (its newest checkpoint)")
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
     p.add_argument("--data-dir", default=d.data_dir, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")
+    p.add_argument("--iters-per-replay", type=int, default=d.iters_per_replay,
+                   help="iterations per CUDA-graph replay (graph backend); also how often the others check for Ctrl-C")
     return Config(**vars(p.parse_args(argv)))
 
 

@@ -11,6 +11,8 @@ Backends:
                    (batch indices drawn with randint in the graph, i.e. with replacement)
   compile          the same step with G and D wrapped in torch.compile
   fused            the same step on fastgan's Triton kernels (`--backend fused`)
+  graph            fastgan.graph.GraphTrainer: static buffers, 13 Triton launches per iteration,
+                   ITERS_PER_REPLAY iterations per CUDA-graph replay (`--backend graph`)
 
 On a CPU-only machine only small cases run (fused under Triton's interpreter at batch 8).
 """
@@ -24,14 +26,15 @@ from fastgan.model import TORCH_OPS, Z_DIM, AdamStep, init_params
 from .conftest import DEVICE, HAS_CUDA, environment, sync
 
 BATCHES = (128, 1024, 8192)
-GPU_BACKENDS = ("eager", "eager_cudagraph", "compile", "fused")
+GPU_BACKENDS = ("eager", "eager_cudagraph", "compile", "fused", "graph")
+ITERS_PER_REPLAY = 100  # train.py's default --iters-per-replay
 # Iterations per timed round: enough that a round is well past timer resolution.
-ITERS_PER_ROUND = {"eager": 50, "eager_cudagraph": 500, "compile": 50, "fused": 100}
+ITERS_PER_ROUND = {"eager": 50, "eager_cudagraph": 500, "compile": 50, "fused": 100, "graph": 2000}
 
 if HAS_CUDA:
     CASES = [(backend, batch) for backend in GPU_BACKENDS for batch in BATCHES]
 else:
-    CASES = [("eager", 128), ("eager", 1024), ("fused", 8)] + [
+    CASES = [("eager", 128), ("eager", 1024), ("fused", 8), ("graph", 8)] + [
         pytest.param(backend, 128, marks=pytest.mark.skip(reason=f"{backend} needs a CUDA GPU"))
         for backend in ("eager_cudagraph", "compile")
     ]
@@ -70,6 +73,20 @@ def _runner(backend, batch):
 
         return run
 
+    if backend == "graph":
+        from fastgan.graph import GraphTrainer
+
+        k_replay = ITERS_PER_REPLAY if HAS_CUDA else 1
+        trainer = GraphTrainer(params, 1e-3, Batcher(images, batch, seed=0), k_replay)
+        trainer.advance(k_replay)  # compiles every kernel (un-captured)
+        trainer.advance(k_replay)  # captures the graph and replays it once
+
+        def run(k):
+            for _ in range(k // k_replay):
+                trainer.advance(k_replay)
+
+        return run
+
     if backend == "fused":
         import kernels
 
@@ -93,7 +110,7 @@ def _runner(backend, batch):
 def test_iteration(benchmark, backend, batch):
     run = _runner(backend, batch)
     sync()
-    k = ITERS_PER_ROUND[backend] if HAS_CUDA else (1 if backend == "fused" else 20)
+    k = ITERS_PER_ROUND[backend] if HAS_CUDA else (1 if backend in ("fused", "graph") else 20)
 
     def timed():
         run(k)

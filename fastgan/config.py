@@ -7,7 +7,7 @@ from .data import DATASETS
 from .errors import FastganError
 
 DEVICES = ("auto", "cuda", "cpu")
-BACKENDS = ("auto", "eager", "fused")
+BACKENDS = ("auto", "eager", "fused", "graph")
 
 
 @dataclass
@@ -26,9 +26,10 @@ class Config:
     resume: Optional[str] = None
     dataset: str = "mnist"
     data_dir: Optional[str] = None
+    iters_per_replay: int = 100
 
     def validate(self):
-        for name in ("iters", "batch_size", "sample_every", "ckpt_every", "keep", "log_every"):
+        for name in ("iters", "batch_size", "sample_every", "ckpt_every", "keep", "log_every", "iters_per_replay"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise FastganError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")

@@ -357,18 +357,30 @@ class Batcher:
     def _shuffle(self):
         return torch.randperm(len(self.images), generator=self.data_gen, device=self.images.device)
 
-    def noise(self):
-        z = torch.empty(self.batch_size, Z_DIM, device=self.images.device)
-        return z.uniform_(-1.0, 1.0, generator=self.noise_gen)
+    def draw(self, n, idx_out=None, z_out=None):
+        """Batch indices (n, B) and noise (n, 2B, Z) for n iterations, written into the given
+        buffers if any. Rows [:B] of each noise slab are the D step's, [B:] the G step's."""
+        B, N = self.batch_size, len(self.images)
+        device = self.images.device
+        idx = idx_out if idx_out is not None else torch.empty(n, B, dtype=torch.long, device=device)
+        filled = 0
+        while filled < n:
+            if self.pos + B > N:
+                self.perm = self._shuffle()
+                self.pos = 0
+            take = min(n - filled, (N - self.pos) // B)
+            idx[filled : filled + take].copy_(self.perm[self.pos : self.pos + take * B].view(take, B))
+            self.pos += take * B
+            filled += take
+        z = z_out if z_out is not None else torch.empty(n, 2 * B, Z_DIM, device=device)
+        z.uniform_(-1.0, 1.0, generator=self.noise_gen)
+        return idx, z
 
     def next(self):
         """(x, z_d, z_g) for one iteration."""
-        if self.pos + self.batch_size > len(self.images):
-            self.perm = self._shuffle()
-            self.pos = 0
-        idx = self.perm[self.pos : self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return self.images.index_select(0, idx), self.noise(), self.noise()
+        idx, z = self.draw(1)
+        B = self.batch_size
+        return self.images.index_select(0, idx[0]), z[0, :B], z[0, B:]
 
     def state_dict(self):
         return {

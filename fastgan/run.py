@@ -41,16 +41,51 @@ def pick_device(name, log):
     return torch.device("cpu")
 
 
-def make_step(backend, params, lr, device):
+class StepLoop:
+    """The eager and fused backends: one `AdamStep` call per iteration, batches from the Batcher."""
+
+    def __init__(self, step, batcher):
+        self.step, self.batcher = step, batcher
+        self.params, self.ops = step.params, step.ops
+
+    def advance(self, n):
+        for _ in range(n):
+            losses = self.step(*self.batcher.next())
+        return losses
+
+    def adam_state(self):
+        return self.step.adam_state()
+
+    def load_adam_state(self, state):
+        self.step.load_adam_state(state)
+
+
+def pick_backend(name, device):
+    if name == "auto":
+        return "graph" if device.type == "cuda" else "eager"
+    return name
+
+
+def make_trainer(backend, params, cfg, batcher, device):
+    """An object with advance(n) -> last losses, params, ops, adam_state(), load_adam_state()."""
     if backend == "eager":
-        return AdamStep(params, lr)
+        return StepLoop(AdamStep(params, cfg.lr), batcher)
     if device.type == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
     try:
         import kernels
     except ImportError as e:
         raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
-    return AdamStep(params, lr, kernels.OPS)
+    if backend == "fused":
+        return StepLoop(AdamStep(params, cfg.lr, kernels.OPS), batcher)
+    from .graph import GraphTrainer
+
+    return GraphTrainer(params, cfg.lr, batcher, cfg.iters_per_replay)
+
+
+def next_stop(it, cfg):
+    """The next iteration at which something is logged, drawn, saved, or the run ends."""
+    return min(cfg.iters, *(it // e * e + e for e in (cfg.log_every, cfg.sample_every, cfg.ckpt_every)))
 
 
 def fixed_noise(seed, device):
@@ -218,20 +253,20 @@ def train(cfg: Config, log=print, show_progress=True):
     if out.exists() and not out.is_dir():
         raise FastganError(f"--out {out} is a file; give a folder for the run")
     device = pick_device(cfg.device, log)
-    backend = "eager" if cfg.backend == "auto" else cfg.backend
+    backend = pick_backend(cfg.backend, device)
     data = load_dataset(cfg.dataset, cfg.data_dir, log)
     images = images_to_tensor(data["train_images"], device)
 
-    params = init_params(cfg.seed, device)
-    step = make_step(backend, params, cfg.lr, device)
     batcher = Batcher(images, cfg.batch_size, cfg.seed)
+    trainer = make_trainer(backend, init_params(cfg.seed, device), cfg, batcher, device)
+    params = trainer.params
     z_fixed = fixed_noise(cfg.seed, device)
     start = 0
     if state is not None:
         with torch.no_grad():
             for k in SHAPES:
                 params[k].copy_(state["params"][k])
-        step.load_adam_state(state["adam"])
+        trainer.load_adam_state(state["adam"])
         batcher.load_state_dict(state["sampler"])
         start = int(state["iter"])
     if start >= cfg.iters:
@@ -248,14 +283,14 @@ def train(cfg: Config, log=print, show_progress=True):
         return {
             "iter": it,
             "params": {k: v.detach().clone() for k, v in params.items()},
-            "adam": step.adam_state(),
+            "adam": trainer.adam_state(),
             "sampler": batcher.state_dict(),
             "config": cfg.to_dict(),
         }
 
     def sample(it):
         with torch.no_grad():
-            writer.submit(_write_grid, generator(params, z_fixed, step.ops), out / "samples" / f"{it:07d}.png")
+            writer.submit(_write_grid, generator(params, z_fixed, trainer.ops), out / "samples" / f"{it:07d}.png")
 
     writer = _Background()
     bar = tqdm(total=cfg.iters, initial=start, unit="it", disable=not show_progress, dynamic_ncols=True)
@@ -265,8 +300,9 @@ def train(cfg: Config, log=print, show_progress=True):
     try:
         with _StopOnSigint() as stop:
             while it < cfg.iters and not stop.requested:
-                losses = step(*batcher.next())
-                it += 1
+                n = min(cfg.iters_per_replay, next_stop(it, cfg) - it)
+                losses = trainer.advance(n)
+                it += n
                 if it % cfg.log_every == 0 or it == cfg.iters:
                     losslog.push(it, losses)
                     writer.check()

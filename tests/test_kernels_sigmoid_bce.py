@@ -62,9 +62,11 @@ def test_extreme_logits_are_stable(device, target):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_tiny_losses_keep_relative_precision(device):
-    # log(1 + e) would round to 0 for e < 6e-8; the kernel keeps those terms.
-    logits = torch.full((16,), 20.0, device=device)
+@pytest.mark.parametrize("logit", [5.0, 7.6, 9.2, 15.0, 20.0, 80.0])
+def test_tiny_losses_keep_relative_precision(device, logit):
+    # A confident, correct logit: loss = log1p(e) with e = exp(-logit) from 7e-3 down to 2e-35.
+    # Plain log(1 + e) is off by up to 6e-8 / e relative (everything once e < 6e-8).
+    logits = torch.full((16,), logit, device=device)
     loss = sigmoid_bce_with_logits(logits, 1.0)
     want, _, _ = _reference(logits, 1.0)
     torch.testing.assert_close(loss.double(), want.to(loss.device), rtol=1e-5, atol=0)

@@ -74,56 +74,56 @@ def test_resume_from_file_restores_run_settings(data_dir, tmp_path):
     assert any("--batch-size 8" in m for m in logs)
 
 
+def _wrap_advance(monkeypatch, before):
+    """Make the run's trainer call before(trainer, it) ahead of each advance from iteration it."""
+    real_make_trainer = run.make_trainer
+
+    def make_trainer(*args):
+        trainer = real_make_trainer(*args)
+        advance = trainer.advance
+        done = [0]
+
+        def wrapped(n):
+            before(trainer, done[0])
+            done[0] += n
+            return advance(n)
+
+        trainer.advance = wrapped
+        return trainer
+
+    monkeypatch.setattr(run, "make_trainer", make_trainer)
+
+
 def test_ctrl_c_checkpoints_and_stops(data_dir, tmp_path, monkeypatch):
-    real_make_step = run.make_step
+    def interrupt(trainer, it):
+        if it == 10:  # during iterations 11..15 (chunks end on the log interval, 5)
+            os.kill(os.getpid(), signal.SIGINT)
 
-    def make_step(*args):
-        step = real_make_step(*args)
-        calls = []
-
-        def interrupted(*batch):
-            calls.append(1)
-            if len(calls) == 13:
-                os.kill(os.getpid(), signal.SIGINT)
-            return step(*batch)
-
-        interrupted.ops = step.ops
-        interrupted.adam_state = step.adam_state
-        interrupted.load_adam_state = step.load_adam_state
-        return interrupted
-
-    monkeypatch.setattr(run, "make_step", make_step)
+    _wrap_advance(monkeypatch, interrupt)
     logs = []
     out = run.train(_cfg(data_dir, tmp_path / "c", iters=30), log=logs.append, show_progress=False)
-    assert checkpoint.list_checkpoints(out / "checkpoints")[-1].name == "0000013.pt"
-    assert any("stopped at iteration 13" in m for m in logs)
+    assert checkpoint.list_checkpoints(out / "checkpoints")[-1].name == "0000015.pt"
+    assert any("stopped at iteration 15" in m for m in logs)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
-    real_make_step = run.make_step
+    def poison(trainer, it):
+        if it == 20:
+            with torch.no_grad():
+                trainer.params["D_W2"].fill_(float("nan"))
 
-    def make_step(*args):
-        step = real_make_step(*args)
-        calls = []
-
-        def poisoned(*batch):
-            calls.append(1)
-            if len(calls) == 23:
-                with torch.no_grad():
-                    step.params["D_W2"].fill_(float("nan"))
-            return step(*batch)
-
-        poisoned.ops = step.ops
-        poisoned.adam_state = step.adam_state
-        return poisoned
-
-    monkeypatch.setattr(run, "make_step", make_step)
+    _wrap_advance(monkeypatch, poison)
     with pytest.raises(FastganError, match=r"non-finite loss at iteration 25 .*last good checkpoint is .*0000020\.pt"):
         _train(_cfg(data_dir, tmp_path / "nan", iters=40))
     good = checkpoint.list_checkpoints(tmp_path / "nan" / "checkpoints")
     assert good[-1].name == "0000020.pt"
     assert all(torch.isfinite(t).all() for t in _params(good[-1]).values())
+
+
+@pytest.mark.parametrize("it,want", [(0, 5), (4, 5), (5, 10), (9, 10), (28, 30), (29, 30)])
+def test_next_stop(it, want):
+    assert run.next_stop(it, _cfg("d", "o", iters=30, log_every=5, sample_every=10, ckpt_every=7)) == min(want, 7 * (it // 7 + 1))
 
 
 # --- bad input: one clear line, exit code 2, nothing lost ------------------------------------
