@@ -15,6 +15,8 @@ def parse_args(argv=None):
     p.add_argument("--iters", type=int, default=d.iters, help="training iterations (one D step + one G step each)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of both networks")
+    p.add_argument("--beta1", type=float, default=d.beta1,
+                   help="Adam beta1 of both networks (the stable recipe: --lr 2e-4 --beta1 0.5)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out, help="run folder (default: runs/<date-time>)")
     p.add_argument("--sample-every", type=int, default=d.sample_every, help="iterations between 4x4 sample grids")
@@ -27,6 +29,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", default=d.resume, help="a checkpoint file, or a run folder (its newest checkpoint)")
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
     p.add_argument("--data-dir", default=d.data_dir, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="iterations between sample-quality metrics (Fréchet distance etc.) and best.pt")
     p.add_argument("--iters-per-replay", type=int, default=d.iters_per_replay,
                    help="iterations per CUDA-graph replay (graph backend); also how often the others check for Ctrl-C")
     return Config(**vars(p.parse_args(argv)))

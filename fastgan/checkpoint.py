@@ -18,16 +18,20 @@ def ckpt_name(iteration):
     return f"{iteration:07d}.pt"
 
 
-def save(path, state):
-    """Write `state` to `path` so that a crash at any moment leaves either the old or the new file."""
+def atomic_torch_save(path, obj):
+    """torch.save so that a crash at any moment leaves either the old or the new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "arch": dict(ARCH), **state}, f)
+        torch.save(obj, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def save(path, state):
+    atomic_torch_save(path, {"format": FORMAT, "arch": dict(ARCH), **state})
 
 
 def load(path):

@@ -5,6 +5,7 @@ from typing import Optional
 
 from .data import DATASETS
 from .errors import FastganError
+from .model import ADAM_BETAS
 
 DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "eager", "fused", "graph")
@@ -15,6 +16,7 @@ class Config:
     iters: int = 1_000_000
     batch_size: int = 128
     lr: float = 1e-3
+    beta1: float = 0.9
     seed: int = 0
     out: Optional[str] = None
     sample_every: int = 1000
@@ -27,19 +29,26 @@ class Config:
     dataset: str = "mnist"
     data_dir: Optional[str] = None
     iters_per_replay: int = 100
+    eval_every: int = 50_000
 
     def validate(self):
-        for name in ("iters", "batch_size", "sample_every", "ckpt_every", "keep", "log_every", "iters_per_replay"):
+        for name in ("iters", "batch_size", "sample_every", "ckpt_every", "keep", "log_every", "iters_per_replay", "eval_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise FastganError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if not self.lr > 0:
             raise FastganError(f"--lr must be positive, got {self.lr!r}")
+        if not 0 <= self.beta1 < 1:
+            raise FastganError(f"--beta1 must be in [0, 1), got {self.beta1!r}")
         for name, allowed in (("device", DEVICES), ("backend", BACKENDS), ("dataset", DATASETS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise FastganError(f"unknown --{name} {value!r}; choose one of: {', '.join(allowed)}")
         return self
+
+    @property
+    def betas(self):
+        return (self.beta1, ADAM_BETAS[1])
 
     def to_dict(self):
         return asdict(self)

@@ -44,10 +44,10 @@ class GraphTrainer:
 
     ops = kernels.OPS
 
-    def __init__(self, params, lr, batcher, iters_per_replay, capture=None):
+    def __init__(self, params, lr, batcher, iters_per_replay, capture=None, betas=ADAM_BETAS):
         images = batcher.images
         device = images.device
-        self.batcher, self.lr, self.K = batcher, lr, iters_per_replay
+        self.batcher, self.lr, self.K, self.betas = batcher, lr, iters_per_replay, betas
         self.capture = device.type == "cuda" if capture is None else capture
         B, K = batcher.batch_size, iters_per_replay
         self.B = B
@@ -87,7 +87,7 @@ class GraphTrainer:
         B, P, Gr = self.B, self.params, self.grads
         xx, z = self.xx, self.z[i]
         real_fake, fake_g = xx[: 2 * B], xx[2 * B :]
-        b1, b2 = ADAM_BETAS
+        b1, b2 = self.betas
         # D step
         torch.index_select(self.batcher.images, 0, self.idx[i], out=xx[:B])
         linear_act_forward(z, P["G_W1"], P["G_b1"], self.hG, ACT_RELU)
@@ -112,7 +112,7 @@ class GraphTrainer:
         """Fill the static inputs of the next n iterations (async device work, no host sync)."""
         self.batcher.draw(n, self.idx[:n], self.z[:n])
         steps = torch.arange(self.t + 1, self.t + n + 1, device=self.bias.device)
-        self.bias[:n].copy_(adam_bias_terms(steps, self.lr, *ADAM_BETAS))
+        self.bias[:n].copy_(adam_bias_terms(steps, self.lr, *self.betas))
 
     def run_prepared(self, n):
         """Run the n prepared iterations: replay a graph on CUDA, else launch them one by one."""

@@ -73,7 +73,7 @@ class AdamStep:
     the forward and backward run on the fused Triton kernels (the `fused` backend).
     """
 
-    def __init__(self, params, lr, ops=TORCH_OPS, capturable=False):
+    def __init__(self, params, lr, ops=TORCH_OPS, capturable=False, betas=ADAM_BETAS):
         self.params = params
         self.ops = ops
         # G and D as callables, so a benchmark can wrap them (torch.compile) without copying the step.
@@ -81,7 +81,7 @@ class AdamStep:
         self.D = lambda x: discriminator(params, x, ops)
         self.g_params = [params[k] for k in G_SHAPES]
         self.d_params = [params[k] for k in D_SHAPES]
-        kw = dict(lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, capturable=capturable)
+        kw = dict(lr=lr, betas=betas, eps=ADAM_EPS, capturable=capturable)
         self.opt_g = torch.optim.Adam(self.g_params, **kw)
         self.opt_d = torch.optim.Adam(self.d_params, **kw)
 

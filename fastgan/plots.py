@@ -45,14 +45,32 @@ def read_metrics(path):
 
 
 def save_losses(metrics, path):
-    """The seed's four curves against iteration."""
-    fig = Figure(figsize=(8, 4.5))
-    ax = fig.add_subplot(1, 1, 1)
-    its = [m["iter"] for m in metrics]
+    """The seed's four loss curves against iteration; beside them, when the run measured its
+    samples, the Fréchet distance (with its train-vs-test floor) and the class KL."""
+    losses = [m for m in metrics if "d_loss" in m]
+    evals = [m for m in metrics if "fd" in m]
+    fig = Figure(figsize=(14 if evals else 8, 4.5))
+    ax = fig.add_subplot(1, 2 if evals else 1, 1)
+    its = [m["iter"] for m in losses]
     for key in LOSS_KEYS:
-        ax.plot(its, [m[key] for m in metrics], label=key, linewidth=0.8)
+        ax.plot(its, [m[key] for m in losses], label=key, linewidth=0.8)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.legend()
     ax.grid(alpha=0.3)
+    if evals:
+        ax = fig.add_subplot(1, 2, 2)
+        its = [m["iter"] for m in evals]
+        ax.plot(its, [m["fd"] for m in evals], marker="o", label="Fréchet distance")
+        ax.plot(its, [m["fd_floor"] for m in evals], linestyle="--", color="grey", label="train-vs-test floor")
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("Fréchet distance (classifier fc1 features)")
+        ax.grid(alpha=0.3, which="both")
+        kl = ax.twinx()
+        kl.plot(its, [m["class_kl"] for m in evals], marker="s", color="tab:red", label="class KL to uniform")
+        kl.set_ylabel("class KL (2.30 = one digit)")
+        lines = ax.get_legend_handles_labels()
+        more = kl.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
     _save(fig, path)

@@ -9,6 +9,7 @@ Sample grids and checkpoints are snapshotted on the device and written by one ba
 import json
 import math
 import os
+import queue
 import signal
 import threading
 import time
@@ -27,7 +28,7 @@ from .errors import FastganError
 from .model import SHAPES, Z_DIM, AdamStep, generator, init_params
 from .plots import LOSS_KEYS, read_metrics, save_grid, save_losses
 
-RESTORED_FROM_CHECKPOINT = ("batch_size", "lr", "seed", "dataset")
+RESTORED_FROM_CHECKPOINT = ("batch_size", "lr", "beta1", "seed", "dataset")
 
 
 def pick_device(name, log):
@@ -69,7 +70,7 @@ def pick_backend(name, device):
 def make_trainer(backend, params, cfg, batcher, device):
     """An object with advance(n) -> last losses, params, ops, adam_state(), load_adam_state()."""
     if backend == "eager":
-        return StepLoop(AdamStep(params, cfg.lr), batcher)
+        return StepLoop(AdamStep(params, cfg.lr, betas=cfg.betas), batcher)
     if device.type == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
     try:
@@ -77,15 +78,16 @@ def make_trainer(backend, params, cfg, batcher, device):
     except ImportError as e:
         raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
     if backend == "fused":
-        return StepLoop(AdamStep(params, cfg.lr, kernels.OPS), batcher)
+        return StepLoop(AdamStep(params, cfg.lr, kernels.OPS, betas=cfg.betas), batcher)
     from .graph import GraphTrainer
 
-    return GraphTrainer(params, cfg.lr, batcher, cfg.iters_per_replay)
+    return GraphTrainer(params, cfg.lr, batcher, cfg.iters_per_replay, betas=cfg.betas)
 
 
 def next_stop(it, cfg):
-    """The next iteration at which something is logged, drawn, saved, or the run ends."""
-    return min(cfg.iters, *(it // e * e + e for e in (cfg.log_every, cfg.sample_every, cfg.ckpt_every)))
+    """The next iteration at which something is logged, drawn, saved, measured, or the run ends."""
+    every = (cfg.log_every, cfg.sample_every, cfg.ckpt_every, cfg.eval_every)
+    return min(cfg.iters, *(it // e * e + e for e in every))
 
 
 def fixed_noise(seed, device):
@@ -106,13 +108,32 @@ def _to_cpu(obj):
     return obj
 
 
-def _write_checkpoint(state, folder, keep):
+def _save_state(state, path):
     state = _to_cpu(state)
     bad = [k for k, t in state["params"].items() if not torch.isfinite(t).all()]
     if bad:
         raise NonFiniteLoss(f"parameters {', '.join(bad)} are non-finite at iteration {state['iter']}; not saved")
-    checkpoint.save(folder / checkpoint.ckpt_name(state["iter"]), state)
+    checkpoint.save(path, state)
+
+
+def _write_checkpoint(state, folder, keep):
+    _save_state(state, folder / checkpoint.ckpt_name(state["iter"]))
     checkpoint.prune(folder, keep)
+
+
+class _BestByDistance:
+    """Measures snapshots in the writer thread (fastgan.evaluate), hands the results to the
+    metrics log, and keeps checkpoints/best.pt at the lowest Fréchet distance so far."""
+
+    def __init__(self, evaluator, path, best, results):
+        self.evaluator, self.path, self.best, self.results = evaluator, path, best, results
+
+    def __call__(self, state):
+        result = {"iter": state["iter"], **self.evaluator(state["params"])}
+        if result["fd"] < self.best:
+            _save_state(state, self.path)
+            self.best = result["fd"]
+        self.results.put(result)
 
 
 def _write_grid(samples, path):
@@ -159,6 +180,8 @@ class _LossLog:
             f.writelines(json.dumps(m) + "\n" for m in kept)
         self.file = open(self.metrics_path, "a")
         self.last = (start_iter, time.perf_counter())
+        self.extra = queue.SimpleQueue()  # records from other threads (sample metrics)
+        self.best_fd = min((m["fd"] for m in kept if "fd" in m), default=math.inf)
         self.tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -203,6 +226,15 @@ class _LossLog:
             self.bar.set_postfix(d_loss=f"{values['d_loss']:.3f}", g_loss=f"{values['g_loss']:.3f}", refresh=False)
             if it % self.print_every == 0:
                 self.say(f"Iter: {it}; D loss: {values['d_loss']:.4f}; G loss: {values['g_loss']:.4f}")
+        while not self.extra.empty():
+            record = self.extra.get()
+            self.file.write(json.dumps(record) + "\n")
+            if self.tb is not None:
+                for k, v in record.items():
+                    if isinstance(v, float):
+                        self.tb.add_scalar(k, v, record["iter"])
+            self.say(f"Iter: {record['iter']}; Fréchet distance {record['fd']:.3f} (floor {record['fd_floor']:.3f}); "
+                     f"score {record['score']:.2f}; class KL {record['class_kl']:.3f}")
 
     def close(self):
         self.file.close()
@@ -292,9 +324,15 @@ def train(cfg: Config, log=print, show_progress=True):
         with torch.no_grad():
             writer.submit(_write_grid, generator(params, z_fixed, trainer.ops), out / "samples" / f"{it:07d}.png")
 
+    evaluator = None
+    if cfg.iters // cfg.eval_every > start // cfg.eval_every:  # at least one measurement ahead
+        from .evaluate import Evaluator
+
+        evaluator = Evaluator(data, cfg.dataset, cfg.data_dir, device, seed=cfg.seed, log=log)
     writer = _Background()
     bar = tqdm(total=cfg.iters, initial=start, unit="it", disable=not show_progress, dynamic_ncols=True)
     losslog = _LossLog(out, device, start, bar, cfg.sample_every, bar.write if show_progress else log)
+    measure = evaluator and _BestByDistance(evaluator, ckpt_dir / "best.pt", losslog.best_fd, losslog.extra)
     it = start
     failed = True
     try:
@@ -310,14 +348,16 @@ def train(cfg: Config, log=print, show_progress=True):
                     sample(it)
                 if it % cfg.ckpt_every == 0:
                     writer.submit(_write_checkpoint, snapshot(it), ckpt_dir, cfg.keep)
+                if measure and it % cfg.eval_every == 0:
+                    writer.submit(measure, snapshot(it))
             if losslog.last[0] != it:
                 losslog.push(it, losses)
             if it % cfg.sample_every:
                 sample(it)
             if it % cfg.ckpt_every:
                 writer.submit(_write_checkpoint, snapshot(it), ckpt_dir, cfg.keep)
-            losslog.drain(wait=True)
             writer.close()
+            losslog.drain(wait=True)
             failed = False
             if stop.requested:
                 log(f"\nstopped at iteration {it}; resume with: python train.py --resume {out}")

@@ -1,0 +1,235 @@
+"""Measure what the GAN learns, with a small MNIST classifier trained by fastgan itself.
+
+    python -m fastgan.evaluate CHECKPOINT [--samples 10000] [--json]
+
+Metrics of N generated samples against the dataset's test set:
+  fd           Fréchet distance between Gaussians fitted to the classifier's penultimate
+               features (`fc1`: the 128 ReLU units before the logits); lower is better
+  fd_floor     the same distance between 10,000 training images and the test set: what a
+               perfect generator would reach (it is not 0: two finite samples differ)
+  score        classifier score exp E_x KL(p(y|x) || p(y)); real test images give about 9.9
+  class_kl     KL(predicted-class histogram || uniform): 0 when all ten digits are equally
+               common, log 10 = 2.30 when every sample is one digit (mode collapse)
+  classes      the predicted-class histogram (fractions)
+
+The classifier (LeNet-style: two 5x5 conv + max-pool layers, fc1 128, fc2 10) trains on the
+training set on first use — seeded, 3 epochs, seconds on a GPU and a few minutes on 2 CPU
+cores — and is cached beside the data with its test accuracy, which must reach 99%. A corrupt,
+foreign or differently shaped cache is rebuilt, never trusted.
+"""
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checkpoint
+from .data import default_data_dir, images_to_tensor, load_dataset
+from .errors import FastganError
+from .model import Z_DIM, generator
+
+CLASSIFIER_FORMAT = "fastgan-classifier-1"
+ARCH = {"c1": 32, "c2": 64, "fc": 128}
+MIN_ACCURACY = 0.99
+EPOCHS = 3
+FLOOR_SAMPLES = 10000
+
+
+class Classifier(nn.Module):
+    def __init__(self, c1, c2, fc):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, c1, 5)
+        self.conv2 = nn.Conv2d(c1, c2, 5)
+        self.fc1 = nn.Linear(c2 * 16, fc)
+        self.fc2 = nn.Linear(fc, 10)
+        self.pool = nn.MaxPool2d(2)
+
+    def features(self, x):
+        """(N, 784) in [0, 1] -> the penultimate `fc1` features (N, fc), after ReLU."""
+        x = self.pool(torch.relu(self.conv1(x.reshape(-1, 1, 28, 28))))
+        x = self.pool(torch.relu(self.conv2(x)))
+        return torch.relu(self.fc1(x.flatten(1)))
+
+    def forward(self, x):
+        return self.fc2(self.features(x))
+
+
+def _batched(fn, x, batch=1000):
+    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
+def accuracy(model, images, labels):
+    model.eval()
+    return (_batched(model, images).argmax(1) == labels).float().mean().item()
+
+
+def train_classifier(train_x, train_y, arch=ARCH, epochs=EPOCHS, seed=0, log=print):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Classifier(**arch).to(train_x.device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    n = len(train_x)
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(train_x.device)
+        for i in range(0, n, 128):
+            idx = perm[i : i + 128]
+            loss = nn.functional.cross_entropy(model(train_x[idx]), train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        log(f"classifier epoch {epoch + 1}/{epochs} done")
+    return model.eval()
+
+
+def classifier_path(data_dir, dataset):
+    return Path(data_dir) / f"classifier-{dataset}.pt"
+
+
+def load_classifier(path, arch, device):
+    """The cached classifier and its record, or None (with the reason) when it can't be trusted."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != CLASSIFIER_FORMAT or state.get("arch") != arch:
+            return None, "it is not a fastgan classifier of this shape"
+        model = Classifier(**arch)
+        model.load_state_dict(state["state_dict"])
+        float(state["test_accuracy"]), float(state["fd_floor"])
+    except Exception as e:  # truncated, foreign pickle refused by weights_only, wrong keys or shapes
+        return None, f"it is unreadable ({type(e).__name__})"
+    return model.to(device).eval(), state
+
+
+def get_classifier(arrays, dataset, data_dir, device, arch=ARCH, epochs=EPOCHS,
+                   min_accuracy=MIN_ACCURACY, log=print):
+    """(classifier, record) from the cache beside the data, trained and cached if needed."""
+    path = classifier_path(data_dir or default_data_dir(), dataset)
+    if path.is_file():
+        model, state = load_classifier(path, arch, device)
+        if model is not None:
+            return model, state
+        log(f"notice: rebuilding the classifier cache {path}: {state}")
+    train_x = images_to_tensor(arrays["train_images"], device)
+    train_y = torch.from_numpy(arrays["train_labels"].astype(np.int64)).to(device)
+    test_x = images_to_tensor(arrays["test_images"], device)
+    test_y = torch.from_numpy(arrays["test_labels"].astype(np.int64)).to(device)
+    log(f"training the {dataset} classifier for the metrics (once; cached in {path}) ...")
+    model = train_classifier(train_x, train_y, arch, epochs, log=log)
+    acc = accuracy(model, test_x, test_y)
+    if acc < min_accuracy:
+        raise FastganError(f"the metrics classifier reached only {acc:.4f} test accuracy (< {min_accuracy}); not cached")
+    with torch.no_grad():
+        floor = frechet_distance(_batched(model.features, train_x[:FLOOR_SAMPLES]), _batched(model.features, test_x))
+    state = {"format": CLASSIFIER_FORMAT, "arch": dict(arch), "state_dict": model.state_dict(),
+             "test_accuracy": acc, "fd_floor": floor}
+    checkpoint.atomic_torch_save(path, state)
+    log(f"classifier test accuracy {acc:.4f}")
+    return model, state
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def frechet_distance(f1, f2):
+    """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2) between Gaussians fitted to two feature sets."""
+    f1, f2 = f1.double(), f2.double()
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    s1, s2 = torch.cov(f1.T), torch.cov(f2.T)
+    # Tr (S1 S2)^1/2 = Tr (S1^1/2 S2 S1^1/2)^1/2, a symmetric PSD matrix: eigh, no sqrtm needed.
+    w, v = torch.linalg.eigh(s1)
+    root1 = (v * w.clamp_min(0).sqrt()) @ v.T
+    cross = torch.linalg.eigvalsh(root1 @ s2 @ root1).clamp_min(0).sqrt().sum()
+    return ((mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * cross).item()
+
+
+def classifier_score(probs):
+    """exp E_x KL(p(y|x) || p(y)) from (N, 10) class probabilities."""
+    probs = probs.double()
+    p_y = probs.mean(0, keepdim=True)
+    kl = (probs * (torch.log(probs.clamp_min(1e-30)) - torch.log(p_y.clamp_min(1e-30)))).sum(1).mean()
+    return math.exp(kl.item())
+
+
+def class_histogram(probs):
+    """(fractions of samples per predicted class, KL of those fractions to uniform)."""
+    counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double()
+    h = counts / counts.sum()
+    nz = h > 0
+    kl = (h[nz] * torch.log(h[nz] * len(h))).sum().item()
+    return h.tolist(), kl
+
+
+@torch.no_grad()
+def sample_metrics(model, samples, test_features, fd_floor):
+    model.eval()
+    feats = _batched(model.features, samples)
+    probs = torch.softmax(model.fc2(feats), dim=1)
+    hist, kl = class_histogram(probs)
+    return {"fd": frechet_distance(feats, test_features), "fd_floor": fd_floor,
+            "score": classifier_score(probs), "class_kl": kl, "classes": [round(x, 4) for x in hist]}
+
+
+class Evaluator:
+    """Holds the classifier and the test features; `__call__(params)` measures a generator."""
+
+    def __init__(self, arrays, dataset, data_dir, device, n_samples=10000, seed=0, log=print, **classifier_kw):
+        self.model, record = get_classifier(arrays, dataset, data_dir, device, log=log, **classifier_kw)
+        self.fd_floor = float(record["fd_floor"])
+        with torch.no_grad():
+            self.test_features = _batched(self.model.features, images_to_tensor(arrays["test_images"], device))
+        gen = torch.Generator().manual_seed(seed + 4)
+        self.z = (torch.rand(n_samples, Z_DIM, generator=gen) * 2 - 1).to(device)
+
+    @torch.no_grad()
+    def __call__(self, params):
+        samples = _batched(lambda z: generator(params, z), self.z)
+        return sample_metrics(self.model, samples, self.test_features, self.fd_floor)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Measure a fastgan checkpoint: Fréchet distance, classifier score, class coverage.")
+    p.add_argument("checkpoint", help="a checkpoint file, or a run folder (its best.pt, else its newest checkpoint)")
+    p.add_argument("--samples", type=int, default=10000, help="generated samples to measure")
+    p.add_argument("--data-dir", default=None, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    try:
+        if args.samples < 2:
+            raise FastganError(f"--samples must be at least 2, got {args.samples}")
+        path = Path(args.checkpoint)
+        if path.is_dir() and (path / "checkpoints" / "best.pt").is_file():
+            path = path / "checkpoints" / "best.pt"
+        state = checkpoint.load(checkpoint.resolve(path))
+        device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+        if args.device == "cuda" and device.type != "cuda":
+            raise FastganError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        dataset = state.get("config", {}).get("dataset", "mnist")
+        say = (lambda m: print(m, file=sys.stderr))
+        arrays = load_dataset(dataset, args.data_dir, log=say)
+        evaluator = Evaluator(arrays, dataset, args.data_dir, device, n_samples=args.samples, log=say)
+        params = {k: v.to(device) for k, v in state["params"].items()}
+        result = {"iter": state["iter"], **evaluator(params)}
+    except FastganError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"checkpoint        {path} (iteration {result['iter']})")
+        print(f"Fréchet distance  {result['fd']:.3f}   (train vs test floor {result['fd_floor']:.3f})")
+        print(f"classifier score  {result['score']:.3f}   (real test images: about 9.9)")
+        print(f"class KL          {result['class_kl']:.4f}  (0 = all ten digits equally often, 2.30 = one digit)")
+        print("classes           " + " ".join(f"{i}:{f:.3f}" for i, f in enumerate(result["classes"])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

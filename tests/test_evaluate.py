@@ -1,0 +1,140 @@
+"""fastgan.evaluate: the metrics on hand-made inputs, the classifier cache, and the run hooks,
+with a tiny classifier on synthetic data (the real one is trained on MNIST on first use)."""
+
+import functools
+import json
+import math
+
+import pytest
+import torch
+from helpers import fake_arrays
+
+from fastgan import checkpoint, evaluate, run
+from fastgan.config import Config
+from fastgan.data import save_cache
+from fastgan.errors import FastganError
+
+TINY = dict(arch={"c1": 2, "c2": 4, "fc": 8}, epochs=1, min_accuracy=0.0)
+
+
+def test_frechet_distance_zero_for_identical_sets():
+    f = torch.randn(500, 16)
+    # Exact arithmetic gives 0; float64 eigen-decompositions leave ~1e-12 of Tr(S) = 16.
+    assert abs(evaluate.frechet_distance(f, f)) < 1e-8
+
+
+def test_frechet_distance_closed_form_for_an_affine_copy():
+    # f2 = a f1 + b has mean a mu + b and covariance a^2 S, so the distance is exactly
+    # |(1 - a) mu - b|^2 + (1 - a)^2 Tr(S), with the sample mean and covariance of f1.
+    f1 = torch.randn(400, 8, dtype=torch.float64) @ torch.randn(8, 8, dtype=torch.float64)
+    a, b = 1.7, torch.linspace(-1, 1, 8, dtype=torch.float64)
+    mu, cov = f1.mean(0), torch.cov(f1.T)
+    want = ((1 - a) * mu - b).square().sum() + (1 - a) ** 2 * cov.trace()
+    assert evaluate.frechet_distance(f1, a * f1 + b) == pytest.approx(want.item(), rel=1e-8)
+
+
+def test_frechet_distance_grows_with_noise():
+    f = torch.randn(2000, 12)
+    d = [evaluate.frechet_distance(f, f + s * torch.randn_like(f)) for s in (0.1, 0.5, 2.0)]
+    assert 0 < d[0] < d[1] < d[2]
+
+
+def test_classifier_score_on_hand_made_predictions():
+    confident_all_classes = torch.eye(10).repeat(10, 1)
+    assert evaluate.classifier_score(confident_all_classes) == pytest.approx(10.0)
+    one_class = torch.zeros(100, 10)
+    one_class[:, 3] = 1
+    assert evaluate.classifier_score(one_class) == pytest.approx(1.0)
+    assert evaluate.classifier_score(torch.full((50, 10), 0.1)) == pytest.approx(1.0)
+    half = torch.tensor([[0.5, 0.5] + [0.0] * 8, [0.0] * 8 + [0.5, 0.5]])  # KL = log 2 each
+    assert evaluate.classifier_score(half) == pytest.approx(2.0)
+
+
+def test_class_histogram():
+    probs = torch.eye(10).repeat(3, 1)
+    hist, kl = evaluate.class_histogram(probs)
+    assert hist == pytest.approx([0.1] * 10) and kl == pytest.approx(0.0, abs=1e-12)
+    one = torch.zeros(7, 10)
+    one[:, 4] = 1
+    hist, kl = evaluate.class_histogram(one)
+    assert hist[4] == 1.0 and kl == pytest.approx(math.log(10))
+
+
+@pytest.fixture
+def arrays(small_mnist):
+    return fake_arrays(300, 50)
+
+
+def _quiet():
+    logs = []
+    return logs, logs.append
+
+
+@pytest.mark.parametrize("bad", ["garbage", "foreign", "other-arch", "code"])
+def test_untrustworthy_cache_is_rebuilt(tmp_path, arrays, bad):
+    path = evaluate.classifier_path(tmp_path, "mnist")
+    if bad == "garbage":
+        path.write_bytes(b"PK\x03\x04 not a torch file")
+    elif bad == "foreign":
+        torch.save({"weights": torch.ones(3)}, path)
+    elif bad == "other-arch":
+        evaluate.get_classifier(arrays, "mnist", tmp_path, "cpu", **{**TINY, "arch": {"c1": 3, "c2": 4, "fc": 8}}, log=lambda m: None)
+    else:
+        torch.save({"format": evaluate.CLASSIFIER_FORMAT, "arch": TINY["arch"], "payload": Config()}, path)
+    logs, log = _quiet()
+    model, record = evaluate.get_classifier(arrays, "mnist", tmp_path, "cpu", log=log, **TINY)
+    assert any("rebuilding the classifier cache" in m for m in logs)
+    assert isinstance(model, evaluate.Classifier) and record["arch"] == TINY["arch"]
+    again, _ = evaluate.load_classifier(path, TINY["arch"], "cpu")
+    assert again is not None
+
+
+def test_valid_cache_is_reused(tmp_path, arrays):
+    model, _ = evaluate.get_classifier(arrays, "mnist", tmp_path, "cpu", log=lambda m: None, **TINY)
+    logs, log = _quiet()
+    again, record = evaluate.get_classifier(arrays, "mnist", tmp_path, "cpu", log=log, **TINY)
+    assert logs == []
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert 0 <= record["test_accuracy"] <= 1 and record["fd_floor"] > 0
+
+
+def test_too_weak_classifier_is_not_cached(tmp_path, arrays):
+    with pytest.raises(FastganError, match="test accuracy"):
+        evaluate.get_classifier(arrays, "mnist", tmp_path, "cpu", log=lambda m: None, **{**TINY, "min_accuracy": 1.01})
+    assert not evaluate.classifier_path(tmp_path, "mnist").exists()
+
+
+def test_evaluator_measures_a_generator(tmp_path, arrays):
+    from fastgan.model import init_params
+
+    ev = evaluate.Evaluator(arrays, "mnist", tmp_path, "cpu", n_samples=64, log=lambda m: None, **TINY)
+    result = ev(init_params(0, "cpu"))
+    assert set(result) == {"fd", "fd_floor", "score", "class_kl", "classes"}
+    assert sum(result["classes"]) == pytest.approx(1.0, abs=1e-3)
+    assert result["fd"] > 0 and 1 <= result["score"] <= 10 and 0 <= result["class_kl"] <= math.log(10) + 1e-9
+
+
+def test_run_measures_keeps_best_and_cli_reads_it(tmp_path, arrays, monkeypatch, capsys):
+    monkeypatch.setattr(evaluate, "Evaluator", functools.partial(evaluate.Evaluator, n_samples=64, **TINY))
+    data_dir = tmp_path / "data"
+    save_cache(data_dir / "mnist.npz", arrays)
+    cfg = Config(iters=30, batch_size=8, log_every=5, sample_every=10, ckpt_every=10, eval_every=10,
+                 device="cpu", backend="eager", out=str(tmp_path / "run"), data_dir=str(data_dir))
+    out = run.train(cfg, log=lambda m: None, show_progress=False)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in lines if "fd" in m]
+    assert [m["iter"] for m in evals] == [10, 20, 30]
+    best = checkpoint.load(out / "checkpoints" / "best.pt")
+    assert best["iter"] == min(evals, key=lambda m: m["fd"])["iter"]
+    assert (out / "losses.png").stat().st_size > 1000
+
+    assert evaluate.main([str(out), "--json", "--samples", "64", "--data-dir", str(data_dir), "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["iter"] == best["iter"] and set(result) >= {"fd", "fd_floor", "score", "class_kl", "classes"}
+
+
+def test_cli_rejects_a_bad_checkpoint(tmp_path, capsys):
+    f = tmp_path / "x.pt"
+    f.write_bytes(b"nope")
+    assert evaluate.main([str(f)]) == 2
+    assert "unreadable" in capsys.readouterr().err
