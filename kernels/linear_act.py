@@ -44,6 +44,15 @@ def _act_grad(y, ACT: tl.constexpr):
 
 
 @triton.jit
+def _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, ACT: tl.constexpr):
+    """The (rm, rn) tile of g = dy * act'(y), the gradient of the pre-activation (0 outside)."""
+    mask = (rm[:, None] < M) & (rn[None, :] < N)
+    y = tl.load(y_ptr + rm[:, None] * stride_ym + rn[None, :] * stride_yn, mask=mask, other=0.0)
+    dy = tl.load(dy_ptr + rm[:, None] * stride_dym + rn[None, :] * stride_dyn, mask=mask, other=0.0)
+    return dy * _act_grad(y, ACT)
+
+
+@triton.jit
 def _linear_act_fwd_kernel(
     x_ptr,  # (M, K) input
     w_ptr,  # (K, N) weight, stored (in, out)
@@ -109,10 +118,7 @@ def _linear_act_bwd_kernel(
         acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
         for n0 in range(0, N, BLOCK_N):
             rn = n0 + tl.arange(0, BLOCK_N)
-            mask_mn = (rm[:, None] < M) & (rn[None, :] < N)
-            y = tl.load(y_ptr + rm[:, None] * stride_ym + rn[None, :] * stride_yn, mask=mask_mn, other=0.0)
-            dy = tl.load(dy_ptr + rm[:, None] * stride_dym + rn[None, :] * stride_dyn, mask=mask_mn, other=0.0)
-            g = dy * _act_grad(y, ACT)
+            g = _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, ACT)
             wt = tl.load(w_ptr + rn[:, None] * stride_wn + rk[None, :] * stride_wk,
                          mask=(rn[:, None] < N) & (rk[None, :] < K), other=0.0)
             acc = tl.dot(g, wt, acc, input_precision=PRECISION)
@@ -128,10 +134,7 @@ def _linear_act_bwd_kernel(
         dbias = tl.zeros((BLOCK_N,), dtype=tl.float32)
         for m0 in range(0, M, BLOCK_M):
             rm = m0 + tl.arange(0, BLOCK_M)
-            mask_mn = (rm[:, None] < M) & (rn[None, :] < N)
-            y = tl.load(y_ptr + rm[:, None] * stride_ym + rn[None, :] * stride_yn, mask=mask_mn, other=0.0)
-            dy = tl.load(dy_ptr + rm[:, None] * stride_dym + rn[None, :] * stride_dyn, mask=mask_mn, other=0.0)
-            g = dy * _act_grad(y, ACT)
+            g = _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, ACT)
             xt = tl.load(x_ptr + rk[:, None] * stride_xk + rm[None, :] * stride_xm,
                          mask=(rk[:, None] < K) & (rm[None, :] < M), other=0.0)
             acc = tl.dot(xt, g, acc, input_precision=PRECISION)
