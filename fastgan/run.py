@@ -205,34 +205,32 @@ class _LossLog:
         self.pending.append((it, host, event, its))
         self.drain()
 
+    def _write(self, record):
+        self.file.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "iter" and isinstance(v, float):
+                    self.tb.add_scalar(k, v, record["iter"])
+
     def drain(self, wait=False):
         while self.pending:
             it, host, event, its = self.pending[0]
             if event is not None:
                 if not wait and not event.query():
-                    return
+                    break
                 event.synchronize()
             self.pending.popleft()
             values = dict(zip(LOSS_KEYS, host.tolist()))
             if not all(math.isfinite(v) for v in values.values()):
                 shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
                 raise NonFiniteLoss(f"non-finite loss at iteration {it} ({shown}); training stopped")
-            record = {"iter": it, **values, "its_per_s": its}
-            self.file.write(json.dumps(record) + "\n")
-            if self.tb is not None:
-                for k, v in record.items():
-                    if k != "iter":
-                        self.tb.add_scalar(k, v, it)
+            self._write({"iter": it, **values, "its_per_s": its})
             self.bar.set_postfix(d_loss=f"{values['d_loss']:.3f}", g_loss=f"{values['g_loss']:.3f}", refresh=False)
             if it % self.print_every == 0:
                 self.say(f"Iter: {it}; D loss: {values['d_loss']:.4f}; G loss: {values['g_loss']:.4f}")
         while not self.extra.empty():
             record = self.extra.get()
-            self.file.write(json.dumps(record) + "\n")
-            if self.tb is not None:
-                for k, v in record.items():
-                    if isinstance(v, float):
-                        self.tb.add_scalar(k, v, record["iter"])
+            self._write(record)
             self.say(f"Iter: {record['iter']}; Fréchet distance {record['fd']:.3f} (floor {record['fd_floor']:.3f}); "
                      f"score {record['score']:.2f}; class KL {record['class_kl']:.3f}")
 
