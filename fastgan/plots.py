@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
-from matplotlib import gridspec  # noqa: E402
+from matplotlib import image as mimage  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -24,16 +25,26 @@ def _save(fig, path):
     os.replace(tmp, path)
 
 
-def save_grid(samples, path):
-    """samples: (16, 784) array in [0, 1]; the seed's grid (grey, 4x4, no axes)."""
-    fig = Figure(figsize=(4, 4))
-    gs = gridspec.GridSpec(4, 4, figure=fig, wspace=0.05, hspace=0.05)
+def grid_image(samples, gap=2, scale=3):
+    """The seed's 4x4 layout as one grey image: 28x28 tiles in [0, 1] on white gaps, upscaled."""
+    side = 4 * 28 + 3 * gap
+    img = np.ones((side, side), dtype=np.float32)
     for i, sample in enumerate(samples[:16]):
-        ax = fig.add_subplot(gs[i])
-        ax.axis("off")
-        ax.set_aspect("equal")
-        ax.imshow(sample.reshape(28, 28), cmap="Greys_r", vmin=0.0, vmax=1.0)
-    _save(fig, path)
+        r, c = divmod(i, 4)
+        img[r * (28 + gap) : r * (28 + gap) + 28, c * (28 + gap) : c * (28 + gap) + 28] = sample.reshape(28, 28)
+    return np.kron(img, np.ones((scale, scale), dtype=np.float32))
+
+
+def save_grid(samples, path):
+    """samples: (16, 784) array in [0, 1] -> the seed's grid (grey, 4x4, no axes) as a PNG.
+
+    Drawn as one image with matplotlib's imsave (a few ms) instead of 16 subplots (~250 ms), so
+    a grid every 1000 iterations keeps up with training that runs well over 1000 it/s."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    mimage.imsave(tmp, grid_image(np.clip(samples, 0.0, 1.0)), cmap="Greys_r", vmin=0.0, vmax=1.0, format="png")
+    os.replace(tmp, path)
 
 
 def read_metrics(path):
