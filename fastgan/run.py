@@ -333,6 +333,11 @@ def train(cfg: Config, log=print, show_progress=True):
     measure = evaluator and _BestByDistance(evaluator, ckpt_dir / "best.pt", losslog.best_fd, losslog.extra)
     it = start
     failed = True
+    # On the CPU, Adam's second moments of rarely-used weights decay into denormal floats, which
+    # x86 cores handle ~100x slower: 13% of D's were denormal after 261k seed iterations, and
+    # training ran 3x slower than with them flushed to zero. Flushing moves no weight by more
+    # than ~1e-30 (a denormal moment over eps = 1e-8). Restored when the loop ends.
+    flush = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
         with _StopOnSigint() as stop:
             while it < cfg.iters and not stop.requested:
@@ -365,6 +370,8 @@ def train(cfg: Config, log=print, show_progress=True):
         where = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint had been written yet"
         raise FastganError(f"{e}; {where}") from None
     finally:
+        if flush:
+            torch.set_flush_denormal(False)
         bar.close()
         losslog.close()
         if failed:

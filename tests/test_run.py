@@ -52,6 +52,7 @@ def test_short_run_writes_everything(data_dir, tmp_path):
     assert not list(out.rglob("*.tmp"))
     state = checkpoint.load(out / "checkpoints" / "0000030.pt")
     assert state["iter"] == 30 and float(state["adam"]["D"]["step"]) == 30
+    assert (torch.tensor([1e-39]) * 1.0).item() != 0, "denormals are flushed only while training"
 
 
 def test_resume_equals_one_go(data_dir, tmp_path):
