@@ -105,7 +105,7 @@ def load_classifier(path, arch, device):
             return None, "it is not a fastgan classifier of this shape"
         model = Classifier(**arch)
         model.load_state_dict(state["state_dict"])
-        float(state["test_accuracy"]), float(state["fd_floor"])
+        state["test_accuracy"], state["fd_floor"] = float(state["test_accuracy"]), float(state["fd_floor"])  # both present
     except Exception as e:  # truncated, foreign pickle refused by weights_only, wrong keys or shapes
         return None, f"it is unreadable ({type(e).__name__})"
     return model.to(device).eval(), state

@@ -30,9 +30,7 @@ NETS = {"G": G_SHAPES, "D": D_SHAPES}
 def _flat_views(flat, shapes):
     views, offset = {}, 0
     for name, shape in shapes.items():
-        n = 1
-        for d in shape:
-            n *= d
+        n = torch.Size(shape).numel()
         views[name] = flat[offset : offset + n].view(shape)
         offset += n
     return views

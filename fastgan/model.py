@@ -64,8 +64,6 @@ def discriminator(p, x, ops=TORCH_OPS):
     return ops.linear(h, p["D_W2"], p["D_b2"])
 
 
-
-
 class AdamStep:
     """One seed iteration (D step, then G step) with autograd and `torch.optim.Adam`.
 

@@ -349,10 +349,14 @@ def train(cfg: Config, log=print, show_progress=True):
                     writer.check()
                 if it % cfg.sample_every == 0:
                     sample(it)
-                if it % cfg.ckpt_every == 0:
-                    writer.submit(_write_checkpoint, snapshot(it), ckpt_dir, cfg.keep)
-                if measure and it % cfg.eval_every == 0:
-                    writer.submit(measure, snapshot(it))
+                save_now = it % cfg.ckpt_every == 0
+                measure_now = measure and it % cfg.eval_every == 0
+                if save_now or measure_now:
+                    state = snapshot(it)  # one device copy serves the checkpoint and the measurement
+                    if save_now:
+                        writer.submit(_write_checkpoint, state, ckpt_dir, cfg.keep)
+                    if measure_now:
+                        writer.submit(measure, state)
             if losslog.last[0] != it:
                 losslog.push(it, losses)
             if it % cfg.sample_every:
