@@ -13,8 +13,11 @@ host scalar is frozen into the graph). Inside the graph, per iteration (13 launc
            G1 backward (dW, db) | Adam on G's flat buffer
 
 Each iteration's four losses land in row i of a (K, 4) device buffer the host copies
-asynchronously. Without CUDA (tests under Triton's interpreter) the same launches run
-un-captured. Checkpoints use the eager format: a run can move between backends.
+asynchronously. Capture is safe by construction: `warm_up` compiles every kernel and captures
+the one K-iteration graph before training starts (nothing else touches the GPU then), each
+launch has one specialization whatever the iteration (per-iteration rows stay 16-byte
+aligned), and a shorter remainder runs un-captured rather than capturing mid-run. Without CUDA
+(tests under Triton's interpreter) the same launches run un-captured. Checkpoints use the eager format: a run can move between backends.
 """
 
 import torch
@@ -25,6 +28,10 @@ from kernels import ACT_RELU, ACT_SIGMOID, adam_bias_terms, adam_update, d_head,
 from .model import ADAM_BETAS, ADAM_EPS, D_SHAPES, G_SHAPES, H_DIM, X_DIM, Z_DIM
 
 NETS = {"G": G_SHAPES, "D": D_SHAPES}
+
+
+class CaptureMismatch(RuntimeError):
+    """A captured graph's replay gave other numbers than the same launches un-captured."""
 
 
 def _flat_views(flat, shapes):
@@ -41,6 +48,7 @@ class GraphTrainer:
     last iteration's [d_loss, d_real_loss, d_fake_loss, g_loss] as a device tensor."""
 
     ops = kernels.OPS
+    backend = "graph"
 
     def __init__(self, params, lr, batcher, iters_per_replay, capture=None, betas=ADAM_BETAS):
         images = batcher.images
@@ -68,7 +76,9 @@ class GraphTrainer:
 
         self.idx = zeros(K, B, dtype=torch.long)
         self.z = zeros(K, 2 * B, Z_DIM)  # rows [:B] D step, [B:] G step
-        self.bias = zeros(K, 2)  # per iteration: [lr / (1 - b1^t), sqrt(1 - b2^t)]
+        # Per iteration [lr / (1 - b1^t), sqrt(1 - b2^t), pad, pad]: rows of 16 bytes, so every
+        # row is as aligned as the first and Adam compiles one specialization for all of them.
+        self.bias = zeros(K, 4)
         self.log = zeros(K, 4)
         self.xx = zeros(3 * B, X_DIM)  # [real; G(z_d); G(z_g)]
         self.hG = zeros(2 * B, H_DIM)
@@ -78,8 +88,7 @@ class GraphTrainer:
         self.dhDg = zeros(B, H_DIM)
         self.dfake = zeros(B, X_DIM)
         self.dhG = zeros(B, H_DIM)
-        self.graphs = {}
-        self.warm = False
+        self.graphs = {}  # replay length -> captured graph (warm_up captures K)
 
     def _iteration(self, i):
         B, P, Gr = self.B, self.params, self.grads
@@ -93,38 +102,69 @@ class GraphTrainer:
         linear_act_forward(real_fake, P["D_W1"], P["D_b1"], self.hD, ACT_RELU)
         d_head(self.hD, P["D_W2"], P["D_b2"], self.log[i, :3], self.dhD, Gr["D_W2"], Gr["D_b2"], split=B, t0=1.0, t1=0.0)
         linear_act_backward(real_fake, P["D_W1"], self.hD, self.dhD, None, Gr["D_W1"], Gr["D_b1"], ACT_RELU)
-        adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.bias[i], b1, b2, ADAM_EPS)
+        adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.bias[i, :2], b1, b2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
         linear_act_forward(fake_g, P["D_W1"], P["D_b1"], self.hDg, ACT_RELU)
         d_head(self.hDg, P["D_W2"], P["D_b2"], self.log[i, 3:], self.dhDg, t0=1.0)
         linear_act_backward(fake_g, P["D_W1"], self.hDg, self.dhDg, self.dfake, None, None, ACT_RELU)
         linear_act_backward(self.hG[B:], P["G_W2"], fake_g, self.dfake, self.dhG, Gr["G_W2"], Gr["G_b2"], ACT_SIGMOID)
         linear_act_backward(z[B:], P["G_W1"], self.hG[B:], self.dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU)
-        adam_update(self.flat["G"], self.grad_flat["G"], self.m_flat["G"], self.v_flat["G"], self.bias[i], b1, b2, ADAM_EPS)
+        adam_update(self.flat["G"], self.grad_flat["G"], self.m_flat["G"], self.v_flat["G"], self.bias[i, :2], b1, b2, ADAM_EPS)
 
     def _launch(self, n):
         for i in range(n):
             self._iteration(i)
 
+    def _buffers(self):
+        """Every buffer the iteration updates (parameters, moments, losses): for save/restore."""
+        return [*self.flat.values(), *self.m_flat.values(), *self.v_flat.values(), self.log]
+
+    def warm_up(self):
+        """On CUDA, before training (and before any other thread uses the GPU): compile and load
+        every kernel, capture the K-iteration graph, and check its first replay against the same
+        K iterations launched un-captured. Leaves parameters, moments and sampler as they were.
+        Raises CaptureMismatch if the replay differs; compile and capture errors propagate."""
+        if not self.capture or self.K in self.graphs:
+            return
+        saved = [b.clone() for b in self._buffers()]
+        sampler = self.batcher.state_dict()
+        try:
+            self.prepare(self.K)
+            self._launch(self.K)  # compiles and loads every specialization (one per launch: see bias)
+            want = [b.clone() for b in self._buffers()]
+            self._restore(saved)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self._launch(self.K)
+            graph.replay()
+            got = self._buffers()
+            if not all(torch.equal(a, b) for a, b in zip(got, want)):
+                worst = max((a - b).abs().max().item() for a, b in zip(got, want))
+                raise CaptureMismatch(f"the first CUDA-graph replay differs from the same {self.K} iterations "
+                                      f"launched un-captured (largest difference {worst:.3g})")
+            self.graphs[self.K] = graph
+        finally:
+            self._restore(saved)
+            self.batcher.load_state_dict(sampler)
+
+    def _restore(self, saved):
+        for b, s in zip(self._buffers(), saved):
+            b.copy_(s)
+
     def prepare(self, n):
         """Fill the static inputs of the next n iterations (async device work, no host sync)."""
         self.batcher.draw(n, self.idx[:n], self.z[:n])
         steps = torch.arange(self.t + 1, self.t + n + 1, device=self.bias.device)
-        self.bias[:n].copy_(adam_bias_terms(steps, self.lr, *self.betas))
+        self.bias[:n, :2].copy_(adam_bias_terms(steps, self.lr, *self.betas))
 
     def run_prepared(self, n):
-        """Run the n prepared iterations: replay a graph on CUDA, else launch them one by one."""
-        if not self.capture or not self.warm:
-            self._launch(n)  # the first call also compiles every kernel before any capture
-            self.warm = True
-        else:
-            graph = self.graphs.get(n)
-            if graph is None:
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    self._launch(n)
-                self.graphs[n] = graph
+        """Run the n prepared iterations: replay the captured graph when n is its length (K),
+        else launch them un-captured (a remainder; no new capture mid-run)."""
+        graph = self.graphs.get(n)
+        if graph is not None:
             graph.replay()
+        else:
+            self._launch(n)
         self.t += n
         return self.log[n - 1]
 

@@ -45,8 +45,8 @@ def pick_device(name, log):
 class StepLoop:
     """The eager and fused backends: one `AdamStep` call per iteration, batches from the Batcher."""
 
-    def __init__(self, step, batcher):
-        self.step, self.batcher = step, batcher
+    def __init__(self, step, batcher, backend):
+        self.step, self.batcher, self.backend = step, batcher, backend
         self.params, self.ops = step.params, step.ops
 
     def advance(self, n):
@@ -67,10 +67,11 @@ def pick_backend(name, device):
     return name
 
 
-def make_trainer(backend, params, cfg, batcher, device):
-    """An object with advance(n) -> last losses, params, ops, adam_state(), load_adam_state()."""
+def make_trainer(backend, params, cfg, batcher, device, log=print):
+    """An object with advance(n) -> last losses, params, ops, backend (its name), adam_state(),
+    load_adam_state(). `auto` falls back to eager if the graph backend fails at start-up."""
     if backend == "eager":
-        return StepLoop(AdamStep(params, cfg.lr, betas=cfg.betas), batcher)
+        return StepLoop(AdamStep(params, cfg.lr, betas=cfg.betas), batcher, "eager")
     if device.type == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
     try:
@@ -78,10 +79,24 @@ def make_trainer(backend, params, cfg, batcher, device):
     except ImportError as e:
         raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
     if backend == "fused":
-        return StepLoop(AdamStep(params, cfg.lr, kernels.OPS, betas=cfg.betas), batcher)
+        return StepLoop(AdamStep(params, cfg.lr, kernels.OPS, betas=cfg.betas), batcher, "fused")
     from .graph import GraphTrainer
 
-    return GraphTrainer(params, cfg.lr, batcher, cfg.iters_per_replay, betas=cfg.betas)
+    trainer = GraphTrainer(params, cfg.lr, batcher, cfg.iters_per_replay, betas=cfg.betas)
+    try:
+        trainer.warm_up()  # compile, capture and check the graph now, while nothing else uses the GPU
+    except Exception as e:  # a compile, capture or replay-check failure: say it in one line
+        what = f"{type(e).__name__}: {_first_line(e)}"
+        if cfg.backend != "auto":
+            raise FastganError(f"--backend graph failed at start-up ({what}); try --backend eager") from None
+        log(f"notice: the CUDA-graph backend failed at start-up ({what}); training with the eager backend instead")
+        return StepLoop(AdamStep(params, cfg.lr, betas=cfg.betas), batcher, "eager")
+    return trainer
+
+
+def _first_line(e):
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[-1] if lines else "no message"
 
 
 def next_stop(it, cfg):
@@ -288,7 +303,8 @@ def train(cfg: Config, log=print, show_progress=True):
     images = images_to_tensor(data["train_images"], device)
 
     batcher = Batcher(images, cfg.batch_size, cfg.seed)
-    trainer = make_trainer(backend, init_params(cfg.seed, device), cfg, batcher, device)
+    trainer = make_trainer(backend, init_params(cfg.seed, device), cfg, batcher, device, log)
+    backend = trainer.backend
     params = trainer.params
     z_fixed = fixed_noise(cfg.seed, device)
     start = 0

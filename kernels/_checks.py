@@ -6,6 +6,8 @@ import torch
 
 # Kernels are decorated when `kernels` is imported; Triton reads TRITON_INTERPRET then.
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+# Set while kernels.aot.record() lists launches instead of running them: CPU tensors are fine then.
+RECORDING = False
 
 
 def check_tensor(op, name, t, ndim, dtype=torch.float32):
@@ -34,7 +36,7 @@ def check_devices(op, **tensors):
         names = ", ".join(f"{k} on {t.device}" for k, t in tensors.items() if t is not None)
         raise ValueError(f"{op}: all tensors must be on one device ({names})")
     device = devices.pop()
-    if device.type == "cpu" and not INTERPRETED:
+    if device.type == "cpu" and not (INTERPRETED or RECORDING):
         raise ValueError(
             f"{op}: CPU tensors need Triton's interpreter: set TRITON_INTERPRET=1 before importing kernels, "
             "or pass CUDA tensors"

@@ -9,6 +9,12 @@ Fused
   (`bias_ptr`, two floats per step, computed in float64 before they are rounded), so a
   captured CUDA graph replays with each iteration's own step count instead of a frozen one.
 
+Exactness: square root and divisions are IEEE round-to-nearest (`tl.sqrt_rn`, `tl.div_rn`; plain
+`tl.sqrt` and `/` compile to approximate instructions on NVIDIA GPUs), and FMA contraction is
+off (FP_FUSION), so each operation is rounded once as written, like torch's separate foreach
+ops. torch's own CUDA kernels may contract a multiply-add inside one op (lerp, addcmul,
+addcdiv), so the two agree to about an ulp per step rather than bitwise.
+
 Limits: float32; p, g, m, v contiguous and of one length (a network's parameters live in one
 flat buffer with views per tensor). Memory-bound: 4 reads and 3 writes of 4 bytes per
 parameter, ~3 MB per network per step. Not yet timed on a GPU: see benchmarks/NOTES.md.
@@ -23,6 +29,7 @@ import triton.language as tl
 from ._checks import check_dense, check_devices, check_shape, check_tensor
 
 BLOCK = 1024
+FP_FUSION = False
 
 
 @triton.jit
@@ -46,7 +53,7 @@ def _adam_kernel(
     v = tl.load(v_ptr + offs, mask=mask)
     m = m + one_minus_beta1 * (g - m)
     v = v * beta2 + one_minus_beta2 * g * g
-    p = p - step_size * (m / (tl.sqrt(v) / bc2_sqrt + eps))
+    p = p - step_size * tl.div_rn(m, tl.div_rn(tl.sqrt_rn(v), bc2_sqrt) + eps)
     tl.store(p_ptr + offs, p, mask=mask)
     tl.store(m_ptr + offs, m, mask=mask)
     tl.store(v_ptr + offs, v, mask=mask)
@@ -59,7 +66,11 @@ def adam_bias_terms(steps, lr, beta1, beta2):
 
 
 def adam_update(p, g, m, v, bias, beta1, beta2, eps):
-    """In place: one Adam step over flat buffers; `bias` is a (2,) float32 device tensor."""
+    """In place: one Adam step over flat buffers; `bias` is a (2,) float32 device tensor.
+
+    A captured graph replays the same specialization only if `bias` keeps its 16-byte
+    alignment from one iteration to the next: keep per-iteration rows 16 bytes apart.
+    """
     op = "adam_update"
     for name, t in (("p", p), ("g", g), ("m", m), ("v", v)):
         check_tensor(op, name, t, 1)
@@ -71,4 +82,5 @@ def adam_update(p, g, m, v, bias, beta1, beta2, eps):
         raise ValueError(f"{op}: need 0 <= beta1, beta2 < 1 and eps > 0, got {beta1}, {beta2}, {eps}")
     check_devices(op, p=p, g=g, m=m, v=v, bias=bias)
     n = p.numel()
-    _adam_kernel[(triton.cdiv(n, BLOCK),)](p, g, m, v, bias, n, 1.0 - beta1, beta2, 1.0 - beta2, eps, BLOCK=BLOCK)
+    _adam_kernel[(triton.cdiv(n, BLOCK),)](p, g, m, v, bias, n, 1.0 - beta1, beta2, 1.0 - beta2, eps, BLOCK=BLOCK,
+                                          enable_fp_fusion=FP_FUSION)

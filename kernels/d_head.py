@@ -25,6 +25,7 @@ from ._checks import check_dense, check_devices, check_shape, check_tensor
 from .sigmoid_bce import _log1p_small
 
 MAX_H = 1024
+FP_FUSION = True  # FMA contraction, set explicitly (Triton 3.10 changes its default)
 
 
 @triton.jit
@@ -124,5 +125,5 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0):
         h, w, b, losses, dh, dw if dw is not None else dh, db if db is not None else dh,
         M, H, split if two else M, float(t0), float(t1), w.stride(0),
         TWO_PARTS=two, NEED_DW=dw is not None,
-        BLOCK_M=32, BLOCK_H=triton.next_power_of_2(H),
+        BLOCK_M=32, BLOCK_H=triton.next_power_of_2(H), enable_fp_fusion=FP_FUSION,
     )

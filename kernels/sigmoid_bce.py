@@ -32,6 +32,7 @@ import triton.language as tl
 from ._checks import check_dense, check_devices, check_shape, check_tensor
 
 BLOCK = 1024
+FP_FUSION = True  # FMA contraction, set explicitly (Triton 3.10 changes its default)
 
 
 @triton.jit
@@ -121,7 +122,7 @@ def sigmoid_bce_forward(logits, target, target_value, loss, dlogits):
     n = logits.numel()
     _sigmoid_bce_fwd_kernel[(1,)](
         logits, target if target is not None else logits, float(target_value), loss, dlogits, n, 1.0 / n,
-        TARGET_IS_TENSOR=target is not None, BLOCK=BLOCK,
+        TARGET_IS_TENSOR=target is not None, BLOCK=BLOCK, enable_fp_fusion=FP_FUSION,
     )
 
 
@@ -140,7 +141,7 @@ def sigmoid_bce_backward(dlogits, logits, grad, out, dtarget=None):
     n = logits.numel()
     _sigmoid_bce_bwd_kernel[(triton.cdiv(n, BLOCK),)](
         dlogits, logits, grad, out, dtarget if dtarget is not None else out, n, 1.0 / n,
-        NEED_DTARGET=dtarget is not None, BLOCK=BLOCK,
+        NEED_DTARGET=dtarget is not None, BLOCK=BLOCK, enable_fp_fusion=FP_FUSION,
     )
 
 

@@ -1,0 +1,125 @@
+"""What the GPU would be asked to run: every kernel launch of one training iteration, compiled
+ahead of time for a GPU architecture on this machine (no GPU needed), with its resources.
+
+    python -m benchmarks.kernel_report                      # sm_90, batch 1, 8, 128, 1024, 8192
+    python -m benchmarks.kernel_report --batch 128 8192 --arch 90 --json
+
+Per launch of an iteration (fused and graph backends): programs launched against an H100's 132
+SMs, registers per thread, bytes spilled per thread (cuobjdump's STACK + LOCAL), shared memory,
+and how the products are computed (`fma`, `mma` or `wgmma`, read from the PTX). `variants` is
+the number of distinct specializations the launch takes over several captured iterations: more
+than 1 means a replay could compile a new kernel mid-capture. Reported, not asserted; the
+tests (tests/test_kernels_compile.py) assert that everything compiles and `variants` is 1.
+Must run with TRITON_INTERPRET unset (it compiles, it does not interpret).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    sys.exit("error: kernel_report compiles kernels; run it with TRITON_INTERPRET unset")
+
+import torch
+
+import kernels
+from kernels import aot
+
+from fastgan import model
+from fastgan.data import Batcher
+from fastgan.graph import GraphTrainer
+
+BATCHES = (1, 8, 128, 1024, 8192)
+BACKENDS = ("fused", "graph")
+H100_SMS = 132
+ITERS = 4  # graph iterations recorded: enough to see a per-iteration alignment change (odd rows)
+
+
+def backend_launches(backend, batch):
+    """The launches of `ITERS` iterations (graph) or one (fused) at this batch, per iteration."""
+    torch.manual_seed(0)
+    images = torch.rand(max(batch, 64), model.X_DIM)
+    params = model.init_params(0, "cpu")
+    with aot.record() as launches:
+        if backend == "graph":
+            GraphTrainer(params, 1e-3, Batcher(images, batch, seed=0), ITERS, capture=False).advance(ITERS)
+            iters = ITERS
+        elif backend == "fused":
+            step = model.AdamStep(params, 1e-3, kernels.OPS)
+            step(images[:batch], torch.rand(batch, model.Z_DIM), torch.rand(batch, model.Z_DIM))
+            iters = 1
+        else:
+            raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    per = len(launches) // iters
+    assert per * iters == len(launches), "iterations launched different numbers of kernels"
+    return [launches[i * per : (i + 1) * per] for i in range(iters)]
+
+
+def _describe(launch):
+    ints = launch.ints()
+    shape = "x".join(str(ints[k]) for k in ("M", "N", "K", "H", "n") if k in ints)
+    consts = launch.constexprs()
+    blocks = "x".join(str(v) for k, v in consts.items() if k.startswith("BLOCK"))
+    flags = ",".join(f"{k}={v}" for k, v in consts.items() if not k.startswith("BLOCK") and k != "PRECISION")
+    return shape, blocks, flags
+
+
+def report(archs=(90,), batches=BATCHES, backends=BACKENDS, progress=None):
+    """One record per (arch, backend, batch, launch of the iteration)."""
+    compilers = {arch: aot.Compiler(arch) for arch in archs}
+    records = []
+    for backend in backends:
+        for batch in batches:
+            iterations = backend_launches(backend, batch)
+            for site, launch in enumerate(iterations[0]):
+                shape, blocks, flags = _describe(launch)
+                for arch, compiler in compilers.items():
+                    rec = {
+                        "arch": f"sm_{arch}", "backend": backend, "batch": batch, "kernel": launch.name,
+                        "shape": shape, "blocks": blocks, "flags": flags, "programs": launch.programs,
+                        "variants": len({compiler.key(it[site]) for it in iterations}),
+                        "regs": None, "spill_bytes": None, "shared_bytes": None, "num_warps": None, "dot": None,
+                        "error": None,
+                    }
+                    try:
+                        rec.update(aot.resources(compiler.compile(launch)))
+                    except Exception as e:  # a compile error is a result here, reported per launch
+                        rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+                    records.append(rec)
+                    if progress:
+                        progress(rec)
+    return records
+
+
+def markdown(records):
+    cols = ["arch", "backend", "batch", "kernel", "shape", "blocks", "flags", "programs", "regs", "spill_bytes",
+            "shared_bytes", "num_warps", "dot", "variants"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in records:
+        cells = [str(r[c]) if r[c] is not None else "—" for c in cols]
+        cells[cols.index("programs")] = f"{r['programs']} / {H100_SMS}"
+        if r["error"]:
+            cells[cols.index("regs")] = f"**compile error**: {r['error']}"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", type=int, action="append", help="compute capability, e.g. 90 (H100), 80 (A100); repeatable")
+    p.add_argument("--batch", type=int, nargs="+", default=list(BATCHES))
+    p.add_argument("--backend", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    p.add_argument("--json", action="store_true", help="print the records as a JSON list")
+    args = p.parse_args(argv)
+    missing = aot.toolchain_missing()
+    if missing:
+        print(f"error: cannot compile here: {missing}", file=sys.stderr)
+        return 2
+    records = report(tuple(args.arch or (90,)), args.batch, args.backend)
+    print(json.dumps(records, indent=1) if args.json else markdown(records))
+    return 1 if any(r["error"] for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
