@@ -1,6 +1,8 @@
 """Turn `pytest benchmarks/ --benchmark-json=RESULTS.json` into a markdown table and a chart.
 
-    python -m benchmarks.report RESULTS.json [--chart its.png]
+    python -m benchmarks.report RESULTS.json [MORE.json ...] [--chart its.png]
+
+Several files (one per benchmark cell, as gpu_check.sh writes them) are merged.
 
 Prints markdown: the machine, then it/s per backend and batch, then each kernel against torch.
 The chart is it/s against batch size, one line per backend, log scales.
@@ -17,10 +19,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
-def load(path):
-    with open(path) as f:
-        results = json.load(f)
-    benches = [b for b in results["benchmarks"] if b.get("extra_info")]
+def load(*paths):
+    """The first file's metadata and the benchmarks of all files that have results."""
+    results, benches = None, []
+    for path in paths:
+        with open(path) as f:
+            r = json.load(f)
+        results = results or r
+        benches += [b for b in r["benchmarks"] if b.get("extra_info")]
     return results, benches
 
 
@@ -94,10 +100,10 @@ def chart(benches, path, title):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", help="a --benchmark-json file")
+    p.add_argument("results", nargs="+", help="--benchmark-json files")
     p.add_argument("--chart", help="write the it/s chart to this PNG")
     args = p.parse_args(argv)
-    results, benches = load(args.results)
+    results, benches = load(*args.results)
     text = markdown(results, benches)
     print(text)
     if args.chart:

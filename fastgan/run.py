@@ -96,7 +96,7 @@ def make_trainer(backend, params, cfg, batcher, device, log=print):
 
 def _first_line(e):
     lines = [x.strip() for x in str(e).splitlines() if x.strip()]
-    return lines[-1] if lines else "no message"
+    return lines[0] if lines else "no message"
 
 
 def next_stop(it, cfg):

@@ -148,7 +148,10 @@ def resources(compiled):
         raise RuntimeError(f"cuobjdump printed no resource line for {compiled.metadata.name}:\n{out}")
     regs, stack, static_shared, local = map(int, m.groups())
     ptx = compiled.asm["ptx"]
-    dot = "wgmma" if "wgmma" in ptx else "mma" if re.search(r"\bmma\.sync", ptx) else "fma" if "fma.rn.f32" in ptx else "-"
+    if "tt.dot" not in compiled.asm["ttir"]:
+        dot = "-"  # no matrix product in this kernel
+    else:
+        dot = "wgmma" if "wgmma" in ptx else "mma" if re.search(r"\bmma\.sync", ptx) else "fma"
     return {
         "regs": regs,
         "spill_bytes": stack + local,

@@ -17,6 +17,9 @@ Precision: `input_precision` is a constexpr: "ieee" (default; exact fp32 product
 tests compare at 1e-5) or "tf32" (the tensor cores' 10-bit mantissa products; relative error
 about 1e-3, tested separately on GPU).
 
+Configs (block sizes, warps, pipeline stages) are data: FWD_CONFIGS and BWD_CONFIGS below, with
+the sm_90 register and spill counts that chose them.
+
 Limits and trade-offs: dw reduces over the whole batch inside one program per (in, out) tile,
 so at batch 8192 each dw program loops 128 times; split-M with a second reduction pass would
 shorten that at the cost of a launch. Not yet measured on a GPU: see benchmarks/NOTES.md.

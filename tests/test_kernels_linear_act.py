@@ -121,6 +121,7 @@ def test_only_requested_gradients(device):
 @pytest.mark.parametrize("act", list(ACTS))
 @pytest.mark.parametrize("M,K,N", [(128, 784, 128), (128, 100, 128), (128, 128, 784)])
 def test_tf32_within_stated_tolerance(act, M, K, N):
+    """TF32 products (10-bit mantissas, compiled only on a GPU) stay within TF32_TOL of float64."""
     x, w, b = _inputs(M, K, N, "cuda")
     y = torch.empty(M, N, device="cuda")
     linear_act_forward(x, w, b, y, act, allow_tf32=True)
@@ -180,6 +181,7 @@ def test_backward_rejects_bad_arguments():
 
 @requires_cuda
 def test_mixed_devices_rejected():
+    """A CPU input beside CUDA tensors is refused with a clear error, not launched."""
     x, w, b, y = _good("cuda")
     with pytest.raises(ValueError, match="all tensors must be on one device"):
         linear_act_forward(x.cpu(), w, b, y, ACT_RELU)
