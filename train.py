@@ -3,16 +3,18 @@
 import argparse
 import sys
 
-from fastgan.config import BACKENDS, DEVICES, Config
+from fastgan.config import BACKENDS, DEFAULT_ITERS, DEVICES, Config
 from fastgan.data import DATASETS
 from fastgan.errors import FastganError
-from fastgan.run import train
+from fastgan.run import Interrupted, train
 
 
 def parse_args(argv=None):
     d = Config()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--iters", type=int, default=d.iters, help="training iterations (one D step + one G step each)")
+    p.add_argument("--iters", type=int, default=d.iters,
+                   help=f"target iteration (one D step + one G step each); default {DEFAULT_ITERS:,}, "
+                        "or with --resume the run's own target")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of both networks")
     p.add_argument("--beta1", type=float, default=d.beta1,
@@ -39,9 +41,15 @@ def parse_args(argv=None):
 def main(argv=None):
     try:
         train(parse_args(argv))
+    except Interrupted as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 130
     except FastganError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the run started (imports, arguments)
+        print("error: interrupted (Ctrl-C); nothing was trained", file=sys.stderr)
+        return 130
     return 0
 
 

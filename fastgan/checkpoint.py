@@ -1,14 +1,16 @@
 """Checkpoints: written atomically (temp file, fsync, rename), read with `weights_only=True`,
 validated against the architecture before anything is trusted."""
 
+import errno
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
 
-from .errors import FastganError
-from .model import ARCH, SHAPES
+from .errors import FastganError, os_error
+from .model import ARCH, D_SHAPES, G_SHAPES, SHAPES
 
 FORMAT = "fastgan-checkpoint-1"
 _NAME = re.compile(r"^(\d{7,})\.pt$")
@@ -18,20 +20,32 @@ def ckpt_name(iteration):
     return f"{iteration:07d}.pt"
 
 
-def atomic_torch_save(path, obj):
-    """torch.save so that a crash at any moment leaves either the old or the new file."""
+def atomic_torch_save(path, obj, before_replace=None):
+    """torch.save so that a crash at any moment leaves either the old or the new file, and a
+    failed write (disk full, no permission) leaves no temp file: FastganError names the path.
+    `before_replace` runs after the new file is durable and before it takes the old one's place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
+        if not isinstance(e, OSError):  # measured while the partial temp file still fills the disk
+            free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+            e = OSError(errno.ENOSPC, "No space left on device") if free < (1 << 20) else \
+                OSError(errno.EIO, f"write failed ({free >> 20} MB free there)")
+        tmp.unlink(missing_ok=True)
+        raise FastganError(os_error("write checkpoint", path, e)) from None
 
 
-def save(path, state):
-    atomic_torch_save(path, {"format": FORMAT, "arch": dict(ARCH), **state})
+def save(path, state, before_replace=None):
+    atomic_torch_save(path, {"format": FORMAT, "arch": dict(ARCH), **state}, before_replace)
 
 
 def load(path):
@@ -56,7 +70,35 @@ def load(path):
         if not torch.is_tensor(t) or tuple(t.shape) != shape:
             got = tuple(t.shape) if torch.is_tensor(t) else None
             raise FastganError(f"checkpoint {path}: parameter {name} has shape {got}, expected {shape}")
+        if not torch.isfinite(t).all():
+            raise FastganError(f"checkpoint {path}: parameter {name} has NaN or infinite values; "
+                               "resume from an earlier checkpoint")
     return state
+
+
+def check_resumable(path, state):
+    """A checkpoint that can continue training holds the iteration, both Adam states and the
+    sampler as well as the parameters; FastganError names what is missing."""
+    def missing(what):
+        return FastganError(f"checkpoint {path} lacks {what}; it cannot continue a run: resume from another checkpoint")
+
+    if not isinstance(state.get("iter"), int) or state["iter"] < 0:
+        raise missing("its iteration number")
+    adam = state.get("adam")
+    for net, names in (("G", G_SHAPES), ("D", D_SHAPES)):
+        s = adam.get(net) if isinstance(adam, dict) else None
+        if not isinstance(s, dict) or "step" not in s:
+            raise missing(f"{net}'s Adam state ('adam' entry)")
+        if float(s["step"]) > 0:
+            for moment in ("exp_avg", "exp_avg_sq"):
+                got = s.get(moment, {})
+                for name in names:
+                    t = got.get(name) if isinstance(got, dict) else None
+                    if not torch.is_tensor(t) or tuple(t.shape) != SHAPES[name]:
+                        raise missing(f"a usable Adam {moment} for {name}")
+    sampler = state.get("sampler")
+    if not isinstance(sampler, dict) or not {"data_gen", "noise_gen", "perm", "pos"} <= set(sampler):
+        raise missing("the data sampler's state ('sampler' entry)")
 
 
 def list_checkpoints(folder):
@@ -73,14 +115,14 @@ def prune(folder, keep):
         p.unlink()
 
 
-def resolve(resume):
-    """`--resume` takes a checkpoint file or a run folder (its newest checkpoint)."""
-    path = Path(resume)
+def resolve(arg, what="--resume"):
+    """A checkpoint file, or a run folder (its newest checkpoint); `what` names the argument."""
+    path = Path(arg)
     if path.is_dir():
         found = list_checkpoints(path / "checkpoints") or list_checkpoints(path)
         if not found:
             raise FastganError(f"no checkpoints in {path} (looked in {path / 'checkpoints'})")
         return found[-1]
     if not path.exists():
-        raise FastganError(f"--resume {path}: no such file or folder")
+        raise FastganError(f"{what} {path}: no such file or folder")
     return path

@@ -11,9 +11,13 @@ DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "eager", "fused", "graph")
 
 
+DEFAULT_ITERS = 1_000_000
+MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
+
+
 @dataclass
 class Config:
-    iters: int = 1_000_000
+    iters: Optional[int] = None  # None: DEFAULT_ITERS, or a resumed run's own target
     batch_size: int = 128
     lr: float = 1e-3
     beta1: float = 0.9
@@ -34,8 +38,12 @@ class Config:
     def validate(self):
         for name in ("iters", "batch_size", "sample_every", "ckpt_every", "keep", "log_every", "iters_per_replay", "eval_every"):
             value = getattr(self, name)
+            if name == "iters" and value is None:
+                continue  # resolved by the run: DEFAULT_ITERS, or the resumed run's target
             if not isinstance(value, int) or value <= 0:
                 raise FastganError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise FastganError(f"--seed must be an integer in 0..{MAX_SEED} (2**63 - 1), got {self.seed!r}")
         if not self.lr > 0:
             raise FastganError(f"--lr must be positive, got {self.lr!r}")
         if not 0 <= self.beta1 < 1:

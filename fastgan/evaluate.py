@@ -211,7 +211,7 @@ def main(argv=None):
         path = Path(args.checkpoint)
         if path.is_dir() and (path / "checkpoints" / "best.pt").is_file():
             path = path / "checkpoints" / "best.pt"
-        state = checkpoint.load(checkpoint.resolve(path))
+        state = checkpoint.load(checkpoint.resolve(path, "checkpoint"))
         device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
         if args.device == "cuda" and device.type != "cuda":
             raise FastganError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")

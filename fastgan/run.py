@@ -7,9 +7,7 @@ Sample grids and checkpoints are snapshotted on the device and written by one ba
 """
 
 import json
-import math
 import os
-import queue
 import signal
 import threading
 import time
@@ -21,14 +19,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import checkpoint
-from .config import Config
+from . import checkpoint, runfolder
+from .config import DEFAULT_ITERS, Config
 from .data import Batcher, images_to_tensor, load_dataset
-from .errors import FastganError
+from .errors import FastganError, os_error
+from .metrics import LossLog, NonFiniteLoss, atomic_write_text, read_records
 from .model import SHAPES, Z_DIM, AdamStep, generator, init_params
-from .plots import LOSS_KEYS, read_metrics, save_grid, save_losses
+from .plots import save_grid, save_losses
 
 RESTORED_FROM_CHECKPOINT = ("batch_size", "lr", "beta1", "seed", "dataset")
+CHECK_SECONDS = 0.25  # the eager and fused backends check for Ctrl-C about this often
 
 
 def pick_device(name, log):
@@ -111,10 +111,6 @@ def fixed_noise(seed, device):
     return (torch.rand(16, Z_DIM, generator=gen) * 2 - 1).to(device)
 
 
-class NonFiniteLoss(FastganError):
-    """A logged loss or a parameter about to be saved was NaN or infinite."""
-
-
 def _to_cpu(obj):
     if torch.is_tensor(obj):
         return obj.detach().cpu()
@@ -123,16 +119,16 @@ def _to_cpu(obj):
     return obj
 
 
-def _save_state(state, path):
+def _save_state(state, path, before_replace=None):
     state = _to_cpu(state)
     bad = [k for k, t in state["params"].items() if not torch.isfinite(t).all()]
     if bad:
         raise NonFiniteLoss(f"parameters {', '.join(bad)} are non-finite at iteration {state['iter']}; not saved")
-    checkpoint.save(path, state)
+    checkpoint.save(path, state, before_replace)
 
 
-def _write_checkpoint(state, folder, keep):
-    _save_state(state, folder / checkpoint.ckpt_name(state["iter"]))
+def _write_checkpoint(state, folder, keep, before_replace):
+    _save_state(state, folder / checkpoint.ckpt_name(state["iter"]), before_replace)
     checkpoint.prune(folder, keep)
 
 
@@ -152,7 +148,10 @@ class _BestByDistance:
 
 
 def _write_grid(samples, path):
-    save_grid(samples.cpu().numpy(), path)
+    try:
+        save_grid(samples.cpu().numpy(), path)
+    except OSError as e:
+        raise FastganError(os_error("write", path, e)) from None
 
 
 class _Background:
@@ -180,83 +179,9 @@ class _Background:
             self.pool.shutdown(wait=True)
 
 
-class _LossLog:
-    """Copies losses to the host asynchronously and writes metrics when they have arrived."""
-
-    def __init__(self, out, device, start_iter, bar, print_every, say):
-        self.device = device
-        self.say = say
-        self.pending = deque()
-        self.bar = bar
-        self.print_every = print_every
-        self.metrics_path = out / "metrics.jsonl"
-        kept = [m for m in read_metrics(self.metrics_path) if m["iter"] <= start_iter]
-        with open(self.metrics_path, "w") as f:
-            f.writelines(json.dumps(m) + "\n" for m in kept)
-        self.file = open(self.metrics_path, "a")
-        self.last = (start_iter, time.perf_counter())
-        self.extra = queue.SimpleQueue()  # records from other threads (sample metrics)
-        self.best_fd = min((m["fd"] for m in kept if "fd" in m), default=math.inf)
-        self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=start_iter + 1)
-        except ImportError:
-            pass
-
-    def push(self, it, losses):
-        cuda = self.device.type == "cuda"
-        host = torch.empty(4, pin_memory=cuda)
-        host.copy_(losses, non_blocking=cuda)
-        event = None
-        if cuda:
-            event = torch.cuda.Event()
-            event.record()
-        now = time.perf_counter()
-        its = (it - self.last[0]) / max(now - self.last[1], 1e-9)
-        self.bar.update(it - self.last[0])
-        self.last = (it, now)
-        self.pending.append((it, host, event, its))
-        self.drain()
-
-    def _write(self, record):
-        self.file.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for k, v in record.items():
-                if k != "iter" and isinstance(v, float):
-                    self.tb.add_scalar(k, v, record["iter"])
-
-    def drain(self, wait=False):
-        while self.pending:
-            it, host, event, its = self.pending[0]
-            if event is not None:
-                if not wait and not event.query():
-                    break
-                event.synchronize()
-            self.pending.popleft()
-            values = dict(zip(LOSS_KEYS, host.tolist()))
-            if not all(math.isfinite(v) for v in values.values()):
-                shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-                raise NonFiniteLoss(f"non-finite loss at iteration {it} ({shown}); training stopped")
-            self._write({"iter": it, **values, "its_per_s": its})
-            self.bar.set_postfix(d_loss=f"{values['d_loss']:.3f}", g_loss=f"{values['g_loss']:.3f}", refresh=False)
-            if it % self.print_every == 0:
-                self.say(f"Iter: {it}; D loss: {values['d_loss']:.4f}; G loss: {values['g_loss']:.4f}")
-        while not self.extra.empty():
-            record = self.extra.get()
-            self._write(record)
-            self.say(f"Iter: {record['iter']}; Fréchet distance {record['fd']:.3f} (floor {record['fd_floor']:.3f}); "
-                     f"score {record['score']:.2f}; class KL {record['class_kl']:.3f}")
-
-    def close(self):
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
 class _StopOnSigint:
-    """First Ctrl-C asks the loop to stop after a checkpoint; a second one interrupts at once."""
+    """The first Ctrl-C asks the loop to stop after the current chunk (and a checkpoint); a
+    second one raises KeyboardInterrupt at once. The handler in place before is restored."""
 
     def __init__(self):
         self.requested = False
@@ -269,34 +194,68 @@ class _StopOnSigint:
 
     def _handle(self, signum, frame):
         self.requested = True
-        signal.signal(signal.SIGINT, self.previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def __exit__(self, *exc):
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
 
 
+class Interrupted(FastganError):
+    """Ctrl-C during start-up, or a second Ctrl-C: stopped at once (exit code 130)."""
+
+
 def _resume_state(cfg, log):
+    """Load the checkpoint to resume; restore the run's settings (and its target --iters unless
+    given); pick the run folder. Returns (checkpoint path, its run folder or None, state)."""
     path = checkpoint.resolve(cfg.resume)
     state = checkpoint.load(path)
+    checkpoint.check_resumable(path, state)
     saved = state.get("config", {})
     for key in RESTORED_FROM_CHECKPOINT:
         if key in saved and getattr(cfg, key) != saved[key]:
             log(f"notice: --{key.replace('_', '-')} {saved[key]!r} taken from the checkpoint")
             setattr(cfg, key, saved[key])
+    if cfg.iters is None:
+        cfg.iters = int(saved.get("iters", DEFAULT_ITERS))  # continue to the run's own target
+    home = path.parent.parent if path.parent.name == "checkpoints" else None
     if cfg.out is None:
-        cfg.out = str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+        if home is None:
+            cfg.out = str(runfolder.fresh_folder_beside(path))
+            log(f"notice: {path} is not inside a run folder's checkpoints/; resuming into a new run folder, {cfg.out}")
+        else:
+            cfg.out = str(home)
     log(f"resuming from {path} at iteration {state['iter']}")
-    return state
+    return path, home, state
 
 
 def train(cfg: Config, log=print, show_progress=True):
     """Run (or continue) a training run; returns the run folder."""
+    try:
+        return _train(cfg, log, show_progress)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted (Ctrl-C) while starting up or shutting down; stopped at once") from None
+
+
+def _train(cfg, log, show_progress):
     cfg.validate()
-    state = _resume_state(cfg, log) if cfg.resume else None
+    home, state = None, None
+    if cfg.resume:
+        _, home, state = _resume_state(cfg, log)
+    elif cfg.iters is None:
+        cfg.iters = DEFAULT_ITERS
+    cfg.validate()
     out = Path(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
-    if out.exists() and not out.is_dir():
-        raise FastganError(f"--out {out} is a file; give a folder for the run")
+    # One owner, one run, writable: checked before any data is loaded.
+    resuming_here = home is not None and out.resolve() == home.resolve()
+    folder = runfolder.claim(out, resuming=resuming_here)
+    try:
+        return _train_in(cfg, log, show_progress, out, state)
+    finally:
+        folder.release()
+
+
+def _train_in(cfg, log, show_progress, out, state):
     device = pick_device(cfg.device, log)
     backend = pick_backend(cfg.backend, device)
     data = load_dataset(cfg.dataset, cfg.data_dir, log)
@@ -320,10 +279,13 @@ def train(cfg: Config, log=print, show_progress=True):
         return out
 
     for sub in ("samples", "checkpoints"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "backend": backend, "device": str(device)}, indent=2))
+        try:
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FastganError(os_error("create", out / sub, e)) from None
+    atomic_write_text(out / "config.json", json.dumps({**cfg.to_dict(), "backend": backend, "device": str(device)}, indent=2))
     ckpt_dir = out / "checkpoints"
-    log(f"training {cfg.iters - start} iterations on {device} ({backend} backend), writing to {out}")
+    log(f"training iterations {start + 1}..{cfg.iters} on {device} ({backend} backend), writing to {out}")
 
     def snapshot(it):
         return {
@@ -338,6 +300,10 @@ def train(cfg: Config, log=print, show_progress=True):
         with torch.no_grad():
             writer.submit(_write_grid, generator(params, z_fixed, trainer.ops), out / "samples" / f"{it:07d}.png")
 
+    def checkpoint_now(it):
+        losslog.drain(wait=True)  # every record up to `it` is written before the checkpoint...
+        writer.submit(_write_checkpoint, snapshot(it), ckpt_dir, cfg.keep, losslog.fsync)  # ...and synced before its rename
+
     evaluator = None
     if cfg.iters // cfg.eval_every > start // cfg.eval_every:  # at least one measurement ahead
         from .evaluate import Evaluator
@@ -345,8 +311,7 @@ def train(cfg: Config, log=print, show_progress=True):
         evaluator = Evaluator(data, cfg.dataset, cfg.data_dir, device, seed=cfg.seed, log=log)
     writer = _Background()
     bar = tqdm(total=cfg.iters, initial=start, unit="it", disable=not show_progress, dynamic_ncols=True)
-    losslog = _LossLog(out, device, start, bar, cfg.sample_every, bar.write if show_progress else log)
-    measure = evaluator and _BestByDistance(evaluator, ckpt_dir / "best.pt", losslog.best_fd, losslog.extra)
+    losslog = None
     it = start
     failed = True
     # On the CPU, Adam's second moments of rarely-used weights decay into denormal floats, which
@@ -354,11 +319,20 @@ def train(cfg: Config, log=print, show_progress=True):
     # training ran 3x slower than with them flushed to zero. Flushing moves no weight by more
     # than ~1e-30 (a denormal moment over eps = 1e-8). Restored when the loop ends.
     flush = device.type == "cpu" and torch.set_flush_denormal(True)
+    # A graph replays K iterations at once; the step-by-step backends take chunks sized to
+    # about CHECK_SECONDS, so a Ctrl-C is acted on quickly however slow an iteration is.
+    chunk = cfg.iters_per_replay if backend == "graph" else 1
     try:
         with _StopOnSigint() as stop:
+            losslog = LossLog(out, device, start, bar, cfg.sample_every, bar.write if show_progress else log, log)
+            measure = evaluator and _BestByDistance(evaluator, ckpt_dir / "best.pt", losslog.best_fd, losslog.extra)
             while it < cfg.iters and not stop.requested:
-                n = min(cfg.iters_per_replay, next_stop(it, cfg) - it)
+                n = min(chunk, next_stop(it, cfg) - it)
+                t0 = time.perf_counter()
                 losses = trainer.advance(n)
+                if backend != "graph":
+                    rate = n / max(time.perf_counter() - t0, 1e-9)
+                    chunk = max(1, min(cfg.iters_per_replay, int(rate * CHECK_SECONDS)))
                 it += n
                 if it % cfg.log_every == 0 or it == cfg.iters:
                     losslog.push(it, losses)
@@ -367,34 +341,43 @@ def train(cfg: Config, log=print, show_progress=True):
                     sample(it)
                 save_now = it % cfg.ckpt_every == 0
                 measure_now = measure and it % cfg.eval_every == 0
-                if save_now or measure_now:
-                    state = snapshot(it)  # one device copy serves the checkpoint and the measurement
-                    if save_now:
-                        writer.submit(_write_checkpoint, state, ckpt_dir, cfg.keep)
-                    if measure_now:
-                        writer.submit(measure, state)
+                if save_now:
+                    checkpoint_now(it)
+                if measure_now:
+                    writer.submit(measure, snapshot(it))
             if losslog.last[0] != it:
                 losslog.push(it, losses)
             if it % cfg.sample_every:
                 sample(it)
             if it % cfg.ckpt_every:
-                writer.submit(_write_checkpoint, snapshot(it), ckpt_dir, cfg.keep)
+                checkpoint_now(it)
             writer.close()
             losslog.drain(wait=True)
             failed = False
             if stop.requested:
-                log(f"\nstopped at iteration {it}; resume with: python train.py --resume {out}")
-    except NonFiniteLoss as e:
+                log(f"\nstopped at iteration {it}; continue with: python train.py --resume {out}")
+    except KeyboardInterrupt:
+        writer.close(raise_errors=False)  # a checkpoint being written is finished, not torn
+        raise Interrupted(f"interrupted at once (second Ctrl-C) near iteration {it}, without a stop checkpoint; "
+                          f"{_last_good(ckpt_dir)}") from None
+    except FastganError as e:
         writer.close(raise_errors=False)
-        good = checkpoint.list_checkpoints(ckpt_dir)
-        where = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint had been written yet"
-        raise FastganError(f"{e}; {where}") from None
+        raise FastganError(f"{e}; {_last_good(ckpt_dir)}") from None
     finally:
         if flush:
             torch.set_flush_denormal(False)
         bar.close()
-        losslog.close()
         if failed:
             writer.close(raise_errors=False)
-    save_losses(read_metrics(out / "metrics.jsonl"), out / "losses.png")
+        if losslog is not None:
+            losslog.close()
+    try:
+        save_losses(read_records(out / "metrics.jsonl"), out / "losses.png")
+    except OSError as e:
+        raise FastganError(os_error("write", out / "losses.png", e)) from None
     return out
+
+
+def _last_good(ckpt_dir):
+    good = checkpoint.list_checkpoints(ckpt_dir)
+    return f"the last good checkpoint is {good[-1]}" if good else "no checkpoint had been written yet"

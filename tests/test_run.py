@@ -109,6 +109,26 @@ def test_ctrl_c_checkpoints_and_stops(data_dir, tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_second_ctrl_c_exits_at_once_with_130(data_dir, tmp_path, monkeypatch, capsys):
+    def interrupt_twice(trainer, it):
+        if it == 10:
+            os.kill(os.getpid(), signal.SIGINT)  # asks for a stop after this chunk...
+            os.kill(os.getpid(), signal.SIGINT)  # ...and this one stops at once
+
+    _wrap_advance(monkeypatch, interrupt_twice)
+    before = signal.getsignal(signal.SIGINT)
+    out = tmp_path / "c"
+    code = train_cli.main(["--iters", "30", "--batch-size", "8", "--ckpt-every", "10", "--log-every", "5",
+                           "--device", "cpu", "--backend", "eager", "--eval-every", "1000",
+                           "--data-dir", str(data_dir), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 130
+    assert err == (f"error: interrupted at once (second Ctrl-C) near iteration 10, without a stop checkpoint; "
+                   f"the last good checkpoint is {out / 'checkpoints' / '0000010.pt'}")
+    assert checkpoint.list_checkpoints(out / "checkpoints")[-1].name == "0000010.pt"
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
     def poison(trainer, it):
         if it == 20:
