@@ -115,6 +115,12 @@ def prune(folder, keep):
         p.unlink()
 
 
+def resolve_best(arg, what):
+    """For using a generator: a checkpoint file, or a run folder's best.pt, else its newest."""
+    best = Path(arg) / "checkpoints" / "best.pt"
+    return best if best.is_file() else resolve(arg, what)
+
+
 def resolve(arg, what="--resume"):
     """A checkpoint file, or a run folder (its newest checkpoint); `what` names the argument."""
     path = Path(arg)

@@ -208,10 +208,8 @@ def main(argv=None):
     try:
         if args.samples < 2:
             raise FastganError(f"--samples must be at least 2, got {args.samples}")
-        path = Path(args.checkpoint)
-        if path.is_dir() and (path / "checkpoints" / "best.pt").is_file():
-            path = path / "checkpoints" / "best.pt"
-        state = checkpoint.load(checkpoint.resolve(path, "checkpoint"))
+        path = checkpoint.resolve_best(args.checkpoint, "checkpoint")
+        state = checkpoint.load(path)
         device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
         if args.device == "cuda" and device.type != "cuda":
             raise FastganError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")

@@ -1,7 +1,6 @@
 """The seed's 4x4 sample grid and its loss curves, drawn with matplotlib's object API
 (no pyplot state), so they can be written from a background thread."""
 
-import json
 import os
 from pathlib import Path
 
@@ -25,34 +24,30 @@ def _save(fig, path):
     os.replace(tmp, path)
 
 
-def grid_image(samples, gap=2, scale=3):
-    """The seed's 4x4 layout as one grey image: 28x28 tiles in [0, 1] on white gaps, upscaled."""
-    side = 4 * 28 + 3 * gap
-    img = np.ones((side, side), dtype=np.float32)
-    for i, sample in enumerate(samples[:16]):
-        r, c = divmod(i, 4)
+def grid_image(samples, rows=4, cols=4, gap=2, scale=3):
+    """rows x cols 28x28 tiles in [0, 1] on white gaps as one grey image, upscaled; the seed's
+    grid is 4 x 4. Tiles fill row by row; missing ones stay white."""
+    img = np.ones((rows * 28 + (rows - 1) * gap, cols * 28 + (cols - 1) * gap), dtype=np.float32)
+    for i, sample in enumerate(samples[: rows * cols]):
+        r, c = divmod(i, cols)
         img[r * (28 + gap) : r * (28 + gap) + 28, c * (28 + gap) : c * (28 + gap) + 28] = sample.reshape(28, 28)
     return np.kron(img, np.ones((scale, scale), dtype=np.float32))
 
 
-def save_grid(samples, path):
-    """samples: (16, 784) array in [0, 1] -> the seed's grid (grey, 4x4, no axes) as a PNG.
+def save_grid(samples, path, rows=4, cols=4):
+    """samples: (n, 784) array in [0, 1] -> a grey rows x cols grid (the seed's 4x4) as a PNG.
 
     Drawn as one image with matplotlib's imsave (a few ms) instead of 16 subplots (~250 ms), so
     a grid every 1000 iterations keeps up with training that runs well over 1000 it/s."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    mimage.imsave(tmp, grid_image(np.clip(samples, 0.0, 1.0)), cmap="Greys_r", vmin=0.0, vmax=1.0, format="png")
-    os.replace(tmp, path)
-
-
-def read_metrics(path):
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    try:
+        mimage.imsave(tmp, grid_image(np.clip(samples, 0.0, 1.0), rows, cols), cmap="Greys_r", vmin=0.0, vmax=1.0,
+                      format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_losses(metrics, path):

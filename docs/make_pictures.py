@@ -1,0 +1,34 @@
+"""Regenerate the README's pictures from a real run:
+
+    python train.py --device cpu --iters 30000 --eval-every 5000 --out runs/docs   # ~4 min on 2 CPU cores
+    python docs/make_pictures.py runs/docs
+
+Writes docs/samples.png (64 samples at the run's best checkpoint), docs/walks.png (latent walks
+at the same checkpoint) and docs/curves.png (the run's losses, Fréchet distance and class KL),
+each through the same commands and functions a user has.
+"""
+
+import sys
+from pathlib import Path
+
+from fastgan import sample
+from fastgan.metrics import read_records
+from fastgan.plots import save_losses
+
+DOCS = Path(__file__).resolve().parent
+
+
+def main(run):
+    for argv in ([run, "--n", "64", "--out", DOCS / "samples.png"],
+                 [run, "--interpolate", "5", "--out", DOCS / "walks.png"]):
+        if sample.main([str(a) for a in argv] + ["--force", "--device", "cpu"]) != 0:
+            return 2
+    save_losses(read_records(Path(run) / "metrics.jsonl"), DOCS / "curves.png")
+    print(f"wrote {DOCS / 'curves.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,106 @@
+"""Draw samples from a trained generator.
+
+    python -m fastgan.sample RUN_OR_CHECKPOINT                 # 64 samples as an 8x8 grid PNG
+    python -m fastgan.sample runs/try --n 100 --seed 3 --npz   # also the raw (n, 28, 28) uint8 array
+    python -m fastgan.sample runs/try --interpolate 6          # 6 rows of linear walks through z-space
+
+A run folder means its checkpoints/best.pt (the lowest Fréchet distance measured), else its
+newest checkpoint. The PNG (and .npz) go beside the checkpoint unless --out says where; an
+existing file is never overwritten without --force. Plain PyTorch on CUDA if present, else the
+CPU; no Triton needed.
+"""
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .errors import FastganError, os_error
+from .model import Z_DIM, generator
+from .plots import save_grid
+
+STEPS = 10  # images per interpolation row, both end points included
+
+
+def noise(n, seed):
+    """n noise vectors z ~ U(-1, 1) (the seed's prior), drawn on the CPU from `seed`."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, Z_DIM, generator=gen) * 2 - 1
+
+
+def walks(rows, seed, steps=STEPS):
+    """rows linear walks of `steps` points, each between two random points of z-space: (rows * steps, Z)."""
+    ends = noise(2 * rows, seed).view(rows, 2, Z_DIM)
+    t = torch.linspace(0, 1, steps).view(1, steps, 1)
+    return (ends[:, :1] * (1 - t) + ends[:, 1:] * t).reshape(rows * steps, Z_DIM)
+
+
+def default_out(ckpt, interpolate):
+    return ckpt.with_name(f"{ckpt.stem}-{'walks' if interpolate else 'samples'}.png")
+
+
+def _free(path, force):
+    if path.exists() and not force:
+        raise FastganError(f"{path} exists; pass --force to overwrite it, or --out another file")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fastgan.sample", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", help="a checkpoint file, or a run folder (its best.pt, else its newest checkpoint)")
+    p.add_argument("--n", type=int, default=64, help="samples, drawn as a square grid")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    p.add_argument("--interpolate", type=int, default=0, metavar="K",
+                   help=f"instead: K rows of {STEPS} images walking linearly between two random points of z-space")
+    p.add_argument("--out", help="the PNG to write (default: beside the checkpoint)")
+    p.add_argument("--npz", action="store_true", help="also save the images as a (n, 28, 28) uint8 array (.npz)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    args = p.parse_args(argv)
+    try:
+        if args.n < 1:
+            raise FastganError(f"--n must be at least 1, got {args.n}")
+        if args.interpolate < 0:
+            raise FastganError(f"--interpolate must be a positive number of rows, got {args.interpolate}")
+        if not 0 <= args.seed < 2**63:
+            raise FastganError(f"--seed must be in 0..2**63 - 1, got {args.seed}")
+        ckpt = checkpoint.resolve_best(args.checkpoint, "checkpoint")
+        state = checkpoint.load(ckpt)
+        out = Path(args.out) if args.out else default_out(ckpt, args.interpolate)
+        npz = out.with_suffix(".npz")
+        _free(out, args.force)
+        if args.npz:
+            _free(npz, args.force)
+        device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+        if args.device == "cuda" and device.type != "cuda":
+            raise FastganError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        if args.interpolate:
+            z, rows, cols = walks(args.interpolate, args.seed), args.interpolate, STEPS
+        else:
+            cols = math.ceil(math.sqrt(args.n))
+            z, rows = noise(args.n, args.seed), math.ceil(args.n / cols)
+        params = {k: v.to(device) for k, v in state["params"].items()}
+        with torch.no_grad():
+            images = generator(params, z.to(device)).cpu().numpy()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            save_grid(images, out, rows, cols)
+            if args.npz:
+                pixels = np.round(images.reshape(-1, 28, 28) * 255).astype(np.uint8)
+                np.savez_compressed(npz, images=pixels)
+        except OSError as e:
+            raise FastganError(os_error("write", e.filename or out, e)) from None
+    except FastganError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    what = f"{args.interpolate} walks of {STEPS}" if args.interpolate else f"{args.n} samples"
+    print(f"{what} from {ckpt} (iteration {state['iter']}) -> {out}" + (f" and {npz}" if args.npz else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
