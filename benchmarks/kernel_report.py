@@ -4,7 +4,9 @@ ahead of time for a GPU architecture on this machine (no GPU needed), with its r
     python -m benchmarks.kernel_report                      # sm_90, batch 1, 8, 128, 1024, 8192
     python -m benchmarks.kernel_report --batch 128 8192 --arch 90 --json
 
-Per launch of an iteration (fused and graph backends): programs launched against an H100's 132
+Per launch of an iteration: `graph` is the Triton trainer (`--backend graph`, and `--backend
+fused`, which launches the same kernels un-captured); `ops` is the autograd library
+(kernels.OPS: linear_relu, sigmoid_bce_with_logits, ...) driving the reference step. Programs launched against an H100's 132
 SMs, registers per thread, bytes spilled per thread (cuobjdump's STACK + LOCAL), shared memory,
 and how the products are computed (`fma`, `mma` or `wgmma`, read from the PTX). `variants` is
 the number of distinct specializations the launch takes over several captured iterations: more
@@ -31,13 +33,13 @@ from fastgan.data import Batcher
 from fastgan.graph import GraphTrainer
 
 BATCHES = (1, 8, 128, 1024, 8192)
-BACKENDS = ("fused", "graph")
+BACKENDS = ("graph", "ops")
 H100_SMS = 132
 ITERS = 4  # graph iterations recorded: enough to see a per-iteration alignment change (odd rows)
 
 
 def backend_launches(backend, batch):
-    """The launches of `ITERS` iterations (graph) or one (fused) at this batch, per iteration."""
+    """The launches of `ITERS` iterations (graph) or one (ops) at this batch, per iteration."""
     torch.manual_seed(0)
     images = torch.rand(max(batch, 64), model.X_DIM)
     params = model.init_params(0, "cpu")
@@ -45,7 +47,7 @@ def backend_launches(backend, batch):
         if backend == "graph":
             GraphTrainer(params, 1e-3, Batcher(images, batch, seed=0), ITERS, capture=False).advance(ITERS)
             iters = ITERS
-        elif backend == "fused":
+        elif backend == "ops":
             step = model.AdamStep(params, 1e-3, kernels.OPS)
             step(images[:batch], torch.rand(batch, model.Z_DIM), torch.rand(batch, model.Z_DIM))
             iters = 1

@@ -10,9 +10,9 @@ Backends:
   eager_cudagraph  the same step with capturable Adam, captured whole in one torch.cuda.CUDAGraph
                    (batch indices drawn with randint in the graph, i.e. with replacement)
   compile          the same step with G and D wrapped in torch.compile
-  fused            the same step on fastgan's Triton kernels (`--backend fused`)
-  graph            fastgan.graph.GraphTrainer: static buffers, 13 Triton launches per iteration,
-                   ITERS_PER_REPLAY iterations per CUDA-graph replay (`--backend graph`)
+  fused            fastgan.graph.GraphTrainer launched un-captured (`--backend fused`)
+  graph            the same, ITERS_PER_REPLAY iterations per CUDA-graph replay (`--backend graph`):
+                   static buffers, 12 Triton launches and a gather per iteration
 
 On a CPU-only machine only small cases run (fused under Triton's interpreter at batch 8).
 """
@@ -73,11 +73,11 @@ def _runner(backend, batch):
 
         return run
 
-    if backend == "graph":
+    if backend in ("graph", "fused"):
         from fastgan.graph import GraphTrainer
 
         k_replay = ITERS_PER_REPLAY if HAS_CUDA else 1
-        trainer = GraphTrainer(params, 1e-3, Batcher(images, batch, seed=0), k_replay)
+        trainer = GraphTrainer(params, 1e-3, Batcher(images, batch, seed=0), k_replay, capture=backend == "graph" and HAS_CUDA)
         trainer.warm_up()  # compiles every kernel, captures the graph and checks one replay (on CUDA)
         trainer.advance(k_replay)
 
@@ -87,12 +87,7 @@ def _runner(backend, batch):
 
         return run
 
-    if backend == "fused":
-        import kernels
-
-        step = AdamStep(params, 1e-3, kernels.OPS)
-    else:
-        step = AdamStep(params, 1e-3, TORCH_OPS)
+    step = AdamStep(params, 1e-3, TORCH_OPS)
     if backend == "compile":
         step.G = torch.compile(step.G)
         step.D = torch.compile(step.D)

@@ -1,5 +1,7 @@
-"""The `graph` backend: the whole alternating D/G iteration as Triton launches over static
-buffers, K iterations captured in one CUDA graph and replayed.
+"""The Triton trainer: the whole alternating D/G iteration as Triton launches over static
+buffers, K iterations captured in one CUDA graph and replayed (`--backend graph`), or the same
+launches un-captured (`--backend fused`, and every run under Triton's interpreter). With the
+plain-PyTorch reference in fastgan/model.py, this is the only other copy of the iteration.
 
 Per replay of K iterations, outside the graph and without any host sync, a few launches fill
 the static inputs: batch indices (the same shuffled epochs as the eager path), noise for the D
@@ -48,7 +50,7 @@ class GraphTrainer:
     last iteration's [d_loss, d_real_loss, d_fake_loss, g_loss] as a device tensor."""
 
     ops = kernels.OPS
-    backend = "graph"
+    backend = "graph"  # `--backend fused` is this trainer with capture=False
 
     def __init__(self, params, lr, batcher, iters_per_replay, capture=None, betas=ADAM_BETAS):
         images = batcher.images
@@ -173,6 +175,17 @@ class GraphTrainer:
             raise ValueError(f"advance takes 1..{self.K} iterations (the replay size), got {n}")
         self.prepare(n)
         return self.run_prepared(n)
+
+    def state_dict(self):
+        """Device copies of everything the iteration updates: {"params", "adam"} (checkpoint format)."""
+        return {"params": {k: v.detach().clone() for k, v in self.params.items()}, "adam": self.adam_state()}
+
+    def load_state_dict(self, state):
+        """Continue from a state_dict (or a checkpoint): parameters, Adam moments and step."""
+        with torch.no_grad():
+            for k in self.params:
+                self.params[k].copy_(state["params"][k])
+        self.load_adam_state(state["adam"])
 
     def adam_state(self):
         return {

@@ -102,6 +102,17 @@ class AdamStep:
         self._apply(self.opt_g, self.g_params, loss_g)
         return torch.stack([d_loss, d_real, d_fake, loss_g]).detach()
 
+    def state_dict(self):
+        """Device copies of everything the step updates: {"params", "adam"} (checkpoint format)."""
+        return {"params": {k: v.detach().clone() for k, v in self.params.items()}, "adam": self.adam_state()}
+
+    def load_state_dict(self, state):
+        """Continue from a state_dict (or a checkpoint): parameters, Adam moments and step."""
+        with torch.no_grad():
+            for k in SHAPES:
+                self.params[k].copy_(state["params"][k])
+        self.load_adam_state(state["adam"])
+
     def adam_state(self):
         """Device copies of the Adam moments and step counts: {"G"|"D": {"step", "exp_avg", "exp_avg_sq"}}."""
         out = {}

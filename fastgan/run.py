@@ -24,7 +24,7 @@ from .config import DEFAULT_ITERS, Config
 from .data import Batcher, images_to_tensor, load_dataset
 from .errors import FastganError, os_error
 from .metrics import LossLog, NonFiniteLoss, atomic_write_text, read_records
-from .model import SHAPES, Z_DIM, AdamStep, generator, init_params
+from .model import Z_DIM, AdamStep, generator, init_params
 from .plots import save_grid, save_losses
 
 RESTORED_FROM_CHECKPOINT = ("batch_size", "lr", "beta1", "seed", "dataset")
@@ -42,11 +42,13 @@ def pick_device(name, log):
     return torch.device("cpu")
 
 
-class StepLoop:
-    """The eager and fused backends: one `AdamStep` call per iteration, batches from the Batcher."""
+class EagerTrainer:
+    """The plain-PyTorch reference as a trainer: one `AdamStep` call per iteration."""
 
-    def __init__(self, step, batcher, backend):
-        self.step, self.batcher, self.backend = step, batcher, backend
+    backend = "eager"
+
+    def __init__(self, step, batcher):
+        self.step, self.batcher = step, batcher
         self.params, self.ops = step.params, step.ops
 
     def advance(self, n):
@@ -54,11 +56,11 @@ class StepLoop:
             losses = self.step(*self.batcher.next())
         return losses
 
-    def adam_state(self):
-        return self.step.adam_state()
+    def state_dict(self):
+        return self.step.state_dict()
 
-    def load_adam_state(self, state):
-        self.step.load_adam_state(state)
+    def load_state_dict(self, state):
+        self.step.load_state_dict(state)
 
 
 def pick_backend(name, device):
@@ -68,21 +70,23 @@ def pick_backend(name, device):
 
 
 def make_trainer(backend, params, cfg, batcher, device, log=print):
-    """An object with advance(n) -> last losses, params, ops, backend (its name), adam_state(),
-    load_adam_state(). `auto` falls back to eager if the graph backend fails at start-up."""
+    """A trainer: advance(n) -> the last iteration's losses; params, ops, backend (its name);
+    state_dict() and load_state_dict() (parameters, Adam moments and step). eager is the
+    plain-PyTorch reference; fused and graph are one Triton trainer, launched un-captured or
+    replayed from a CUDA graph. `auto` falls back to eager if the graph fails at start-up."""
     if backend == "eager":
-        return StepLoop(AdamStep(params, cfg.lr, betas=cfg.betas), batcher, "eager")
+        return EagerTrainer(AdamStep(params, cfg.lr, betas=cfg.betas), batcher)
     if device.type == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
     try:
-        import kernels
+        import kernels  # noqa: F401  (is Triton there?)
     except ImportError as e:
         raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
-    if backend == "fused":
-        return StepLoop(AdamStep(params, cfg.lr, kernels.OPS, betas=cfg.betas), batcher, "fused")
     from .graph import GraphTrainer
 
-    trainer = GraphTrainer(params, cfg.lr, batcher, cfg.iters_per_replay, betas=cfg.betas)
+    trainer = GraphTrainer(params, cfg.lr, batcher, cfg.iters_per_replay, capture=None if backend == "graph" else False,
+                           betas=cfg.betas)
+    trainer.backend = backend
     try:
         trainer.warm_up()  # compile, capture and check the graph now, while nothing else uses the GPU
     except Exception as e:  # a compile, capture or replay-check failure: say it in one line
@@ -90,7 +94,7 @@ def make_trainer(backend, params, cfg, batcher, device, log=print):
         if cfg.backend != "auto":
             raise FastganError(f"--backend graph failed at start-up ({what}); try --backend eager") from None
         log(f"notice: the CUDA-graph backend failed at start-up ({what}); training with the eager backend instead")
-        return StepLoop(AdamStep(params, cfg.lr, betas=cfg.betas), batcher, "eager")
+        return EagerTrainer(AdamStep(params, cfg.lr, betas=cfg.betas), batcher)
     return trainer
 
 
@@ -268,10 +272,7 @@ def _train_in(cfg, log, show_progress, out, state):
     z_fixed = fixed_noise(cfg.seed, device)
     start = 0
     if state is not None:
-        with torch.no_grad():
-            for k in SHAPES:
-                params[k].copy_(state["params"][k])
-        trainer.load_adam_state(state["adam"])
+        trainer.load_state_dict(state)
         batcher.load_state_dict(state["sampler"])
         start = int(state["iter"])
     if start >= cfg.iters:
@@ -288,13 +289,7 @@ def _train_in(cfg, log, show_progress, out, state):
     log(f"training iterations {start + 1}..{cfg.iters} on {device} ({backend} backend), writing to {out}")
 
     def snapshot(it):
-        return {
-            "iter": it,
-            "params": {k: v.detach().clone() for k, v in params.items()},
-            "adam": trainer.adam_state(),
-            "sampler": batcher.state_dict(),
-            "config": cfg.to_dict(),
-        }
+        return {"iter": it, **trainer.state_dict(), "sampler": batcher.state_dict(), "config": cfg.to_dict()}
 
     def sample(it):
         with torch.no_grad():

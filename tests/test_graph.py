@@ -129,3 +129,28 @@ def test_graph_start_up_failure_falls_back_or_says_one_line(monkeypatch):
                     "training with the eager backend instead"]
     with pytest.raises(FastganError, match=r"^--backend graph failed at start-up \(RuntimeError: CUDA error: operation not permitted when stream is capturing\); try --backend eager$"):
         run.make_trainer("graph", model.init_params(0, device), Config(backend="graph"), batcher, device, logs.append)
+
+
+def test_one_state_dict_moves_between_eager_and_triton_trainers():
+    """state_dict / load_state_dict carry parameters, Adam moments and step in the checkpoint
+    format, so a run moves between the reference and the Triton trainer with one call."""
+    device = DEVICES[0]
+    images = _images(device)
+    eager = model.AdamStep(model.init_params(3, device), lr=1e-3)
+    batcher = Batcher(images, 8, seed=0)
+    for _ in range(2):
+        eager(*batcher.next())
+    state = eager.state_dict()
+    triton_trainer = GraphTrainer(model.init_params(9, device), 1e-3, Batcher(images, 8, seed=0), 2, capture=False)
+    triton_trainer.load_state_dict(state)
+    again = triton_trainer.state_dict()
+    assert all(torch.equal(again["params"][k], state["params"][k]) for k in model.SHAPES)
+    for net in ("G", "D"):
+        assert float(again["adam"][net]["step"]) == 2
+        for moment in ("exp_avg", "exp_avg_sq"):
+            assert all(torch.equal(again["adam"][net][moment][k], state["adam"][net][moment][k])
+                       for k in state["adam"][net][moment])
+    back = model.AdamStep(model.init_params(9, device), lr=1e-3)
+    back.load_state_dict(again)
+    x, zd, zg = batcher.next()
+    torch.testing.assert_close(back(x, zd, zg), eager(x, zd, zg), rtol=0, atol=0)

@@ -1,4 +1,5 @@
-"""Every kernel specialization the fused and graph backends launch compiles for real GPUs.
+"""Every kernel specialization the Triton trainer (`--backend graph` and `fused`) and the
+autograd library (kernels.OPS) launch compiles for real GPUs.
 
 Triton's interpreter (which the other kernel tests use on a CPU machine) never runs the
 compiler, and a kernel can be correct there yet fail to compile: the linear backward did, for
@@ -24,7 +25,7 @@ from kernels import aot
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 8, 128, 1024, 8192)
-BACKENDS = ("fused", "graph")
+BACKENDS = ("graph", "ops")  # the Triton trainer (graph and fused) and the autograd library
 
 pytestmark = pytest.mark.skipif(aot.toolchain_missing() is not None, reason=f"cannot compile: {aot.toolchain_missing()}")
 
