@@ -38,14 +38,19 @@ H100_SMS = 132
 ITERS = 4  # graph iterations recorded: enough to see a per-iteration alignment change (odd rows)
 
 
-def backend_launches(backend, batch):
-    """The launches of `ITERS` iterations (graph) or one (ops) at this batch, per iteration."""
+def backend_launches(backend, batch, runs=1):
+    """The launches of `ITERS` iterations (graph, `runs` GANs at once) or one (ops), per iteration."""
     torch.manual_seed(0)
     images = torch.rand(max(batch, 64), model.X_DIM)
     params = model.init_params(0, "cpu")
     with aot.record() as launches:
         if backend == "graph":
-            GraphTrainer(params, 1e-3, Batcher(images, batch, seed=0), ITERS, capture=False).advance(ITERS)
+            if runs == 1:
+                trainer = GraphTrainer(params, 1e-3, Batcher(images, batch, seed=0), ITERS, capture=False)
+            else:
+                trainer = GraphTrainer([model.init_params(r, "cpu") for r in range(runs)], [1e-3] * runs,
+                                       [Batcher(images, batch, seed=r) for r in range(runs)], ITERS, capture=False)
+            trainer.advance(ITERS)
             iters = ITERS
         elif backend == "ops":
             step = model.AdamStep(params, 1e-3, kernels.OPS)
@@ -67,35 +72,36 @@ def _describe(launch):
     return shape, blocks, flags
 
 
-def report(archs=(90,), batches=BATCHES, backends=BACKENDS, progress=None):
-    """One record per (arch, backend, batch, launch of the iteration)."""
+def report(archs=(90,), batches=BATCHES, backends=BACKENDS, runs=(1,), progress=None):
+    """One record per (arch, backend, batch, runs, launch of the iteration); the autograd ops
+    (`ops`) train one run only."""
     compilers = {arch: aot.Compiler(arch) for arch in archs}
     records = []
-    for backend in backends:
-        for batch in batches:
-            iterations = backend_launches(backend, batch)
-            for site, launch in enumerate(iterations[0]):
-                shape, blocks, flags = _describe(launch)
-                for arch, compiler in compilers.items():
-                    rec = {
-                        "arch": f"sm_{arch}", "backend": backend, "batch": batch, "kernel": launch.name,
-                        "shape": shape, "blocks": blocks, "flags": flags, "programs": launch.programs,
-                        "variants": len({compiler.key(it[site]) for it in iterations}),
-                        "regs": None, "spill_bytes": None, "shared_bytes": None, "num_warps": None, "dot": None,
-                        "error": None,
-                    }
-                    try:
-                        rec.update(aot.resources(compiler.compile(launch)))
-                    except Exception as e:  # a compile error is a result here, reported per launch
-                        rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-                    records.append(rec)
-                    if progress:
-                        progress(rec)
+    cases = [(b, n, r) for b in backends for n in batches for r in runs if b == "graph" or r == 1]
+    for backend, batch, n_runs in cases:
+        iterations = backend_launches(backend, batch, n_runs)
+        for site, launch in enumerate(iterations[0]):
+            shape, blocks, flags = _describe(launch)
+            for arch, compiler in compilers.items():
+                rec = {
+                    "arch": f"sm_{arch}", "backend": backend, "batch": batch, "runs": n_runs, "kernel": launch.name,
+                    "shape": shape, "blocks": blocks, "flags": flags, "programs": launch.programs,
+                    "variants": len({compiler.key(it[site]) for it in iterations}),
+                    "regs": None, "spill_bytes": None, "shared_bytes": None, "num_warps": None, "dot": None,
+                    "error": None,
+                }
+                try:
+                    rec.update(aot.resources(compiler.compile(launch)))
+                except Exception as e:  # a compile error is a result here, reported per launch
+                    rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+                records.append(rec)
+                if progress:
+                    progress(rec)
     return records
 
 
 def markdown(records):
-    cols = ["arch", "backend", "batch", "kernel", "shape", "blocks", "flags", "programs", "regs", "spill_bytes",
+    cols = ["arch", "backend", "batch", "runs", "kernel", "shape", "blocks", "flags", "programs", "regs", "spill_bytes",
             "shared_bytes", "num_warps", "dot", "variants"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in records:
@@ -112,13 +118,14 @@ def main(argv=None):
     p.add_argument("--arch", type=int, action="append", help="compute capability, e.g. 90 (H100), 80 (A100); repeatable")
     p.add_argument("--batch", type=int, nargs="+", default=list(BATCHES))
     p.add_argument("--backend", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    p.add_argument("--runs", type=int, nargs="+", default=[1], help="GANs trained at once (graph)")
     p.add_argument("--json", action="store_true", help="print the records as a JSON list")
     args = p.parse_args(argv)
     missing = aot.toolchain_missing()
     if missing:
         print(f"error: cannot compile here: {missing}", file=sys.stderr)
         return 2
-    records = report(tuple(args.arch or (90,)), args.batch, args.backend)
+    records = report(tuple(args.arch or (90,)), args.batch, args.backend, args.runs)
     print(json.dumps(records, indent=1) if args.json else markdown(records))
     return 1 if any(r["error"] for r in records) else 0
 

@@ -3,9 +3,14 @@ buffers, K iterations captured in one CUDA graph and replayed (`--backend graph`
 launches un-captured (`--backend fused`, and every run under Triton's interpreter). With the
 plain-PyTorch reference in fastgan/model.py, this is the only other copy of the iteration.
 
+Runs: R GANs of a sweep (each its own parameters, lr, beta1, data order and noise) train
+together: every buffer has a leading run axis and every launch covers all runs (a program-id
+axis over runs), so the launches per iteration do not grow with R and each run's numbers are
+bitwise those of the same run trained alone. R = 1 is an ordinary run.
+
 Per replay of K iterations, outside the graph and without any host sync, a few launches fill
 the static inputs: batch indices (the same shuffled epochs as the eager path), noise for the D
-and G steps, and each step's Adam bias terms (computed in float64 from the step number, so no
+and G steps, and each step's Adam terms per run (computed in float64 from the step number, so no
 host scalar is frozen into the graph). Inside the graph, per iteration (13 launches):
 
   D step   gather real rows | G1, G2 on [z_d; z_g] (G's params do not change in the D step, so
@@ -25,7 +30,7 @@ aligned), and a shorter remainder runs un-captured rather than capturing mid-run
 import torch
 
 import kernels
-from kernels import ACT_RELU, ACT_SIGMOID, adam_bias_terms, adam_update, d_head, linear_act_backward, linear_act_forward
+from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, d_head, linear_act_backward, linear_act_forward
 
 from .model import ADAM_BETAS, ADAM_EPS, D_SHAPES, G_SHAPES, H_DIM, X_DIM, Z_DIM
 
@@ -37,81 +42,115 @@ class CaptureMismatch(RuntimeError):
 
 
 def _flat_views(flat, shapes):
+    """name -> view of `flat` (R, n) as (R, *shape), each run's part contiguous."""
     views, offset = {}, 0
     for name, shape in shapes.items():
         n = torch.Size(shape).numel()
-        views[name] = flat[offset : offset + n].view(shape)
+        views[name] = flat[:, offset : offset + n].view(flat.shape[0], *shape)
         offset += n
     return views
 
 
+def _per_run(value, runs, what):
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * runs
+    if len(values) != runs:
+        raise ValueError(f"{what}: {len(values)} values for {runs} runs")
+    return values
+
+
 class GraphTrainer:
-    """advance(n) runs n iterations (replaying a captured graph on CUDA) and returns the
-    last iteration's [d_loss, d_real_loss, d_fake_loss, g_loss] as a device tensor."""
+    """advance(n) runs n iterations (replaying a captured graph on CUDA) and returns the last
+    iteration's [d_loss, d_real_loss, d_fake_loss, g_loss] as a device tensor: (4,) for one run,
+    (R, 4) for R runs.
+
+    params, lr, beta1 and batcher are one run's, or lists of R runs' (a sweep: the batchers share
+    one images tensor and batch size); beta2 is shared. With one run, `params` are its tensors;
+    `run_params(r)` gives run r's.
+    """
 
     ops = kernels.OPS
     backend = "graph"  # `--backend fused` is this trainer with capture=False
 
     def __init__(self, params, lr, batcher, iters_per_replay, capture=None, betas=ADAM_BETAS):
-        images = batcher.images
+        self.single = isinstance(params, dict)
+        run_params = [params] if self.single else list(params)
+        R = len(run_params)
+        self.batchers = _per_run(batcher, R, "batchers")
+        self.lrs = _per_run(lr, R, "lr")
+        self.beta1s = _per_run(betas[0], R, "beta1")
+        self.beta2 = betas[1]
+        images = self.batchers[0].images
         device = images.device
-        self.batcher, self.lr, self.K, self.betas = batcher, lr, iters_per_replay, betas
+        B = self.batchers[0].batch_size
+        if any(b.images is not images or b.batch_size != B for b in self.batchers):
+            raise ValueError("the runs of one trainer share one images tensor and one batch size")
+        self.R, self.B, self.K, self.images = R, B, iters_per_replay, images
         self.capture = device.type == "cuda" if capture is None else capture
-        B, K = batcher.batch_size, iters_per_replay
-        self.B = B
+        K = iters_per_replay
 
         def zeros(*shape, dtype=torch.float32):
             return torch.zeros(shape, dtype=dtype, device=device)
 
-        self.flat, self.grad_flat, self.m_flat, self.v_flat = {}, {}, {}, {}
-        self.params, self.grads, self.m, self.v = {}, {}, {}, {}
+        self.flat, self.grad_flat, self.m_flat, self.v_flat = {}, {}, {}, {}  # net -> (R, n)
+        self.P, self.Gr, self.M, self.V = {}, {}, {}, {}  # name -> (R, *shape) views
         for net, shapes in NETS.items():
             n = sum(torch.Size(s).numel() for s in shapes.values())
-            for store, views in ((self.flat, self.params), (self.grad_flat, self.grads),
-                                 (self.m_flat, self.m), (self.v_flat, self.v)):
-                store[net] = zeros(n)
+            for store, views in ((self.flat, self.P), (self.grad_flat, self.Gr), (self.m_flat, self.M),
+                                 (self.v_flat, self.V)):
+                store[net] = zeros(R, n)
                 views.update(_flat_views(store[net], shapes))
         with torch.no_grad():
-            for name, t in params.items():
-                self.params[name].copy_(t)
-        self.t = 0  # Adam steps taken (the same for both networks), known on the host
+            for r, p in enumerate(run_params):
+                for name, t in p.items():
+                    self.P[name][r].copy_(t)
+        self.params = self.run_params(0) if self.single else None
+        self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
 
-        self.idx = zeros(K, B, dtype=torch.long)
-        self.z = zeros(K, 2 * B, Z_DIM)  # rows [:B] D step, [B:] G step
-        # Per iteration [lr / (1 - b1^t), sqrt(1 - b2^t), pad, pad]: rows of 16 bytes, so every
-        # row is as aligned as the first and Adam compiles one specialization for all of them.
-        self.bias = zeros(K, 4)
-        self.log = zeros(K, 4)
-        self.xx = zeros(3 * B, X_DIM)  # [real; G(z_d); G(z_g)]
-        self.hG = zeros(2 * B, H_DIM)
-        self.hD = zeros(2 * B, H_DIM)
-        self.dhD = zeros(2 * B, H_DIM)
-        self.hDg = zeros(B, H_DIM)
-        self.dhDg = zeros(B, H_DIM)
-        self.dfake = zeros(B, X_DIM)
-        self.dhG = zeros(B, H_DIM)
+        self.idx = zeros(K, R, B, dtype=torch.long)
+        self.z = zeros(K, R, 2 * B, Z_DIM)  # rows [:B] of a run's slab: D step; [B:]: G step
+        self.z_draw = zeros(K, 2 * B, Z_DIM) if R > 1 else None  # one run's noise, drawn contiguous
+        # Per iteration and run [lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1, pad]: rows of 16 bytes,
+        # so every iteration's rows are as aligned as the first: one Adam specialization for all.
+        self.hyper = zeros(K, R, 4)
+        self.log = zeros(K, R, 4)
+        self.xx = zeros(R, 3 * B, X_DIM)  # per run [real; G(z_d); G(z_g)]
+        self.real = zeros(R * B, X_DIM) if R > 1 else None  # the gather's contiguous target
+        self.hG = zeros(R, 2 * B, H_DIM)
+        self.hD = zeros(R, 2 * B, H_DIM)
+        self.dhD = zeros(R, 2 * B, H_DIM)
+        self.hDg = zeros(R, B, H_DIM)
+        self.dhDg = zeros(R, B, H_DIM)
+        self.dfake = zeros(R, B, X_DIM)
+        self.dhG = zeros(R, B, H_DIM)
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
 
+    def run_params(self, r):
+        """Run r's parameters: name -> view (in, out) or (n,), as in fastgan.model."""
+        return {k: v[r] for k, v in self.P.items()}
+
     def _iteration(self, i):
-        B, P, Gr = self.B, self.params, self.grads
+        B, P, Gr = self.B, self.P, self.Gr
         xx, z = self.xx, self.z[i]
-        real_fake, fake_g = xx[: 2 * B], xx[2 * B :]
-        b1, b2 = self.betas
+        real_fake, fake_g = xx[:, : 2 * B], xx[:, 2 * B :]
         # D step
-        torch.index_select(self.batcher.images, 0, self.idx[i], out=xx[:B])
+        if self.real is None:
+            torch.index_select(self.images, 0, self.idx[i, 0], out=xx[0, :B])
+        else:
+            torch.index_select(self.images, 0, self.idx[i].view(-1), out=self.real)
+            xx[:, :B].copy_(self.real.view(self.R, B, X_DIM))
         linear_act_forward(z, P["G_W1"], P["G_b1"], self.hG, ACT_RELU)
-        linear_act_forward(self.hG, P["G_W2"], P["G_b2"], xx[B:], ACT_SIGMOID)
+        linear_act_forward(self.hG, P["G_W2"], P["G_b2"], xx[:, B:], ACT_SIGMOID)
         linear_act_forward(real_fake, P["D_W1"], P["D_b1"], self.hD, ACT_RELU)
-        d_head(self.hD, P["D_W2"], P["D_b2"], self.log[i, :3], self.dhD, Gr["D_W2"], Gr["D_b2"], split=B, t0=1.0, t1=0.0)
+        d_head(self.hD, P["D_W2"], P["D_b2"], self.log[i, :, :3], self.dhD, Gr["D_W2"], Gr["D_b2"], split=B, t0=1.0, t1=0.0)
         linear_act_backward(real_fake, P["D_W1"], self.hD, self.dhD, None, Gr["D_W1"], Gr["D_b1"], ACT_RELU)
-        adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.bias[i, :2], b1, b2, ADAM_EPS)
+        adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.hyper[i], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
         linear_act_forward(fake_g, P["D_W1"], P["D_b1"], self.hDg, ACT_RELU)
-        d_head(self.hDg, P["D_W2"], P["D_b2"], self.log[i, 3:], self.dhDg, t0=1.0)
+        d_head(self.hDg, P["D_W2"], P["D_b2"], self.log[i, :, 3:], self.dhDg, t0=1.0)
         linear_act_backward(fake_g, P["D_W1"], self.hDg, self.dhDg, self.dfake, None, None, ACT_RELU)
-        linear_act_backward(self.hG[B:], P["G_W2"], fake_g, self.dfake, self.dhG, Gr["G_W2"], Gr["G_b2"], ACT_SIGMOID)
-        linear_act_backward(z[B:], P["G_W1"], self.hG[B:], self.dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU)
-        adam_update(self.flat["G"], self.grad_flat["G"], self.m_flat["G"], self.v_flat["G"], self.bias[i, :2], b1, b2, ADAM_EPS)
+        linear_act_backward(self.hG[:, B:], P["G_W2"], fake_g, self.dfake, self.dhG, Gr["G_W2"], Gr["G_b2"], ACT_SIGMOID)
+        linear_act_backward(z[:, B:], P["G_W1"], self.hG[:, B:], self.dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU)
+        adam_update(self.flat["G"], self.grad_flat["G"], self.m_flat["G"], self.v_flat["G"], self.hyper[i], self.beta2, ADAM_EPS)
 
     def _launch(self, n):
         for i in range(n):
@@ -124,15 +163,15 @@ class GraphTrainer:
     def warm_up(self):
         """On CUDA, before training (and before any other thread uses the GPU): compile and load
         every kernel, capture the K-iteration graph, and check its first replay against the same
-        K iterations launched un-captured. Leaves parameters, moments and sampler as they were.
+        K iterations launched un-captured. Leaves parameters, moments and samplers as they were.
         Raises CaptureMismatch if the replay differs; compile and capture errors propagate."""
         if not self.capture or self.K in self.graphs:
             return
         saved = [b.clone() for b in self._buffers()]
-        sampler = self.batcher.state_dict()
+        samplers = [b.state_dict() for b in self.batchers]
         try:
             self.prepare(self.K)
-            self._launch(self.K)  # compiles and loads every specialization (one per launch: see bias)
+            self._launch(self.K)  # compiles and loads every specialization (one per launch: see hyper)
             want = [b.clone() for b in self._buffers()]
             self._restore(saved)
             graph = torch.cuda.CUDAGraph()
@@ -147,7 +186,8 @@ class GraphTrainer:
             self.graphs[self.K] = graph
         finally:
             self._restore(saved)
-            self.batcher.load_state_dict(sampler)
+            for b, s in zip(self.batchers, samplers):
+                b.load_state_dict(s)
 
     def _restore(self, saved):
         for b, s in zip(self._buffers(), saved):
@@ -155,9 +195,14 @@ class GraphTrainer:
 
     def prepare(self, n):
         """Fill the static inputs of the next n iterations (async device work, no host sync)."""
-        self.batcher.draw(n, self.idx[:n], self.z[:n])
-        steps = torch.arange(self.t + 1, self.t + n + 1, device=self.bias.device)
-        self.bias[:n, :2].copy_(adam_bias_terms(steps, self.lr, *self.betas))
+        for r, batcher in enumerate(self.batchers):
+            if self.z_draw is None:
+                batcher.draw(n, self.idx[:n, r], self.z[:n, r])
+            else:  # drawn contiguous, as a run alone draws it, then placed: the same numbers
+                batcher.draw(n, self.idx[:n, r], self.z_draw[:n])
+                self.z[:n, r].copy_(self.z_draw[:n])
+        steps = torch.arange(self.t + 1, self.t + n + 1, device=self.hyper.device)
+        self.hyper[:n, :, :3].copy_(adam_terms(steps, self.lrs, self.beta1s, self.beta2))
 
     def run_prepared(self, n):
         """Run the n prepared iterations: replay the captured graph when n is its length (K),
@@ -168,7 +213,7 @@ class GraphTrainer:
         else:
             self._launch(n)
         self.t += n
-        return self.log[n - 1]
+        return self.log[n - 1, 0] if self.single else self.log[n - 1]
 
     def advance(self, n):
         if not 1 <= n <= self.K:
@@ -176,36 +221,40 @@ class GraphTrainer:
         self.prepare(n)
         return self.run_prepared(n)
 
-    def state_dict(self):
-        """Device copies of everything the iteration updates: {"params", "adam"} (checkpoint format)."""
-        return {"params": {k: v.detach().clone() for k, v in self.params.items()}, "adam": self.adam_state()}
+    def state_dict(self, run=0):
+        """Device copies of everything run `run`'s iterations update: {"params", "adam"}, in the
+        checkpoint format (a sweep's run resumes as a single run)."""
+        return {"params": {k: v[run].detach().clone() for k, v in self.P.items()}, "adam": self.adam_state(run)}
 
-    def load_state_dict(self, state):
-        """Continue from a state_dict (or a checkpoint): parameters, Adam moments and step."""
+    def load_state_dict(self, state, run=0):
+        """Continue run `run` from a state_dict (or a checkpoint): parameters, Adam moments and
+        step. The runs of a sweep share one step count: load them from one iteration."""
         with torch.no_grad():
-            for k in self.params:
-                self.params[k].copy_(state["params"][k])
-        self.load_adam_state(state["adam"])
+            for k, v in self.P.items():
+                v[run].copy_(state["params"][k])
+        self.load_adam_state(state["adam"], run)
 
-    def adam_state(self):
+    def adam_state(self, run=0):
         return {
             net: {
                 "step": torch.tensor(float(self.t)),
-                "exp_avg": {k: self.m[k].clone() for k in shapes},
-                "exp_avg_sq": {k: self.v[k].clone() for k in shapes},
+                "exp_avg": {k: self.M[k][run].clone() for k in shapes},
+                "exp_avg_sq": {k: self.V[k][run].clone() for k in shapes},
             }
             for net, shapes in NETS.items()
         }
 
-    def load_adam_state(self, state):
+    def load_adam_state(self, state, run=0):
         steps = {float(state[net]["step"]) for net in NETS}
         if len(steps) != 1:
-            raise ValueError(f"the graph backend needs equal G and D Adam step counts, got {sorted(steps)}")
+            raise ValueError(f"the Triton trainer needs equal G and D Adam step counts, got {sorted(steps)}")
         self.t = int(steps.pop())
-        if self.t == 0:
-            return
         with torch.no_grad():
             for net, shapes in NETS.items():
                 for k in shapes:
-                    self.m[k].copy_(state[net]["exp_avg"][k])
-                    self.v[k].copy_(state[net]["exp_avg_sq"][k])
+                    if self.t == 0:
+                        self.M[k][run].zero_()
+                        self.V[k][run].zero_()
+                    else:
+                        self.M[k][run].copy_(state[net]["exp_avg"][k])
+                        self.V[k][run].copy_(state[net]["exp_avg_sq"][k])

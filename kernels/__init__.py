@@ -2,7 +2,8 @@
 
 Differentiable ops (autograd Functions with Triton backward):
     linear(x, w, b), linear_relu(x, w, b), linear_sigmoid(x, w, b), sigmoid_bce_with_logits(logits, target)
-Plain launchers (preallocated outputs, no allocation or host sync; CUDA-graph capturable):
+Plain launchers (preallocated outputs, no allocation or host sync; CUDA-graph capturable; each
+takes one run's tensors or R runs' with a leading run axis, in one launch):
     linear_act_forward, linear_act_backward, sigmoid_bce_forward, sigmoid_bce_backward,
     d_head (D's output layer + loss + its backward), adam_update (one launch per network)
 
@@ -12,7 +13,7 @@ kernels in Triton's interpreter (slow; for tests).
 
 from types import SimpleNamespace
 
-from .adam import adam_bias_terms, adam_update
+from .adam import adam_terms, adam_update
 from .d_head import d_head
 from .linear_act import (
     ACT_NONE,
@@ -38,5 +39,5 @@ __all__ = [
     "ACT_NONE", "ACT_RELU", "ACT_SIGMOID", "OPS",
     "linear", "linear_relu", "linear_sigmoid", "sigmoid_bce_with_logits",
     "linear_act_forward", "linear_act_backward", "sigmoid_bce_forward", "sigmoid_bce_backward",
-    "d_head", "adam_update", "adam_bias_terms",
+    "d_head", "adam_update", "adam_terms",
 ]

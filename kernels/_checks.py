@@ -43,3 +43,29 @@ def check_devices(op, **tensors):
         )
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"{op}: tensors on {device} are not supported; use CUDA tensors")
+
+
+def as_runs(op, name, t, ndim):
+    """`t` with a leading run axis: a (R, ...) tensor of ndim + 1 dimensions as it is, a single
+    run's tensor of ndim dimensions as a (1, ...) view. Checks type and dtype like check_tensor."""
+    if not torch.is_tensor(t):
+        raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+    if t.dim() not in (ndim, ndim + 1):
+        raise ValueError(f"{op}: {name} must be {ndim}-D, or {ndim + 1}-D with runs first; got shape {tuple(t.shape)}")
+    check_tensor(op, name, t, t.dim())
+    return t if t.dim() == ndim + 1 else t.unsqueeze(0)
+
+
+def check_runs(op, name, t, runs, shape):
+    """`t` (runs first, from as_runs) has `runs` runs of `shape` each."""
+    if t.shape[0] != runs:
+        raise ValueError(f"{op}: {name} has {t.shape[0]} runs, expected {runs} (the runs of the first input)")
+    check_shape(op, name, t[0], shape)
+
+
+def check_run_dense(op, name, t):
+    """An output with runs first: each run's part contiguous (runs may sit apart, not overlap)."""
+    inner = t[0]
+    if not inner.is_contiguous() or (t.shape[0] > 1 and t.stride(0) < inner.numel()):
+        raise ValueError(f"{op}: output {name} must be contiguous within each run (shape {tuple(t.shape)}, "
+                         f"strides {t.stride()})")

@@ -5,9 +5,10 @@ Fused
       m <- m + (1 - b1) (g - m)              (lerp)
       v <- b2 v + (1 - b2) g^2
       p <- p - step_size * m / (sqrt(v) / bc2_sqrt + eps)
-  with step_size = lr / (1 - b1^t) and bc2_sqrt = sqrt(1 - b2^t) read from device memory
-  (`bias_ptr`, two floats per step, computed in float64 before they are rounded), so a
-  captured CUDA graph replays with each iteration's own step count instead of a frozen one.
+  with step_size = lr / (1 - b1^t), bc2_sqrt = sqrt(1 - b2^t) and 1 - b1 read from device
+  memory (`hyper_ptr`, per run and step, computed in float64 before they are rounded), so a
+  captured CUDA graph replays with each iteration's own step count instead of a frozen one,
+  and the runs of a sweep (a leading run axis, one launch) each keep their own lr and beta1.
 
 Exactness: square root and divisions are IEEE round-to-nearest (`tl.sqrt_rn`, `tl.div_rn`; plain
 `tl.sqrt` and `/` compile to approximate instructions on NVIDIA GPUs), and FMA contraction is
@@ -26,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._checks import check_dense, check_devices, check_shape, check_tensor
+from ._checks import as_runs, check_devices, check_run_dense, check_runs
 
 BLOCK = 1024
 FP_FUSION = False
@@ -34,19 +35,27 @@ FP_FUSION = False
 
 @triton.jit
 def _adam_kernel(
-    p_ptr,  # (n,) parameters, updated in place
-    g_ptr,  # (n,) gradients
-    m_ptr,  # (n,) first moments, updated in place
-    v_ptr,  # (n,) second moments, updated in place
-    bias_ptr,  # (2,) [step_size = lr / (1 - b1^t), sqrt(1 - b2^t)] for this step
-    n,  # number of parameters
-    one_minus_beta1, beta2, one_minus_beta2, eps,  # Adam's constants (1 - beta rounded from float64, as torch)
+    p_ptr,  # (R, n) parameters, updated in place
+    g_ptr,  # (R, n) gradients
+    m_ptr,  # (R, n) first moments, updated in place
+    v_ptr,  # (R, n) second moments, updated in place
+    hyper_ptr,  # (R, >= 3) per run [step_size = lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1] for this step
+    n,  # number of parameters of one run
+    stride_pr, stride_gr, stride_mr, stride_vr, stride_hr,  # run strides
+    beta2, one_minus_beta2, eps,  # Adam's constants shared by the runs (1 - beta2 rounded from float64, as torch)
     BLOCK: tl.constexpr,
 ):
+    run = tl.program_id(1)  # one GAN of a sweep: its own lr and beta1 (in hyper), and buffers
+    p_ptr += run * stride_pr
+    g_ptr += run * stride_gr
+    m_ptr += run * stride_mr
+    v_ptr += run * stride_vr
+    hyper_ptr += run * stride_hr
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    step_size = tl.load(bias_ptr)
-    bc2_sqrt = tl.load(bias_ptr + 1)
+    step_size = tl.load(hyper_ptr)
+    bc2_sqrt = tl.load(hyper_ptr + 1)
+    one_minus_beta1 = tl.load(hyper_ptr + 2)
     p = tl.load(p_ptr + offs, mask=mask)
     g = tl.load(g_ptr + offs, mask=mask)
     m = tl.load(m_ptr + offs, mask=mask)
@@ -59,28 +68,41 @@ def _adam_kernel(
     tl.store(v_ptr + offs, v, mask=mask)
 
 
-def adam_bias_terms(steps, lr, beta1, beta2):
-    """(len(steps), 2) float64 [lr / (1 - b1^t), sqrt(1 - b2^t)] for a tensor of step numbers t >= 1."""
-    t = steps.to(torch.float64)
-    return torch.stack([lr / (1 - beta1**t), torch.sqrt(1 - beta2**t)], dim=-1)
+def adam_terms(steps, lr, beta1, beta2):
+    """(len(steps), R, 3) float64 [lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1] for step numbers t >= 1
+    (a tensor) and R runs' lr and beta1 (floats for one run, or sequences of R); round to float32
+    for the kernel, as torch rounds its Python-float scalars."""
+    t = steps.to(torch.float64).reshape(-1, 1)
+    lr = torch.as_tensor(lr, dtype=torch.float64, device=t.device).reshape(1, -1)
+    b1 = torch.as_tensor(beta1, dtype=torch.float64, device=t.device).reshape(1, -1)
+    return torch.stack(torch.broadcast_tensors(lr / (1 - b1**t), torch.sqrt(1 - beta2**t), 1 - b1), dim=-1)
 
 
-def adam_update(p, g, m, v, bias, beta1, beta2, eps):
-    """In place: one Adam step over flat buffers; `bias` is a (2,) float32 device tensor.
+def adam_update(p, g, m, v, hyper, beta2, eps):
+    """In place: one Adam step over flat buffers. One run: p, g, m, v (n,) and `hyper` (>= 3,),
+    a row of adam_terms in float32 on the device. R runs in one launch: (R, n) and (R, >= 3).
 
-    A captured graph replays the same specialization only if `bias` keeps its 16-byte
+    A captured graph replays the same specialization only if `hyper` keeps its 16-byte
     alignment from one iteration to the next: keep per-iteration rows 16 bytes apart.
     """
     op = "adam_update"
-    for name, t in (("p", p), ("g", g), ("m", m), ("v", v)):
-        check_tensor(op, name, t, 1)
-        check_shape(op, name, t, p.shape)
-        check_dense(op, name, t)
-    check_tensor(op, "bias", bias, 1)
-    check_shape(op, "bias", bias, (2,))
-    if not (0 <= beta1 < 1 and 0 <= beta2 < 1 and eps > 0 and math.isfinite(eps)):
-        raise ValueError(f"{op}: need 0 <= beta1, beta2 < 1 and eps > 0, got {beta1}, {beta2}, {eps}")
-    check_devices(op, p=p, g=g, m=m, v=v, bias=bias)
-    n = p.numel()
-    _adam_kernel[(triton.cdiv(n, BLOCK),)](p, g, m, v, bias, n, 1.0 - beta1, beta2, 1.0 - beta2, eps, BLOCK=BLOCK,
-                                          enable_fp_fusion=FP_FUSION)
+    p = as_runs(op, "p", p, 1)
+    R, n = p.shape
+    bufs = {"p": p}
+    for name, t in (("g", g), ("m", m), ("v", v)):
+        bufs[name] = t = as_runs(op, name, t, 1)
+        check_runs(op, name, t, R, (n,))
+    for name, t in bufs.items():
+        check_run_dense(op, name, t)
+    hyper = as_runs(op, "hyper", hyper, 1)
+    if hyper.shape[0] != R or hyper.shape[1] < 3 or hyper.stride(1) != 1:
+        raise ValueError(f"{op}: hyper must hold [step size, sqrt(1 - beta2^t), 1 - beta1] per run, contiguous: "
+                         f"shape ({R}, >= 3), got {tuple(hyper.shape)}")
+    if not (0 <= beta2 < 1 and eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"{op}: need 0 <= beta2 < 1 and eps > 0, got {beta2}, {eps}")
+    check_devices(op, hyper=hyper, **bufs)
+    _adam_kernel[(triton.cdiv(n, BLOCK), R)](
+        p, bufs["g"], bufs["m"], bufs["v"], hyper, n,
+        p.stride(0), bufs["g"].stride(0), bufs["m"].stride(0), bufs["v"].stride(0), hyper.stride(0),
+        beta2, 1.0 - beta2, eps, BLOCK=BLOCK, enable_fp_fusion=FP_FUSION,
+    )

@@ -21,7 +21,7 @@ second reduction would pay. Not yet timed on a GPU: see benchmarks/NOTES.md.
 import triton
 import triton.language as tl
 
-from ._checks import check_dense, check_devices, check_shape, check_tensor
+from ._checks import as_runs, check_devices, check_run_dense, check_runs
 from .sigmoid_bce import _log1p_small
 
 MAX_H = 1024
@@ -30,22 +30,31 @@ FP_FUSION = True  # FMA contraction, set explicitly (Triton 3.10 changes its def
 
 @triton.jit
 def _d_head_kernel(
-    h_ptr,  # (M, H) D1's output (ReLU applied), contiguous
-    w_ptr,  # (H, 1) D2 weight
-    b_ptr,  # (1,) D2 bias
-    loss_ptr,  # out: 3 floats if TWO_PARTS else 1 (see module doc), contiguous
-    dh_ptr,  # (M, H) out: d loss / d h, contiguous
-    dw_ptr,  # (H, 1) out: d loss / d w (only if NEED_DW)
-    db_ptr,  # (1,) out: d loss / d b (only if NEED_DW)
+    h_ptr,  # (R, M, H) D1's output (ReLU applied), contiguous within a run
+    w_ptr,  # (R, H, 1) D2 weight
+    b_ptr,  # (R, 1) D2 bias
+    loss_ptr,  # out: per run 3 floats if TWO_PARTS else 1 (see module doc), contiguous within a run
+    dh_ptr,  # (R, M, H) out: d loss / d h, contiguous within a run
+    dw_ptr,  # (R, H, 1) out: d loss / d w (only if NEED_DW)
+    db_ptr,  # (R, 1) out: d loss / d b (only if NEED_DW)
     M, H,
     split,  # rows [0, split) are part 0, [split, M) part 1
     t0, t1,  # constant targets of the two parts
     stride_w,  # w's stride along H in elements
+    stride_hr, stride_wr, stride_br, stride_lr, stride_dhr, stride_dwr, stride_dbr,  # run strides
     TWO_PARTS: tl.constexpr,
     NEED_DW: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
+    run = tl.program_id(0)  # one GAN of a sweep per program
+    h_ptr += run * stride_hr
+    w_ptr += run * stride_wr
+    b_ptr += run * stride_br
+    loss_ptr += run * stride_lr
+    dh_ptr += run * stride_dhr
+    dw_ptr += run * stride_dwr
+    db_ptr += run * stride_dbr
     cols = tl.arange(0, BLOCK_H)
     cmask = cols < H
     w = tl.load(w_ptr + cols * stride_w, mask=cmask, other=0.0)
@@ -93,37 +102,36 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0):
 
     split=None means one part (all rows against t0) and `losses` has 1 element; otherwise rows
     [0, split) are scored against t0 and the rest against t1, and `losses` has 3 elements.
+    R runs at once: every tensor with a leading run axis, one program per run.
     """
     op = "d_head"
-    check_tensor(op, "h", h, 2)
-    check_tensor(op, "w", w, 2)
-    check_tensor(op, "b", b, 1)
-    M, H = h.shape
+    h, w, b = as_runs(op, "h", h, 2), as_runs(op, "w", w, 2), as_runs(op, "b", b, 1)
+    R, M, H = h.shape
     if H > MAX_H:
         raise ValueError(f"{op}: hidden width {H} exceeds {MAX_H}; the kernel holds one row in a block")
-    check_shape(op, "w", w, (H, 1))
-    check_shape(op, "b", b, (1,))
-    check_dense(op, "h", h)
+    check_runs(op, "w", w, R, (H, 1))
+    check_runs(op, "b", b, R, (1,))
+    check_run_dense(op, "h", h)
     two = split is not None
     if two and not 0 < split < M:
         raise ValueError(f"{op}: split must be in 1..{M - 1} (both parts non-empty), got {split}")
-    check_tensor(op, "losses", losses, 1)
-    check_shape(op, "losses", losses, (3 if two else 1,))
-    check_dense(op, "losses", losses)
-    check_tensor(op, "dh", dh, 2)
-    check_shape(op, "dh", dh, (M, H))
-    check_dense(op, "dh", dh)
+    losses, dh = as_runs(op, "losses", losses, 1), as_runs(op, "dh", dh, 2)
+    check_runs(op, "losses", losses, R, (3 if two else 1,))
+    check_run_dense(op, "losses", losses)
+    check_runs(op, "dh", dh, R, (M, H))
+    check_run_dense(op, "dh", dh)
     if (dw is None) != (db is None):
         raise ValueError(f"{op}: dw and db are computed together; pass both or neither")
     if dw is not None:
-        check_tensor(op, "dw", dw, 2)
-        check_shape(op, "dw", dw, (H, 1))
-        check_tensor(op, "db", db, 1)
-        check_shape(op, "db", db, (1,))
+        dw, db = as_runs(op, "dw", dw, 2), as_runs(op, "db", db, 1)
+        check_runs(op, "dw", dw, R, (H, 1))
+        check_runs(op, "db", db, R, (1,))
     check_devices(op, h=h, w=w, b=b, losses=losses, dh=dh, dw=dw, db=db)
-    _d_head_kernel[(1,)](
+    _d_head_kernel[(R,)](
         h, w, b, losses, dh, dw if dw is not None else dh, db if db is not None else dh,
-        M, H, split if two else M, float(t0), float(t1), w.stride(0),
+        M, H, split if two else M, float(t0), float(t1), w.stride(1),
+        h.stride(0), w.stride(0), b.stride(0), losses.stride(0), dh.stride(0),
+        dw.stride(0) if dw is not None else 0, db.stride(0) if db is not None else 0,
         TWO_PARTS=two, NEED_DW=dw is not None,
         BLOCK_M=32, BLOCK_H=triton.next_power_of_2(H), enable_fp_fusion=FP_FUSION,
     )

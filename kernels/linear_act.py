@@ -11,7 +11,10 @@ Fused
             whose input needs no gradient (G's first layer, D on real data) launches no dx tiles.
 
 Layout: w is (in, out) like the seed; x is (M, in); any M >= 1 and any in/out (masked tiles).
-Inputs may be strided; outputs must be contiguous. float32 only.
+Runs: every tensor may carry a leading run axis (R GANs of a sweep, each with its own inputs,
+weights and outputs); the runs are a grid axis, so R runs are one launch, and each run's
+numbers are bitwise those of the same run launched alone (same tiles, same order).
+Inputs may be strided; outputs must be contiguous within a run. float32 only.
 
 Precision: `input_precision` is a constexpr: "ieee" (default; exact fp32 products, what the
 tests compare at 1e-5) or "tf32" (the tensor cores' 10-bit mantissa products; relative error
@@ -29,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._checks import check_dense, check_devices, check_shape, check_tensor
+from ._checks import as_runs, check_devices, check_run_dense, check_runs
 
 ACT_NONE, ACT_RELU, ACT_SIGMOID = 0, 1, 2
 _ACT_NAMES = {ACT_NONE: "linear", ACT_RELU: "linear_relu", ACT_SIGMOID: "linear_sigmoid"}
@@ -57,20 +60,26 @@ def _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym,
 
 @triton.jit
 def _linear_act_fwd_kernel(
-    x_ptr,  # (M, K) input
-    w_ptr,  # (K, N) weight, stored (in, out)
-    b_ptr,  # (N,) bias
-    y_ptr,  # (M, N) output, contiguous
+    x_ptr,  # (R, M, K) input
+    w_ptr,  # (R, K, N) weight, stored (in, out)
+    b_ptr,  # (R, N) bias
+    y_ptr,  # (R, M, N) output, contiguous within a run
     M, N, K,
-    stride_xm, stride_xk,  # x strides in elements
-    stride_wk, stride_wn,  # w strides in elements
-    stride_b,  # b stride in elements
+    stride_xr, stride_xm, stride_xk,  # x strides in elements
+    stride_wr, stride_wk, stride_wn,  # w strides in elements
+    stride_br, stride_b,  # b strides in elements
+    stride_yr,  # y's run stride (rows of N within a run)
     ACT: tl.constexpr,  # 0 identity, 1 ReLU, 2 sigmoid
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee" or "tf32"
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
+    run = tl.program_id(2)  # one GAN of a sweep: its own inputs, weights and outputs
+    x_ptr += run * stride_xr
+    w_ptr += run * stride_wr
+    b_ptr += run * stride_br
+    y_ptr += run * stride_yr
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
@@ -136,18 +145,19 @@ def _dw_tile(x_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, tile, M, N, K,
 
 @triton.jit
 def _linear_act_bwd_kernel(
-    x_ptr,  # (M, K) forward input
-    w_ptr,  # (K, N) weight
-    y_ptr,  # (M, N) forward output (activation applied)
-    dy_ptr,  # (M, N) gradient of the output
-    dx_ptr,  # (M, K) out: gradient of x, contiguous (unused unless NEED_DX)
-    dw_ptr,  # (K, N) out: gradient of w, contiguous (unused unless NEED_DW)
-    db_ptr,  # (N,) out: gradient of b, contiguous (unused unless NEED_DW)
+    x_ptr,  # (R, M, K) forward input
+    w_ptr,  # (R, K, N) weight
+    y_ptr,  # (R, M, N) forward output (activation applied)
+    dy_ptr,  # (R, M, N) gradient of the output
+    dx_ptr,  # (R, M, K) out: gradient of x, contiguous within a run (unused unless NEED_DX)
+    dw_ptr,  # (R, K, N) out: gradient of w, contiguous within a run (unused unless NEED_DW)
+    db_ptr,  # (R, N) out: gradient of b, contiguous within a run (unused unless NEED_DW)
     M, N, K,
-    stride_xm, stride_xk,  # x strides
-    stride_wk, stride_wn,  # w strides
-    stride_ym, stride_yn,  # y strides
-    stride_dym, stride_dyn,  # dy strides
+    stride_xr, stride_xm, stride_xk,  # x strides
+    stride_wr, stride_wk, stride_wn,  # w strides
+    stride_yr, stride_ym, stride_yn,  # y strides
+    stride_dyr, stride_dym, stride_dyn,  # dy strides
+    stride_dxr, stride_dwr, stride_dbr,  # run strides of the outputs
     ACT: tl.constexpr,  # 0 identity, 1 ReLU, 2 sigmoid
     NEED_DX: tl.constexpr,  # launch dx tiles
     NEED_DW: tl.constexpr,  # launch dw (and db) tiles
@@ -158,6 +168,14 @@ def _linear_act_bwd_kernel(
     # functions: Triton merges variables assigned in both branches of a runtime `if`, and the
     # dx and dw accumulators have different shapes unless BLOCK_M == BLOCK_N.
     pid = tl.program_id(0)
+    run = tl.program_id(1)  # one GAN of a sweep
+    x_ptr += run * stride_xr
+    w_ptr += run * stride_wr
+    y_ptr += run * stride_yr
+    dy_ptr += run * stride_dyr
+    dx_ptr += run * stride_dxr
+    dw_ptr += run * stride_dwr
+    db_ptr += run * stride_dbr
     n_dx = tl.cdiv(M, BLOCK_M) * tl.cdiv(K, BLOCK_K) if NEED_DX else 0
     if pid < n_dx:
         _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr, pid, M, N, K, stride_wk, stride_wn, stride_ym, stride_yn,
@@ -201,60 +219,63 @@ def _check_act(act):
 
 
 def linear_act_forward(x, w, b, y, act, allow_tf32=False):
-    """y[:] = act(x @ w + b). Writes the preallocated y; no allocation, no host sync."""
+    """y[:] = act(x @ w + b). Writes the preallocated y; no allocation, no host sync.
+
+    One run: x (M, K), w (K, N), b (N,), y (M, N). R runs (a sweep), in one launch: the same
+    with a leading run axis, x (R, M, K), w (R, K, N), b (R, N), y (R, M, N)."""
     op = _check_act(act)
-    check_tensor(op, "x", x, 2)
-    check_tensor(op, "w", w, 2)
-    check_tensor(op, "b", b, 1)
-    check_tensor(op, "y", y, 2)
-    M, K = x.shape
-    if w.shape[0] != K:
-        raise ValueError(f"{op}: x is {tuple(x.shape)} but w is {tuple(w.shape)}; w must be (in, out) with in = {K}")
-    N = w.shape[1]
-    check_shape(op, "b", b, (N,))
-    check_shape(op, "y", y, (M, N))
-    check_dense(op, "y", y)
+    x, w, b, y = (as_runs(op, n, t, d) for n, t, d in (("x", x, 2), ("w", w, 2), ("b", b, 1), ("y", y, 2)))
+    R, M, K = x.shape
+    if w.shape[1] != K:
+        raise ValueError(f"{op}: x is {tuple(x.shape[1:])} but w is {tuple(w.shape[1:])}; w must be (in, out) with in = {K}")
+    N = w.shape[2]
+    check_runs(op, "w", w, R, (K, N))
+    check_runs(op, "b", b, R, (N,))
+    check_runs(op, "y", y, R, (M, N))
+    check_run_dense(op, "y", y)
     check_devices(op, x=x, w=w, b=b, y=y)
     cfg = _config(FWD_CONFIGS, M, N, K)
-    grid = (triton.cdiv(M, cfg["BLOCK_M"]), triton.cdiv(N, cfg["BLOCK_N"]))
+    grid = (triton.cdiv(M, cfg["BLOCK_M"]), triton.cdiv(N, cfg["BLOCK_N"]), R)
     _linear_act_fwd_kernel[grid](
         x, w, b, y, M, N, K,
-        x.stride(0), x.stride(1), w.stride(0), w.stride(1), b.stride(0),
+        *x.stride(), *w.stride(), *b.stride(), y.stride(0),
         ACT=act, PRECISION="tf32" if allow_tf32 else "ieee", **cfg,
     )
-    return y
 
 
 def linear_act_backward(x, w, y, dy, dx, dw, db, act, allow_tf32=False):
-    """Writes dx (if not None), dw and db (if dw is not None) for y = act(x @ w + b)."""
+    """Writes dx (if not None), dw and db (if dw is not None) for y = act(x @ w + b); one run's
+    tensors, or R runs' with a leading run axis (see linear_act_forward), in one launch."""
     op = _check_act(act) + " backward"
-    for name, t in (("x", x), ("w", w), ("y", y), ("dy", dy)):
-        check_tensor(op, name, t, 2)
-    M, K = x.shape
-    N = w.shape[1]
-    check_shape(op, "w", w, (K, N))
-    check_shape(op, "y", y, (M, N))
-    check_shape(op, "dy", dy, (M, N))
+    x, w, y, dy = (as_runs(op, n, t, 2) for n, t in (("x", x), ("w", w), ("y", y), ("dy", dy)))
+    R, M, K = x.shape
+    N = w.shape[2]
+    check_runs(op, "w", w, R, (K, N))
+    check_runs(op, "y", y, R, (M, N))
+    check_runs(op, "dy", dy, R, (M, N))
     if dx is None and dw is None:
         raise ValueError(f"{op}: nothing to compute (dx and dw are both None)")
     if (dw is None) != (db is None):
         raise ValueError(f"{op}: dw and db are computed together; pass both or neither")
+    outs = {}
     for name, t, shape in (("dx", dx, (M, K)), ("dw", dw, (K, N)), ("db", db, (N,))):
         if t is not None:
-            check_tensor(op, name, t, len(shape))
-            check_shape(op, name, t, shape)
-            check_dense(op, name, t)
+            t = outs[name] = as_runs(op, name, t, len(shape))
+            check_runs(op, name, t, R, shape)
+            check_run_dense(op, name, t)
+    dx, dw, db = outs.get("dx"), outs.get("dw"), outs.get("db")
     check_devices(op, x=x, w=w, y=y, dy=dy, dx=dx, dw=dw, db=db)
     cfg = _config(BWD_CONFIGS, M, N, K)
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
     n_dx = triton.cdiv(M, bm) * triton.cdiv(K, bk) if dx is not None else 0
     n_dw = triton.cdiv(K, bk) * triton.cdiv(N, bn) if dw is not None else 0
-    _linear_act_bwd_kernel[(n_dx + n_dw,)](
+    _linear_act_bwd_kernel[(n_dx + n_dw, R)](
         x, w, y, dy,
         dx if dx is not None else y, dw if dw is not None else y, db if db is not None else y,
         M, N, K,
-        x.stride(0), x.stride(1), w.stride(0), w.stride(1),
-        y.stride(0), y.stride(1), dy.stride(0), dy.stride(1),
+        *x.stride(), *w.stride(), *y.stride(), *dy.stride(),
+        dx.stride(0) if dx is not None else 0, dw.stride(0) if dw is not None else 0,
+        db.stride(0) if db is not None else 0,
         ACT=act, NEED_DX=dx is not None, NEED_DW=dw is not None,
         PRECISION="tf32" if allow_tf32 else "ieee", **cfg,
     )

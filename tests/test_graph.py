@@ -41,8 +41,8 @@ def test_graph_matches_eager_on_the_same_batches(device, iters, batch, K, rtol, 
         got = graph.run_prepared(K)
         graph_log = graph.log.clone()
         for i in range(K):
-            want = eager(images[idx[i]], z[i, :batch], z[i, batch:])
-            torch.testing.assert_close(graph_log[i], want, rtol=rtol, atol=atol)
+            want = eager(images[idx[i, 0]], z[i, 0, :batch], z[i, 0, batch:])
+            torch.testing.assert_close(graph_log[i, 0], want, rtol=rtol, atol=atol)
         torch.testing.assert_close(got, want, rtol=rtol, atol=atol)
     for k in model.SHAPES:
         assert_adam_params_close(graph.params[k], eager.params[k], steps=iters, name=k)
@@ -55,12 +55,36 @@ def test_graph_matches_eager_on_the_same_batches(device, iters, batch, K, rtol, 
 def test_consecutive_prepares_draw_new_batches_and_noise(device):
     trainer = GraphTrainer(model.init_params(0, device), 1e-3, Batcher(_images(device), 8, seed=0), 2)
     trainer.prepare(2)
-    idx, z, bias = trainer.idx.clone(), trainer.z.clone(), trainer.bias.clone()
+    idx, z, hyper = trainer.idx.clone(), trainer.z.clone(), trainer.hyper.clone()
     trainer.t += 2  # as run_prepared would
     trainer.prepare(2)
     assert not torch.equal(idx, trainer.idx) and not torch.equal(z, trainer.z)
     assert not torch.equal(idx[0], idx[1]) and not torch.equal(z[0], z[1])
-    assert bias[1, 0] != bias[0, 0] and trainer.bias[0, 0] != bias[1, 0]
+    assert hyper[1, 0, 0] != hyper[0, 0, 0] and trainer.hyper[0, 0, 0] != hyper[1, 0, 0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_each_run_of_a_sweep_equals_the_run_alone_bitwise(device):
+    """Three runs (own seed, lr, beta1, data order, noise) trained together, one launch per
+    kernel for all three, give bitwise the losses, parameters and moments of each trained alone."""
+    images = _images(device)
+    specs = [(0, 1e-3, 0.9), (1, 2e-4, 0.5), (2, 5e-4, 0.0)]
+    batchers = [Batcher(images, 8, seed=seed) for seed, _, _ in specs]
+    sweep = GraphTrainer([model.init_params(seed, device) for seed, _, _ in specs], [lr for _, lr, _ in specs],
+                         batchers, 2, capture=False, betas=([b1 for _, _, b1 in specs], 0.999))
+    losses = sweep.advance(2)
+    assert losses.shape == (3, 4)
+    for r, (seed, lr, b1) in enumerate(specs):
+        alone = GraphTrainer(model.init_params(seed, device), lr, Batcher(images, 8, seed=seed), 2, capture=False,
+                             betas=(b1, 0.999))
+        want = alone.advance(2)
+        assert torch.equal(losses[r], want)
+        got, ref = sweep.state_dict(r), alone.state_dict()
+        assert all(torch.equal(got["params"][k], ref["params"][k]) for k in model.SHAPES)
+        for net in ("G", "D"):
+            for moment in ("exp_avg", "exp_avg_sq"):
+                assert all(torch.equal(got["adam"][net][moment][k], ref["adam"][net][moment][k])
+                           for k in ref["adam"][net][moment])
 
 
 @requires_cuda

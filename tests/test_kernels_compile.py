@@ -25,6 +25,7 @@ from kernels import aot
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 8, 128, 1024, 8192)
+RUNS = (1, 3)  # one GAN, and a sweep of three in one trainer (graph only)
 BACKENDS = ("graph", "ops")  # the Triton trainer (graph and fused) and the autograd library
 
 pytestmark = pytest.mark.skipif(aot.toolchain_missing() is not None, reason=f"cannot compile: {aot.toolchain_missing()}")
@@ -38,7 +39,7 @@ def reports():
     procs = {
         arch: subprocess.Popen(
             [sys.executable, "-m", "benchmarks.kernel_report", "--json", "--arch", str(arch),
-             "--batch", *map(str, BATCHES), "--backend", *BACKENDS],
+             "--batch", *map(str, BATCHES), "--backend", *BACKENDS, "--runs", *map(str, RUNS)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for arch in aot.ARCHS
@@ -57,7 +58,8 @@ def test_every_launched_specialization_compiles(reports, arch):
     failed = [f"{r['backend']} batch {r['batch']} {r['kernel']} {r['shape']} blocks {r['blocks']} {r['flags']}: {r['error']}"
               for r in records if r["error"]]
     assert not failed, "compile errors:\n" + "\n".join(failed)
-    assert {(r["backend"], r["batch"]) for r in records} == {(b, n) for b in BACKENDS for n in BATCHES}
+    assert {(r["backend"], r["batch"], r["runs"]) for r in records} == (
+        {("graph", n, k) for n in BATCHES for k in RUNS} | {("ops", n, 1) for n in BATCHES})
     assert all(r["regs"] > 0 and r["programs"] >= 1 for r in records)
 
 

@@ -81,3 +81,22 @@ def test_rejects_bad_arguments():
         d_head(h, torch.empty(8, 2), b, torch.empty(1), torch.empty(4, 8))
     with pytest.raises(ValueError, match="hidden width 2048 exceeds 1024"):
         d_head(torch.empty(4, 2048), torch.empty(2048, 1), b, torch.empty(1), torch.empty(4, 2048))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_runs_in_one_launch_equal_each_run_alone(device):
+    """One program per run: each run's losses and gradients bitwise those of the run alone,
+    with the losses written into rows 4 floats apart (a sweep's (K, R, 4) log)."""
+    R, M, H = 3, 10, 16
+    h = torch.rand(R, M, H, device=device)
+    w, b = torch.randn(R, H, 1, device=device), torch.randn(R, 1, device=device)
+    log = torch.full((R, 4), float("nan"), device=device)
+    dh, dw, db = torch.empty(R, M, H, device=device), torch.empty(R, H, 1, device=device), torch.empty(R, 1, device=device)
+    d_head(h, w, b, log[:, :3], dh, dw, db, split=4)
+    for r in range(R):
+        l1, dh1, dw1, db1 = (torch.empty(3, device=device), torch.empty(M, H, device=device),
+                             torch.empty(H, 1, device=device), torch.empty(1, device=device))
+        d_head(h[r], w[r], b[r], l1, dh1, dw1, db1, split=4)
+        for got, want in ((log[r, :3], l1), (dh[r], dh1), (dw[r], dw1), (db[r], db1)):
+            assert torch.equal(got, want)
+    assert torch.isnan(log[:, 3]).all()  # nothing written past each run's three losses

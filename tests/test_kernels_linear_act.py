@@ -185,3 +185,32 @@ def test_mixed_devices_rejected():
     x, w, b, y = _good("cuda")
     with pytest.raises(ValueError, match="all tensors must be on one device"):
         linear_act_forward(x.cpu(), w, b, y, ACT_RELU)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("act", list(ACTS))
+def test_runs_in_one_launch_equal_each_run_alone(device, act):
+    """R runs with a leading run axis (outputs placed apart, as a sweep's buffers are) give
+    bitwise what each run's tensors give launched alone: the run axis only adds programs."""
+    R, M, K, N = 3, 9, 33, 17
+    x, w, b = torch.randn(R, M, K, device=device), torch.randn(R, K, N, device=device), torch.randn(R, N, device=device)
+    y = torch.full((R, M + 2, N), float("nan"), device=device)[:, 1 : M + 1]  # runs apart, each contiguous
+    linear_act_forward(x, w, b, y, act)
+    dy = torch.randn(R, M, N, device=device)
+    dx, dw, db = torch.empty(R, M, K, device=device), torch.empty(R, K, N, device=device), torch.empty(R, N, device=device)
+    linear_act_backward(x, w, y, dy, dx, dw, db, act)
+    for r in range(R):
+        y1 = torch.empty(M, N, device=device)
+        linear_act_forward(x[r], w[r], b[r], y1, act)
+        dx1, dw1, db1 = torch.empty(M, K, device=device), torch.empty(K, N, device=device), torch.empty(N, device=device)
+        linear_act_backward(x[r], w[r], y1, dy[r], dx1, dw1, db1, act)
+        for got, want in ((y[r], y1), (dx[r], dx1), (dw[r], dw1), (db[r], db1)):
+            assert torch.equal(got, want)
+
+
+def test_runs_must_agree():
+    x, w, b, y = _good()
+    with pytest.raises(ValueError, match=r"w has 2 runs, expected 1"):
+        linear_act_forward(x, torch.stack([w, w]), b, y, ACT_RELU)
+    with pytest.raises(ValueError, match="output y must be contiguous within each run"):
+        linear_act_forward(x.expand(2, 4, 6), torch.stack([w, w]), torch.stack([b, b]), torch.empty(4, 5).expand(2, 4, 5), ACT_RELU)
