@@ -33,6 +33,10 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=d.data_dir, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")
     p.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="iterations between sample-quality metrics (Fréchet distance etc.) and best.pt")
+    p.add_argument("--seeds", default=d.seeds, metavar="RANGE",
+                   help="train several runs at once that differ in seed, e.g. 0-7 (one folder each in --out)")
+    p.add_argument("--sweep", default=d.sweep, metavar="SPEC",
+                   help='train the cartesian product at once, e.g. "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"')
     p.add_argument("--iters-per-replay", type=int, default=d.iters_per_replay,
                    help="iterations per CUDA-graph replay (graph backend); also how often the others check for Ctrl-C")
     return Config(**vars(p.parse_args(argv)))

@@ -34,6 +34,8 @@ class Config:
     data_dir: Optional[str] = None
     iters_per_replay: int = 100
     eval_every: int = 50_000
+    seeds: Optional[str] = None  # a sweep over seeds: "0-7"
+    sweep: Optional[str] = None  # a sweep: "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"
 
     def validate(self):
         for name in ("iters", "batch_size", "sample_every", "ckpt_every", "keep", "log_every", "iters_per_replay", "eval_every"):

@@ -6,12 +6,13 @@ pinned host memory without waiting; the host reads them when the copy's event ha
 Sample grids and checkpoints are snapshotted on the device and written by one background thread.
 """
 
+import dataclasses
 import json
 import os
 import signal
 import threading
 import time
-from collections import deque
+from collections import deque, namedtuple
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -19,15 +20,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, runfolder
+from . import checkpoint, runfolder, sweep
 from .config import DEFAULT_ITERS, Config
 from .data import Batcher, images_to_tensor, load_dataset
 from .errors import FastganError, os_error
 from .metrics import LossLog, NonFiniteLoss, atomic_write_text, read_records
-from .model import Z_DIM, AdamStep, generator, init_params
+from .model import ADAM_BETAS, TORCH_OPS, Z_DIM, AdamStep, generator, init_params
 from .plots import save_grid, save_losses
 
 RESTORED_FROM_CHECKPOINT = ("batch_size", "lr", "beta1", "seed", "dataset")
+RunInit = namedtuple("RunInit", "params lr beta1 batcher")
 CHECK_SECONDS = 0.25  # the eager and fused backends check for Ctrl-C about this often
 
 
@@ -56,11 +58,36 @@ class EagerTrainer:
             losses = self.step(*self.batcher.next())
         return losses
 
-    def state_dict(self):
+    def run_params(self, run=0):
+        return self.params
+
+    def state_dict(self, run=0):
         return self.step.state_dict()
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, run=0):
         self.step.load_state_dict(state)
+
+
+class EagerSweep:
+    """The reference for a sweep: a loop over runs, each its own EagerTrainer."""
+
+    backend = "eager"
+    ops = TORCH_OPS
+
+    def __init__(self, trainers):
+        self.trainers = trainers
+
+    def advance(self, n):
+        return torch.stack([t.advance(n) for t in self.trainers])
+
+    def run_params(self, run):
+        return self.trainers[run].params
+
+    def state_dict(self, run):
+        return self.trainers[run].state_dict()
+
+    def load_state_dict(self, state, run):
+        self.trainers[run].load_state_dict(state)
 
 
 def pick_backend(name, device):
@@ -69,13 +96,19 @@ def pick_backend(name, device):
     return name
 
 
-def make_trainer(backend, params, cfg, batcher, device, log=print):
-    """A trainer: advance(n) -> the last iteration's losses; params, ops, backend (its name);
-    state_dict() and load_state_dict() (parameters, Adam moments and step). eager is the
-    plain-PyTorch reference; fused and graph are one Triton trainer, launched un-captured or
-    replayed from a CUDA graph. `auto` falls back to eager if the graph fails at start-up."""
+def make_trainer(backend, runs, cfg, device, log=print):
+    """A trainer for `runs`, a list of RunInit (one: an ordinary run; several: a sweep):
+    advance(n) -> the last iteration's losses ((4,) for one run, (R, 4) for several);
+    run_params(r), ops, backend (its name); state_dict(r) and load_state_dict(state, r)
+    (parameters, Adam moments and step). eager is the plain-PyTorch reference (a loop over
+    runs); fused and graph are one Triton trainer for all runs, launched un-captured or replayed
+    from a CUDA graph. `auto` falls back to eager if the graph fails at start-up."""
+    def eager():
+        trainers = [EagerTrainer(AdamStep(r.params, r.lr, betas=(r.beta1, ADAM_BETAS[1])), r.batcher) for r in runs]
+        return trainers[0] if len(runs) == 1 else EagerSweep(trainers)
+
     if backend == "eager":
-        return EagerTrainer(AdamStep(params, cfg.lr, betas=cfg.betas), batcher)
+        return eager()
     if device.type == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
     try:
@@ -84,8 +117,12 @@ def make_trainer(backend, params, cfg, batcher, device, log=print):
         raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
     from .graph import GraphTrainer
 
-    trainer = GraphTrainer(params, cfg.lr, batcher, cfg.iters_per_replay, capture=None if backend == "graph" else False,
-                           betas=cfg.betas)
+    one = len(runs) == 1
+    trainer = GraphTrainer(runs[0].params if one else [r.params for r in runs],
+                           runs[0].lr if one else [r.lr for r in runs],
+                           runs[0].batcher if one else [r.batcher for r in runs], cfg.iters_per_replay,
+                           capture=None if backend == "graph" else False,
+                           betas=(runs[0].beta1 if one else [r.beta1 for r in runs], ADAM_BETAS[1]))
     trainer.backend = backend
     try:
         trainer.warm_up()  # compile, capture and check the graph now, while nothing else uses the GPU
@@ -94,7 +131,7 @@ def make_trainer(backend, params, cfg, batcher, device, log=print):
         if cfg.backend != "auto":
             raise FastganError(f"--backend graph failed at start-up ({what}); try --backend eager") from None
         log(f"notice: the CUDA-graph backend failed at start-up ({what}); training with the eager backend instead")
-        return EagerTrainer(AdamStep(params, cfg.lr, betas=cfg.betas), batcher)
+        return eager()
     return trainer
 
 
@@ -243,6 +280,8 @@ def train(cfg: Config, log=print, show_progress=True):
 
 def _train(cfg, log, show_progress):
     cfg.validate()
+    if cfg.seeds or cfg.sweep or (cfg.resume and (Path(cfg.resume) / sweep.SWEEP_FILE).is_file()):
+        return _train_sweep(cfg, log, show_progress)
     home, state = None, None
     if cfg.resume:
         _, home, state = _resume_state(cfg, log)
@@ -254,50 +293,153 @@ def _train(cfg, log, show_progress):
     resuming_here = home is not None and out.resolve() == home.resolve()
     folder = runfolder.claim(out, resuming=resuming_here)
     try:
-        return _train_in(cfg, log, show_progress, out, state)
+        _train_runs(cfg, [(out, cfg, state)], log, show_progress)
+        return out
     finally:
         folder.release()
 
 
-def _train_in(cfg, log, show_progress, out, state):
+def _train_sweep(cfg, log, show_progress):
+    """Several runs in one trainer: OUT/<name>/ each, sweep.json and the summary in OUT."""
+    if cfg.resume:
+        top = Path(cfg.resume)
+        spec = sweep.read_spec(top)
+        for key in ("iters", "batch_size", "dataset"):  # the sweep's own; a new --iters is a new target
+            if not (key == "iters" and cfg.iters is not None):
+                setattr(cfg, key, spec["shared"][key])
+        runs = [(r["name"], {k: r[k] for k in ("lr", "beta1", "seed")}) for r in spec["runs"]]
+        if cfg.out is not None and Path(cfg.out).resolve() != top.resolve():
+            raise FastganError("--resume of a sweep continues it in its own folder; leave out --out")
+        cfg.out = str(top)
+    else:
+        if cfg.seeds and cfg.sweep:
+            raise FastganError("--seeds and --sweep are two ways to give the runs; use one (--sweep can hold seed=...)")
+        runs = sweep.expand(cfg, sweep.parse_seeds(cfg.seeds) if cfg.seeds else sweep.parse_sweep(cfg.sweep))
+        spec = f"seed={cfg.seeds}" if cfg.seeds else cfg.sweep
+        if cfg.iters is None:
+            cfg.iters = DEFAULT_ITERS
+    cfg.validate()
+    top = Path(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    folders = [runfolder.claim(top, resuming=bool(cfg.resume))]
+    try:
+        if not cfg.resume:
+            if any(p.name != runfolder.LOCK for p in top.iterdir()):
+                raise FastganError(f"--out {top} is not empty; a sweep starts in a new folder (or --resume {top})")
+            sweep.write_spec(top, spec, runs, cfg)
+        states = _sweep_states(top, runs, log) if cfg.resume else [None] * len(runs)
+        members = []
+        for (name, settings), state in zip(runs, states):
+            folders.append(runfolder.claim(top / name, resuming=state is not None))
+            members.append((top / name, dataclasses.replace(cfg, **settings, out=str(top / name), resume=None,
+                                                            seeds=None, sweep=None), state))
+        log(f"sweep of {len(runs)} runs in {top}: {', '.join(n for n, _ in runs)}")
+        _train_runs(cfg, members, log, show_progress)
+        rows = [sweep.run_summary(name, settings, top / name) for name, settings in runs]
+        grids = {name: _best_grid(top / name) for name, _ in runs}
+        for row in sweep.write_summary(top, rows, grids)[:3]:
+            best = f"best FD {row['best_fd']:.1f} at {row['best_iter']:,}" if row["best_fd"] is not None else "not measured"
+            log(f"#{row['rank']} {row['run']}: {best}")
+        log(f"summary: {top / 'summary.md'}")
+        return top
+    finally:
+        for f in folders:
+            f.release()
+
+
+def _sweep_states(top, runs, log):
+    """Each run's checkpoint at the newest iteration all runs have (a kill can leave one run a
+    checkpoint ahead of another)."""
+    found = {name: {int(p.stem): p for p in checkpoint.list_checkpoints(top / name / "checkpoints")} for name, _ in runs}
+    common = set.intersection(*(set(v) for v in found.values())) if found else set()
+    if not common:
+        raise FastganError(f"the runs of {top} have no checkpointed iteration in common; resume them one by one")
+    it = max(common)
+    log(f"resuming the sweep in {top} at iteration {it}")
+    states = []
+    for name, _ in runs:
+        path = found[name][it]
+        state = checkpoint.load(path)
+        checkpoint.check_resumable(path, state)
+        states.append(state)
+    return states
+
+
+def _best_grid(folder):
+    """The run's grid at its best measurement (else its last grid), as an image array, or None."""
+    from matplotlib import image as mimage
+
+    evals = [m for m in read_records(folder / "metrics.jsonl") if "fd" in m]
+    grids = sorted((folder / "samples").glob("*.png"))
+    if not grids:
+        return None
+    if evals:
+        best = folder / "samples" / f"{min(evals, key=lambda m: m['fd'])['iter']:07d}.png"
+        if best.is_file():
+            return mimage.imread(best)
+    return mimage.imread(grids[-1])
+
+
+class _RunSide:
+    """One run's outputs: its folder, config, metrics log, grids, checkpoints, best.pt."""
+
+    def __init__(self, out, cfg, state):
+        self.out, self.cfg, self.state = Path(out), cfg, state
+        self.ckpt_dir = self.out / "checkpoints"
+        self.losslog = None
+        self.measure = None
+
+
+def _train_runs(cfg, members, log, show_progress):
+    """Train the runs [(folder, its config, checkpoint state or None)] together to cfg.iters."""
     device = pick_device(cfg.device, log)
     backend = pick_backend(cfg.backend, device)
     data = load_dataset(cfg.dataset, cfg.data_dir, log)
     images = images_to_tensor(data["train_images"], device)
 
-    batcher = Batcher(images, cfg.batch_size, cfg.seed)
-    trainer = make_trainer(backend, init_params(cfg.seed, device), cfg, batcher, device, log)
+    sides = [_RunSide(*m) for m in members]
+    batchers = [Batcher(images, cfg.batch_size, s.cfg.seed) for s in sides]
+    inits = [RunInit(init_params(s.cfg.seed, device), s.cfg.lr, s.cfg.beta1, b) for s, b in zip(sides, batchers)]
+    trainer = make_trainer(backend, inits, cfg, device, log)
     backend = trainer.backend
-    params = trainer.params
-    z_fixed = fixed_noise(cfg.seed, device)
-    start = 0
-    if state is not None:
-        trainer.load_state_dict(state)
-        batcher.load_state_dict(state["sampler"])
-        start = int(state["iter"])
+    R = len(sides)
+    z_fixed = [fixed_noise(s.cfg.seed, device) for s in sides]
+    starts = set()
+    for r, (side, batcher) in enumerate(zip(sides, batchers)):
+        if side.state is not None:
+            trainer.load_state_dict(side.state, r)
+            batcher.load_state_dict(side.state["sampler"])
+        starts.add(int(side.state["iter"]) if side.state is not None else 0)
+    if len(starts) != 1:
+        raise FastganError(f"the runs start at different iterations ({sorted(starts)}); resume them one by one")
+    start = starts.pop()
     if start >= cfg.iters:
         log(f"nothing to do: the checkpoint is at iteration {start} and --iters is {cfg.iters}")
-        return out
+        return
 
-    for sub in ("samples", "checkpoints"):
-        try:
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise FastganError(os_error("create", out / sub, e)) from None
-    atomic_write_text(out / "config.json", json.dumps({**cfg.to_dict(), "backend": backend, "device": str(device)}, indent=2))
-    ckpt_dir = out / "checkpoints"
-    log(f"training iterations {start + 1}..{cfg.iters} on {device} ({backend} backend), writing to {out}")
+    for side in sides:
+        for sub in ("samples", "checkpoints"):
+            try:
+                (side.out / sub).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise FastganError(os_error("create", side.out / sub, e)) from None
+        atomic_write_text(side.out / "config.json",
+                          json.dumps({**side.cfg.to_dict(), "backend": backend, "device": str(device)}, indent=2))
+    where = sides[0].out if R == 1 else f"{R} run folders"
+    log(f"training iterations {start + 1}..{cfg.iters} on {device} ({backend} backend), writing to {where}")
 
-    def snapshot(it):
-        return {"iter": it, **trainer.state_dict(), "sampler": batcher.state_dict(), "config": cfg.to_dict()}
+    def snapshot(r, it):
+        return {"iter": it, **trainer.state_dict(r), "sampler": batchers[r].state_dict(), "config": sides[r].cfg.to_dict()}
 
     def sample(it):
         with torch.no_grad():
-            writer.submit(_write_grid, generator(params, z_fixed, trainer.ops), out / "samples" / f"{it:07d}.png")
+            for r, side in enumerate(sides):
+                writer.submit(_write_grid, generator(trainer.run_params(r), z_fixed[r], trainer.ops),
+                              side.out / "samples" / f"{it:07d}.png")
 
     def checkpoint_now(it):
-        losslog.drain(wait=True)  # every record up to `it` is written before the checkpoint...
-        writer.submit(_write_checkpoint, snapshot(it), ckpt_dir, cfg.keep, losslog.fsync)  # ...and synced before its rename
+        for r, side in enumerate(sides):
+            side.losslog.drain(wait=True)  # every record up to `it` is written before the checkpoint...
+            writer.submit(_write_checkpoint, snapshot(r, it), side.ckpt_dir, cfg.keep, side.losslog.fsync)  # ...and synced first
 
     evaluator = None
     if cfg.iters // cfg.eval_every > start // cfg.eval_every:  # at least one measurement ahead
@@ -305,8 +447,10 @@ def _train_in(cfg, log, show_progress, out, state):
 
         evaluator = Evaluator(data, cfg.dataset, cfg.data_dir, device, seed=cfg.seed, log=log)
     writer = _Background()
-    bar = tqdm(total=cfg.iters, initial=start, unit="it", disable=not show_progress, dynamic_ncols=True)
-    losslog = None
+    bar = tqdm(total=cfg.iters, initial=start, unit="it" if R == 1 else "GAN-it", unit_scale=R if R > 1 else False,
+               disable=not show_progress, dynamic_ncols=True)
+    quiet = tqdm(disable=True)  # the other runs' logs do not move the bar
+    say = bar.write if show_progress else log
     it = start
     failed = True
     # On the CPU, Adam's second moments of rarely-used weights decay into denormal floats, which
@@ -319,58 +463,66 @@ def _train_in(cfg, log, show_progress, out, state):
     chunk = cfg.iters_per_replay if backend == "graph" else 1
     try:
         with _StopOnSigint() as stop:
-            losslog = LossLog(out, device, start, bar, cfg.sample_every, bar.write if show_progress else log, log)
-            measure = evaluator and _BestByDistance(evaluator, ckpt_dir / "best.pt", losslog.best_fd, losslog.extra)
+            for r, side in enumerate(sides):
+                prefix = "" if R == 1 else f"[{side.out.name}] "
+                side.losslog = LossLog(side.out, device, start, bar if r == 0 else quiet, cfg.sample_every,
+                                       (lambda m, p=prefix: say(p + m)), log)
+                side.measure = evaluator and _BestByDistance(evaluator, side.ckpt_dir / "best.pt", side.losslog.best_fd,
+                                                             side.losslog.extra)
             while it < cfg.iters and not stop.requested:
                 n = min(chunk, next_stop(it, cfg) - it)
                 t0 = time.perf_counter()
-                losses = trainer.advance(n)
+                losses = trainer.advance(n).view(R, 4)
                 if backend != "graph":
                     rate = n / max(time.perf_counter() - t0, 1e-9)
                     chunk = max(1, min(cfg.iters_per_replay, int(rate * CHECK_SECONDS)))
                 it += n
                 if it % cfg.log_every == 0 or it == cfg.iters:
-                    losslog.push(it, losses)
+                    for r, side in enumerate(sides):
+                        side.losslog.push(it, losses[r])
                     writer.check()
                 if it % cfg.sample_every == 0:
                     sample(it)
-                save_now = it % cfg.ckpt_every == 0
-                measure_now = measure and it % cfg.eval_every == 0
-                if save_now:
+                if it % cfg.ckpt_every == 0:
                     checkpoint_now(it)
-                if measure_now:
-                    writer.submit(measure, snapshot(it))
-            if losslog.last[0] != it:
-                losslog.push(it, losses)
+                if evaluator and it % cfg.eval_every == 0:
+                    for r, side in enumerate(sides):
+                        writer.submit(side.measure, snapshot(r, it))
+            if sides[0].losslog.last[0] != it:
+                for r, side in enumerate(sides):
+                    side.losslog.push(it, losses[r])
             if it % cfg.sample_every:
                 sample(it)
             if it % cfg.ckpt_every:
                 checkpoint_now(it)
             writer.close()
-            losslog.drain(wait=True)
+            for side in sides:
+                side.losslog.drain(wait=True)
             failed = False
             if stop.requested:
-                log(f"\nstopped at iteration {it}; continue with: python train.py --resume {out}")
+                again = sides[0].out if R == 1 else sides[0].out.parent
+                log(f"\nstopped at iteration {it}; continue with: python train.py --resume {again}")
     except KeyboardInterrupt:
         writer.close(raise_errors=False)  # a checkpoint being written is finished, not torn
         raise Interrupted(f"interrupted at once (second Ctrl-C) near iteration {it}, without a stop checkpoint; "
-                          f"{_last_good(ckpt_dir)}") from None
+                          f"{_last_good(sides[0].ckpt_dir)}") from None
     except FastganError as e:
         writer.close(raise_errors=False)
-        raise FastganError(f"{e}; {_last_good(ckpt_dir)}") from None
+        raise FastganError(f"{e}; {_last_good(sides[0].ckpt_dir)}") from None
     finally:
         if flush:
             torch.set_flush_denormal(False)
         bar.close()
         if failed:
             writer.close(raise_errors=False)
-        if losslog is not None:
-            losslog.close()
-    try:
-        save_losses(read_records(out / "metrics.jsonl"), out / "losses.png")
-    except OSError as e:
-        raise FastganError(os_error("write", out / "losses.png", e)) from None
-    return out
+        for side in sides:
+            if side.losslog is not None:
+                side.losslog.close()
+    for side in sides:
+        try:
+            save_losses(read_records(side.out / "metrics.jsonl"), side.out / "losses.png")
+        except OSError as e:
+            raise FastganError(os_error("write", side.out / "losses.png", e)) from None
 
 
 def _last_good(ckpt_dir):

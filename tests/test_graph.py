@@ -147,12 +147,13 @@ def test_graph_start_up_failure_falls_back_or_says_one_line(monkeypatch):
     device = torch.device(DEVICES[0])
     batcher = Batcher(_images(device), 8, seed=0)
     logs = []
-    trainer = run.make_trainer("graph", model.init_params(0, device), Config(backend="auto"), batcher, device, logs.append)
+    runs = [run.RunInit(model.init_params(0, device), 1e-3, 0.9, batcher)]
+    trainer = run.make_trainer("graph", runs, Config(backend="auto"), device, logs.append)
     assert trainer.backend == "eager"
     assert logs == ["notice: the CUDA-graph backend failed at start-up (RuntimeError: CUDA error: operation not permitted when stream is capturing); "
                     "training with the eager backend instead"]
     with pytest.raises(FastganError, match=r"^--backend graph failed at start-up \(RuntimeError: CUDA error: operation not permitted when stream is capturing\); try --backend eager$"):
-        run.make_trainer("graph", model.init_params(0, device), Config(backend="graph"), batcher, device, logs.append)
+        run.make_trainer("graph", runs, Config(backend="graph"), device, logs.append)
 
 
 def test_one_state_dict_moves_between_eager_and_triton_trainers():

@@ -1,0 +1,124 @@
+"""Sweeps (fastgan.sweep and the run loop's many-runs path) on the CPU, small synthetic data.
+
+A sweep's run must equal the same run trained alone: bitwise, for the eager reference (a loop
+over runs) and for the Triton trainer (one launch per kernel for all runs; the interpreter here).
+"""
+
+import json
+
+import pytest
+import torch
+from helpers import fake_arrays
+
+import train as train_cli
+from fastgan import checkpoint, run, sweep
+from fastgan.config import Config
+from fastgan.data import save_cache
+from fastgan.errors import FastganError
+
+
+@pytest.fixture
+def data_dir(tmp_path, small_mnist):
+    folder = tmp_path / "data"
+    save_cache(folder / "mnist.npz", fake_arrays(300, 50))
+    return folder
+
+
+def _cfg(data_dir, out, **kw):
+    base = dict(iters=10, batch_size=8, sample_every=5, ckpt_every=5, keep=10, log_every=5, eval_every=1000,
+                device="cpu", backend="eager", out=str(out) if out else None, data_dir=str(data_dir))
+    base.update(kw)
+    return Config(**base)
+
+
+def _train(cfg):
+    return run.train(cfg, log=lambda m: None, show_progress=False)
+
+
+def _params(folder, it):
+    return checkpoint.load(folder / "checkpoints" / checkpoint.ckpt_name(it))["params"]
+
+
+def _equal(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- the spec ---------------------------------------------------------------------------------
+
+
+def test_seeds_and_sweep_specs():
+    assert [r["seed"] for r in sweep.parse_seeds("0-2,5")] == [0, 1, 2, 5]
+    runs = sweep.expand(Config(), sweep.parse_sweep("lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-1"))
+    assert len(runs) == 8
+    assert runs[3] == ("lr1e-3_beta1-0.5_seed1", {"lr": 1e-3, "beta1": 0.5, "seed": 1})
+    assert sweep.expand(Config(lr=2e-4), sweep.parse_seeds("3"))[0] == ("seed3", {"lr": 2e-4, "beta1": 0.9, "seed": 3})
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("lr=", "give comma-separated values"),
+    ("lr=1e-3,,2e-4", "give comma-separated values"),
+    ("seed=3-1", "the range 3-1 is empty"),
+    ("seed=a-b", "'a-b' is not a seed or a range"),
+    ("momentum=0.9", "unknown key 'momentum'"),
+    ("lr=-1", "lr: -1 is out of range"),
+    ("beta1=1.0", "beta1: 1.0 is out of range"),
+    ("lr=x", "'x' is not a number"),
+    ("lr=1e-3,0.001", "two runs with the same settings"),
+    ("seed=1 seed=2", "seed is given twice"),
+    ("lr", "is not KEY=VALUES"),
+    ("", "--sweep is empty"),
+])
+def test_bad_specs_are_one_line(spec, message):
+    with pytest.raises(FastganError, match=message):
+        sweep.expand(Config(), sweep.parse_sweep(spec))
+
+
+def test_cli_bad_sweep_writes_nothing(capsys, data_dir, tmp_path):
+    code = train_cli.main(["--sweep", "lr=1e-3 beta1=2", "--out", str(tmp_path / "S"), "--data-dir", str(data_dir),
+                           "--device", "cpu"])
+    assert code == 2 and capsys.readouterr().err.strip().startswith("error: --sweep beta1: 2 is out of range")
+    assert not (tmp_path / "S").exists()
+    code = train_cli.main(["--seeds", "0-1", "--sweep", "lr=1e-3", "--out", str(tmp_path / "S")])
+    assert code == 2 and "use one" in capsys.readouterr().err
+
+
+# --- each run equals the run alone ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend, iters", [("eager", 10), ("fused", 2)])
+def test_sweep_runs_equal_runs_alone(data_dir, tmp_path, backend, iters):
+    kw = dict(iters=iters, backend=backend, ckpt_every=iters, sample_every=iters, log_every=1)
+    top = _train(_cfg(data_dir, tmp_path / "S", sweep="lr=1e-3,2e-4 beta1=0.5 seed=0-1", **kw))
+    names = [r["name"] for r in json.loads((top / sweep.SWEEP_FILE).read_text())["runs"]]
+    assert names == ["lr1e-3_beta1-0.5_seed0", "lr1e-3_beta1-0.5_seed1", "lr2e-4_beta1-0.5_seed0",
+                     "lr2e-4_beta1-0.5_seed1"][: len(names)] and len(names) == 4
+    for name, (lr, seed) in zip(names, [(1e-3, 0), (1e-3, 1), (2e-4, 0), (2e-4, 1)]):
+        alone = _train(_cfg(data_dir, tmp_path / f"alone-{name}", lr=lr, beta1=0.5, seed=seed, **kw))
+        assert _equal(_params(top / name, iters), _params(alone, iters)), name
+        a = [json.loads(x) for x in (top / name / "metrics.jsonl").read_text().splitlines()]
+        b = [json.loads(x) for x in (alone / "metrics.jsonl").read_text().splitlines()]
+        assert [(m["iter"], m["d_loss"], m["g_loss"]) for m in a] == [(m["iter"], m["d_loss"], m["g_loss"]) for m in b]
+    for f in ("summary.csv", "summary.md", "summary.png"):
+        assert (top / f).stat().st_size > 100
+
+
+def test_resume_of_a_sweep_equals_one_go_and_a_run_resumes_alone(data_dir, tmp_path):
+    one = _train(_cfg(data_dir, tmp_path / "one", seeds="0-2", iters=20))
+    _train(_cfg(data_dir, tmp_path / "two", seeds="0-2", iters=10))
+    two = _train(_cfg(data_dir, None, iters=20, resume=str(tmp_path / "two")))
+    assert two == tmp_path / "two"
+    for name in ("seed0", "seed1", "seed2"):
+        assert _equal(_params(one / name, 20), _params(two / name, 20))
+    # a sweep's run folder is an ordinary run: it continues alone
+    _train(_cfg(data_dir, None, iters=30, resume=str(tmp_path / "two" / "seed1")))
+    assert checkpoint.resolve(tmp_path / "two" / "seed1").name == "0000030.pt"
+    rows = (two / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("rank,run,lr,beta1,seed,best_fd") and len(rows) == 4
+
+
+def test_sweep_needs_a_new_folder(data_dir, tmp_path):
+    (tmp_path / "S").mkdir()
+    (tmp_path / "S" / "notes.txt").write_text("mine")
+    with pytest.raises(FastganError, match="is not empty; a sweep starts in a new folder"):
+        _train(_cfg(data_dir, tmp_path / "S", seeds="0-1"))
+    assert (tmp_path / "S" / "notes.txt").read_text() == "mine"
