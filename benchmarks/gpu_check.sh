@@ -34,7 +34,7 @@ if [ $SMOKE = 1 ]; then
     TOTAL=240; TESTS_BUDGET=60; KERNELS_BUDGET=60; CELL_BUDGET=60; CELLS_BUDGET=90; FULL_BUDGET=15
     DEVICE=cpu
     TESTS=(tests/test_kernels_adam.py)
-    CELLS=("eager-128" "graph-8")
+    CELLS=("eager-128" "graph-8" "graph-8-2")
     DATA="$WORK/data"
     FULL_FLAGS=(--eval-every 2000000)  # no measurement within the box: no classifier to train on the CPU
     python3 -c "
@@ -53,8 +53,10 @@ else
     DEVICE=cuda
     TESTS=(tests --deselect tests/test_kernels_compile.py)
     # Most telling first: a time-out drops the cells at the end (torch.compile's are the slowest).
-    CELLS=(graph-128 eager_cudagraph-128 eager-128 graph-1024 graph-8192 eager_cudagraph-1024 eager_cudagraph-8192
-           fused-128 eager-1024 eager-8192 fused-1024 fused-8192 compile-128 compile-1024 compile-8192)
+    # backend-batch: one GAN; backend-batch-runs: that many GANs in one trainer (a sweep).
+    CELLS=(graph-128 eager_cudagraph-128 eager-128 graph-1024 graph-8192 graph-128-8 graph-128-64 eager_cudagraph-1024
+           eager_cudagraph-8192 fused-128 eager-1024 eager-8192 fused-128-8 eager-128-8 fused-1024 fused-8192
+           compile-128 compile-1024 compile-8192)
     DATA=data
     FULL_FLAGS=()
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$summary" 2>&1
@@ -90,7 +92,9 @@ cells_end=$((SECONDS + CELLS_BUDGET))
 for cell in "${CELLS[@]}"; do
     left=$((cells_end - SECONDS))
     limit=$(budget $((CELL_BUDGET < left ? CELL_BUDGET : left)))
-    step "cell $cell" "$limit" python3 -m pytest -q -p no:cacheprovider "benchmarks/test_iteration.py::test_iteration[$cell]" \
+    test=test_iteration
+    [[ $cell == *-*-* ]] && test=test_iteration_runs
+    step "cell $cell" "$limit" python3 -m pytest -q -p no:cacheprovider "benchmarks/test_iteration.py::$test[$cell]" \
         --benchmark-json="$WORK/bench/$cell.json"
     tar czf "$OUT/bench.tgz" -C "$WORK" bench
 done

@@ -31,12 +31,15 @@ def load(*paths):
 
 
 def iteration_table(benches):
-    """{backend: {batch: its_per_s}} from the iteration benchmarks."""
+    """{row: {batch: its_per_s}} from the iteration benchmarks; a row is a backend, or a backend
+    with R runs at once (per-run it/s; the aggregate GAN-it/s is R times it)."""
     table = defaultdict(dict)
     for b in benches:
         info = b["extra_info"]
         if "its_per_s" in info:
-            table[info["backend"]][info["batch"]] = info["its_per_s"]
+            runs = info.get("runs")
+            row = info["backend"] if runs is None else f"{info['backend']}, {runs} runs"
+            table[row][info["batch"]] = info["its_per_s"]
     return dict(table)
 
 
@@ -71,7 +74,8 @@ def markdown(results, benches):
                   "|---|" + "---:|" * len(batches)]
         for backend, row in table.items():
             lines.append(f"| {backend} | " + " | ".join(_fmt(row.get(n)) for n in batches) + " |")
-        lines += ["", "iterations per second (median of the timed rounds)", ""]
+        lines += ["", "iterations per second of each run (median of the timed rounds); with R runs at once the "
+                  "aggregate is R times it (GAN-iterations/s)", ""]
     rows = kernel_rows(benches)
     if rows:
         lines += ["| kernel | layer | Triton µs | torch µs | torch / Triton |", "|---|---|---:|---:|---:|"]

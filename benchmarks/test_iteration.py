@@ -101,11 +101,27 @@ def _runner(backend, batch):
     return run
 
 
-@pytest.mark.parametrize("backend,batch", CASES)
-def test_iteration(benchmark, backend, batch):
-    run = _runner(backend, batch)
+def _sweep_runner(backend, batch, runs):
+    """k iterations of `runs` GANs at once: one Triton trainer (graph, fused) or a loop (eager)."""
+    from fastgan import run as fastgan_run
+    from fastgan.config import Config
+
+    images = _images(batch)
+    inits = [fastgan_run.RunInit(init_params(r, DEVICE), 1e-3, 0.9, Batcher(images, batch, seed=r)) for r in range(runs)]
+    k_replay = ITERS_PER_REPLAY if HAS_CUDA else 1
+    cfg = Config(iters_per_replay=k_replay, backend=backend)
+    trainer = fastgan_run.make_trainer(backend, inits, cfg, DEVICE, log=print)
+    trainer.advance(k_replay)
+
+    def run(k):
+        for _ in range(k // k_replay):
+            trainer.advance(k_replay)
+
+    return run
+
+
+def _time(benchmark, run, k, **info):
     sync()
-    k = ITERS_PER_ROUND[backend] if HAS_CUDA else (1 if backend in ("fused", "graph") else 20)
 
     def timed():
         run(k)
@@ -113,7 +129,27 @@ def test_iteration(benchmark, backend, batch):
 
     benchmark.pedantic(timed, rounds=10 if HAS_CUDA else 3, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update(environment())
-    benchmark.extra_info.update(backend=backend, batch=batch, iters_per_round=k)
+    benchmark.extra_info.update(iters_per_round=k, **info)
     if benchmark.stats is not None:  # None under --benchmark-disable
         median = benchmark.stats.stats.median
-        benchmark.extra_info.update(its_per_s=k / median, us_per_iter=1e6 * median / k)
+        runs = info.get("runs", 1)
+        benchmark.extra_info.update(its_per_s=k / median, us_per_iter=1e6 * median / k, gan_its_per_s=runs * k / median)
+
+
+@pytest.mark.parametrize("backend,batch", CASES)
+def test_iteration(benchmark, backend, batch):
+    k = ITERS_PER_ROUND[backend] if HAS_CUDA else (1 if backend in ("fused", "graph") else 20)
+    _time(benchmark, _runner(backend, batch), k, backend=backend, batch=batch)
+
+
+# Many GANs at once (sweeps): per-run it/s and aggregate GAN-iterations/s at batch 128.
+if HAS_CUDA:
+    RUN_CASES = [("graph", 128, 1), ("graph", 128, 8), ("graph", 128, 64), ("fused", 128, 8), ("eager", 128, 8)]
+else:
+    RUN_CASES = [("graph", 8, 2), ("eager", 128, 4)]
+
+
+@pytest.mark.parametrize("backend,batch,runs", RUN_CASES)
+def test_iteration_runs(benchmark, backend, batch, runs):
+    k = ITERS_PER_ROUND[backend] if HAS_CUDA else (1 if backend in ("fused", "graph") else 10)
+    _time(benchmark, _sweep_runner(backend, batch, runs), k, backend=backend, batch=batch, runs=runs)

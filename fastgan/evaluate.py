@@ -171,13 +171,18 @@ def class_histogram(probs):
 
 
 @torch.no_grad()
-def sample_metrics(model, samples, test_features, fd_floor):
+def sample_metrics(model, samples, test_features, fd_floor, runs=1):
+    """The metrics of `samples` (runs * n images: each run's n in turn), one dict per run; the
+    classifier sees all runs' samples in one batched pass."""
     model.eval()
     feats = _batched(model.features, samples)
     probs = torch.softmax(model.fc2(feats), dim=1)
-    hist, kl = class_histogram(probs)
-    return {"fd": frechet_distance(feats, test_features), "fd_floor": fd_floor,
-            "score": classifier_score(probs), "class_kl": kl, "classes": [round(x, 4) for x in hist]}
+    out = []
+    for f, p in zip(feats.chunk(runs), probs.chunk(runs)):
+        hist, kl = class_histogram(p)
+        out.append({"fd": frechet_distance(f, test_features), "fd_floor": fd_floor,
+                    "score": classifier_score(p), "class_kl": kl, "classes": [round(x, 4) for x in hist]})
+    return out
 
 
 class Evaluator:
@@ -193,8 +198,13 @@ class Evaluator:
 
     @torch.no_grad()
     def __call__(self, params):
-        samples = _batched(lambda z: generator(params, z), self.z)
-        return sample_metrics(self.model, samples, self.test_features, self.fd_floor)
+        return self.many([params])[0]
+
+    @torch.no_grad()
+    def many(self, runs_params):
+        """Measure several generators (a sweep's runs) with one classifier pass over all samples."""
+        samples = torch.cat([_batched(lambda z, p=p: generator(p, z), self.z) for p in runs_params])
+        return sample_metrics(self.model, samples, self.test_features, self.fd_floor, len(runs_params))
 
 
 def main(argv=None):

@@ -51,6 +51,21 @@ def _flat_views(flat, shapes):
     return views
 
 
+def bytes_per_run(batch, iters_per_replay, sweep=True):
+    """Device memory one run of a trainer holds: parameters, gradients and both moments, the
+    K iterations' batch indices, noise and Adam terms, and the activations (a rough upper bound
+    of what `GraphTrainer.__init__` allocates per run; the images are shared)."""
+    B, K = batch, iters_per_replay
+    n_params = sum(torch.Size(s).numel() for shapes in NETS.values() for s in shapes.values())
+    floats = (4 * n_params + K * (2 * B * Z_DIM + 8) + (4 + sweep) * B * X_DIM + 9 * B * H_DIM)
+    return 4 * floats + 8 * K * B
+
+
+def runs_that_fit(batch, iters_per_replay, free_bytes, headroom=0.8):
+    """How many runs fit in `free_bytes` of device memory, keeping 20% for the graph and torch."""
+    return int(headroom * free_bytes // bytes_per_run(batch, iters_per_replay))
+
+
 def _per_run(value, runs, what):
     values = list(value) if isinstance(value, (list, tuple)) else [value] * runs
     if len(values) != runs:

@@ -115,9 +115,17 @@ def make_trainer(backend, runs, cfg, device, log=print):
         import kernels  # noqa: F401  (is Triton there?)
     except ImportError as e:
         raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
-    from .graph import GraphTrainer
+    from .graph import GraphTrainer, bytes_per_run, runs_that_fit
 
     one = len(runs) == 1
+    if device.type == "cuda" and not one:
+        free = torch.cuda.mem_get_info(device)[0]
+        fit = runs_that_fit(cfg.batch_size, cfg.iters_per_replay, free)
+        if len(runs) > fit:
+            need = len(runs) * bytes_per_run(cfg.batch_size, cfg.iters_per_replay)
+            raise FastganError(f"{len(runs)} runs at batch {cfg.batch_size} need about {need / 2**30:.1f} GiB of GPU "
+                               f"memory and {free / 2**30:.1f} GiB is free: at most {fit} runs fit; sweep fewer runs "
+                               "at a time, or lower --iters-per-replay (each run holds that many iterations of noise)")
     trainer = GraphTrainer(runs[0].params if one else [r.params for r in runs],
                            runs[0].lr if one else [r.lr for r in runs],
                            runs[0].batcher if one else [r.batcher for r in runs], cfg.iters_per_replay,
@@ -174,18 +182,22 @@ def _write_checkpoint(state, folder, keep, before_replace):
 
 
 class _BestByDistance:
-    """Measures snapshots in the writer thread (fastgan.evaluate), hands the results to the
-    metrics log, and keeps checkpoints/best.pt at the lowest Fréchet distance so far."""
+    """Measures snapshots of every run in the writer thread (fastgan.evaluate, one classifier
+    pass for all runs), hands each result to its run's metrics log, and keeps each run's
+    checkpoints/best.pt at the lowest Fréchet distance so far."""
 
-    def __init__(self, evaluator, path, best, results):
-        self.evaluator, self.path, self.best, self.results = evaluator, path, best, results
+    def __init__(self, evaluator, sides):
+        self.evaluator, self.sides = evaluator, sides
+        self.best = [side.losslog.best_fd for side in sides]
 
-    def __call__(self, state):
-        result = {"iter": state["iter"], **self.evaluator(state["params"])}
-        if result["fd"] < self.best:
-            _save_state(state, self.path)
-            self.best = result["fd"]
-        self.results.put(result)
+    def __call__(self, states):
+        results = self.evaluator.many([state["params"] for state in states])
+        for r, (side, state, result) in enumerate(zip(self.sides, states, results)):
+            result = {"iter": state["iter"], **result}
+            if result["fd"] < self.best[r]:
+                _save_state(state, side.ckpt_dir / "best.pt")
+                self.best[r] = result["fd"]
+            side.losslog.extra.put(result)
 
 
 def _write_grid(samples, path):
@@ -196,13 +208,18 @@ def _write_grid(samples, path):
 
 
 class _Background:
-    """One writer thread for PNGs and checkpoints; its errors surface on the training thread."""
+    """One writer thread for PNGs and checkpoints; its errors surface on the training thread.
+    At most `max_pending` jobs wait (each may hold a device snapshot): past that, submitting waits
+    for the oldest, so a writer slower than training slows training instead of filling memory."""
 
-    def __init__(self):
+    def __init__(self, max_pending=64):
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastgan-writer")
         self.futures = deque()
+        self.max_pending = max_pending
 
     def submit(self, fn, *args):
+        while len(self.futures) >= self.max_pending:
+            self.futures.popleft().result()
         self.futures.append(self.pool.submit(fn, *args))
         self.check()
 
@@ -386,7 +403,6 @@ class _RunSide:
         self.out, self.cfg, self.state = Path(out), cfg, state
         self.ckpt_dir = self.out / "checkpoints"
         self.losslog = None
-        self.measure = None
 
 
 def _train_runs(cfg, members, log, show_progress):
@@ -446,7 +462,7 @@ def _train_runs(cfg, members, log, show_progress):
         from .evaluate import Evaluator
 
         evaluator = Evaluator(data, cfg.dataset, cfg.data_dir, device, seed=cfg.seed, log=log)
-    writer = _Background()
+    writer = _Background(max_pending=4 * R + 16)  # a few intervals' grids, checkpoints and measurements
     bar = tqdm(total=cfg.iters, initial=start, unit="it" if R == 1 else "GAN-it", unit_scale=R if R > 1 else False,
                disable=not show_progress, dynamic_ncols=True)
     quiet = tqdm(disable=True)  # the other runs' logs do not move the bar
@@ -467,8 +483,7 @@ def _train_runs(cfg, members, log, show_progress):
                 prefix = "" if R == 1 else f"[{side.out.name}] "
                 side.losslog = LossLog(side.out, device, start, bar if r == 0 else quiet, cfg.sample_every,
                                        (lambda m, p=prefix: say(p + m)), log)
-                side.measure = evaluator and _BestByDistance(evaluator, side.ckpt_dir / "best.pt", side.losslog.best_fd,
-                                                             side.losslog.extra)
+            measure = evaluator and _BestByDistance(evaluator, sides)
             while it < cfg.iters and not stop.requested:
                 n = min(chunk, next_stop(it, cfg) - it)
                 t0 = time.perf_counter()
@@ -486,8 +501,7 @@ def _train_runs(cfg, members, log, show_progress):
                 if it % cfg.ckpt_every == 0:
                     checkpoint_now(it)
                 if evaluator and it % cfg.eval_every == 0:
-                    for r, side in enumerate(sides):
-                        writer.submit(side.measure, snapshot(r, it))
+                    writer.submit(measure, [snapshot(r, it) for r in range(R)])
             if sides[0].losslog.last[0] != it:
                 for r, side in enumerate(sides):
                     side.losslog.push(it, losses[r])

@@ -138,3 +138,30 @@ def test_cli_rejects_a_bad_checkpoint(tmp_path, capsys):
     f.write_bytes(b"nope")
     assert evaluate.main([str(f)]) == 2
     assert "unreadable" in capsys.readouterr().err
+
+
+def test_many_generators_in_one_pass_equal_each_alone(tmp_path, arrays):
+    from fastgan.model import init_params
+
+    ev = evaluate.Evaluator(arrays, "mnist", tmp_path, "cpu", n_samples=64, log=lambda m: None, **TINY)
+    runs = [init_params(s, "cpu") for s in range(3)]
+    together = ev.many(runs)
+    for params, got in zip(runs, together):
+        want = ev(params)
+        assert got["classes"] == want["classes"]
+        assert got["fd"] == pytest.approx(want["fd"], rel=1e-9) and got["score"] == pytest.approx(want["score"], rel=1e-9)
+
+
+def test_sweep_measures_every_run_and_keeps_each_best(tmp_path, arrays, monkeypatch):
+    monkeypatch.setattr(evaluate, "Evaluator", functools.partial(evaluate.Evaluator, n_samples=64, **TINY))
+    data_dir = tmp_path / "data"
+    save_cache(data_dir / "mnist.npz", arrays)
+    cfg = Config(iters=20, batch_size=8, log_every=5, sample_every=10, ckpt_every=10, eval_every=10, seeds="0-1",
+                 device="cpu", backend="eager", out=str(tmp_path / "S"), data_dir=str(data_dir))
+    top = run.train(cfg, log=lambda m: None, show_progress=False)
+    for name in ("seed0", "seed1"):
+        evals = [json.loads(x) for x in (top / name / "metrics.jsonl").read_text().splitlines() if '"fd"' in x]
+        assert [m["iter"] for m in evals] == [10, 20]
+        assert checkpoint.load(top / name / "checkpoints" / "best.pt")["iter"] == min(evals, key=lambda m: m["fd"])["iter"]
+    summary = (top / "summary.md").read_text()
+    assert "| 1 | seed" in summary and "—" not in summary.splitlines()[2]
