@@ -101,8 +101,8 @@ done
 jsons=$(find "$WORK/bench" -name '*.json' -size +0 | sort)
 if [ -n "$jsons" ]; then
     # shellcheck disable=SC2086
-    timeout -k 5 60 python3 -m benchmarks.report $jsons --chart "$OUT/its.png" >> "$summary" 2>> "$log" \
-        || { say "report failed: see log.txt"; FAILED=$((FAILED + 1)); }
+    timeout -k 5 60 python3 -m benchmarks.report $jsons --chart "$OUT/its.png" 2>> "$log" | tee -a "$summary"
+    [ "${PIPESTATUS[0]}" = 0 ] || { say "report failed: see log.txt"; FAILED=$((FAILED + 1)); }
 else
     say "no benchmark cell produced results"; FAILED=$((FAILED + 1))
 fi
