@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, runfolder, sweep
+from . import checkpoint, distributed, runfolder, sweep
 from .config import DEFAULT_ITERS, Config
 from .data import Batcher, images_to_tensor, load_dataset
 from .errors import FastganError, os_error
@@ -34,10 +34,11 @@ CHECK_SECONDS = 0.25  # the eager and fused backends check for Ctrl-C about this
 
 
 def pick_device(name, log):
+    """The training device: under torchrun, this process's GPU (cuda:LOCAL_RANK)."""
     if name == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", distributed.world()[2] % torch.cuda.device_count())
     if name == "cuda":
         raise FastganError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
     log("notice: no CUDA device found; training on the CPU (slow)")
@@ -297,7 +298,13 @@ def train(cfg: Config, log=print, show_progress=True):
 
 def _train(cfg, log, show_progress):
     cfg.validate()
-    if cfg.seeds or cfg.sweep or (cfg.resume and (Path(cfg.resume) / sweep.SWEEP_FILE).is_file()):
+    is_sweep = cfg.seeds or cfg.sweep or (cfg.resume and (Path(cfg.resume) / sweep.SWEEP_FILE).is_file())
+    if distributed.world()[1] > 1:
+        if not is_sweep:
+            raise FastganError(f"torchrun started {distributed.world()[1]} processes for a single run, which one "
+                               "process trains; run it without torchrun, or give --seeds/--sweep to share runs out")
+        return _train_sweep_distributed(cfg, log, show_progress)
+    if is_sweep:
         return _train_sweep(cfg, log, show_progress)
     home, state = None, None
     if cfg.resume:
@@ -316,60 +323,120 @@ def _train(cfg, log, show_progress):
         folder.release()
 
 
-def _train_sweep(cfg, log, show_progress):
-    """Several runs in one trainer: OUT/<name>/ each, sweep.json and the summary in OUT."""
+def _sweep_runs(cfg):
+    """(the runs [(name, settings)], the spec text, resuming?) of a new or resumed sweep; sets
+    cfg.out, and the shared settings a resumed sweep keeps."""
     if cfg.resume:
         top = Path(cfg.resume)
         spec = sweep.read_spec(top)
         for key in ("iters", "batch_size", "dataset"):  # the sweep's own; a new --iters is a new target
             if not (key == "iters" and cfg.iters is not None):
                 setattr(cfg, key, spec["shared"][key])
-        runs = [(r["name"], {k: r[k] for k in ("lr", "beta1", "seed")}) for r in spec["runs"]]
         if cfg.out is not None and Path(cfg.out).resolve() != top.resolve():
             raise FastganError("--resume of a sweep continues it in its own folder; leave out --out")
         cfg.out = str(top)
-    else:
-        if cfg.seeds and cfg.sweep:
-            raise FastganError("--seeds and --sweep are two ways to give the runs; use one (--sweep can hold seed=...)")
-        runs = sweep.expand(cfg, sweep.parse_seeds(cfg.seeds) if cfg.seeds else sweep.parse_sweep(cfg.sweep))
-        spec = f"seed={cfg.seeds}" if cfg.seeds else cfg.sweep
-        if cfg.iters is None:
-            cfg.iters = DEFAULT_ITERS
-    cfg.validate()
-    top = Path(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
-    folders = [runfolder.claim(top, resuming=bool(cfg.resume))]
+        return [(r["name"], {k: r[k] for k in ("lr", "beta1", "seed")}) for r in spec["runs"]], spec["spec"]
+    if cfg.seeds and cfg.sweep:
+        raise FastganError("--seeds and --sweep are two ways to give the runs; use one (--sweep can hold seed=...)")
+    runs = sweep.expand(cfg, sweep.parse_seeds(cfg.seeds) if cfg.seeds else sweep.parse_sweep(cfg.sweep))
+    if cfg.iters is None:
+        cfg.iters = DEFAULT_ITERS
+    return runs, f"seed={cfg.seeds}" if cfg.seeds else cfg.sweep
+
+
+def _start_sweep_folder(top, spec, runs, cfg, resuming):
+    """Claim the sweep's top folder; a new sweep needs it empty and gets its sweep.json."""
+    folder = runfolder.claim(top, resuming=resuming)
+    if not resuming:
+        if any(p.name != runfolder.LOCK for p in top.iterdir()):
+            folder.release()
+            raise FastganError(f"--out {top} is not empty; a sweep starts in a new folder (or --resume {top})")
+        sweep.write_spec(top, spec, runs, cfg)
+    return folder
+
+
+def _train_members(cfg, top, runs, resuming, log, show_progress):
+    """Claim the given runs' folders, train them together; returns their summary rows and best grids."""
+    folders = []
     try:
-        if not cfg.resume:
-            if any(p.name != runfolder.LOCK for p in top.iterdir()):
-                raise FastganError(f"--out {top} is not empty; a sweep starts in a new folder (or --resume {top})")
-            sweep.write_spec(top, spec, runs, cfg)
-        states = _sweep_states(top, runs, log) if cfg.resume else [None] * len(runs)
+        states = _sweep_states(top, runs, log) if resuming else [None] * len(runs)
         members = []
         for (name, settings), state in zip(runs, states):
-            folders.append(runfolder.claim(top / name, resuming=state is not None))
+            folders.append(runfolder.claim(top / name, resuming=resuming))
             members.append((top / name, dataclasses.replace(cfg, **settings, out=str(top / name), resume=None,
                                                             seeds=None, sweep=None), state))
-        log(f"sweep of {len(runs)} runs in {top}: {', '.join(n for n, _ in runs)}")
         _train_runs(cfg, members, log, show_progress)
         rows = [sweep.run_summary(name, settings, top / name) for name, settings in runs]
-        grids = {name: _best_grid(top / name) for name, _ in runs}
-        for row in sweep.write_summary(top, rows, grids)[:3]:
-            best = f"best FD {row['best_fd']:.1f} at {row['best_iter']:,}" if row["best_fd"] is not None else "not measured"
-            log(f"#{row['rank']} {row['run']}: {best}")
-        log(f"summary: {top / 'summary.md'}")
-        return top
+        return rows, {name: _best_grid(top / name) for name, _ in runs}
     finally:
         for f in folders:
             f.release()
 
 
+def _write_sweep_summary(top, rows, grids, log):
+    for row in sweep.write_summary(top, rows, grids)[:3]:
+        best = f"best FD {row['best_fd']:.1f} at {row['best_iter']:,}" if row["best_fd"] is not None else "not measured"
+        log(f"#{row['rank']} {row['run']}: {best}")
+    log(f"summary: {top / 'summary.md'}")
+
+
+def _train_sweep(cfg, log, show_progress):
+    """Several runs in one trainer: OUT/<name>/ each, sweep.json and the summary in OUT."""
+    runs, spec = _sweep_runs(cfg)
+    resuming = bool(cfg.resume)
+    cfg.validate()
+    top = Path(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    folder = _start_sweep_folder(top, spec, runs, cfg, resuming)
+    try:
+        log(f"sweep of {len(runs)} runs in {top}: {', '.join(n for n, _ in runs)}")
+        rows, grids = _train_members(cfg, top, runs, resuming, log, show_progress)
+        _write_sweep_summary(top, rows, grids, log)
+        return top
+    finally:
+        folder.release()
+
+
+def _train_sweep_distributed(cfg, log, show_progress):
+    """This process's share of a sweep under torchrun; rank 0 also owns the top folder and the
+    summary, gathered from every rank. A group restarted by torchrun resumes from checkpoints."""
+    runs, spec = _sweep_runs(cfg)
+    cfg.validate()
+    group = distributed.Group(pick_device(cfg.device, lambda m: None))
+    lead = group.rank == 0
+    say = log if lead else (lambda m: None)  # one voice: rank 0 speaks, the others only fail loudly
+    folder = None
+    try:
+        top = Path(group.broadcast(str(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))))
+        resuming = bool(cfg.resume) or (distributed.restarted() and (top / sweep.SWEEP_FILE).is_file())
+        if lead:
+            folder = _start_sweep_folder(top, spec, runs, cfg, resuming)
+            say(f"sweep of {len(runs)} runs in {top} over {group.size} processes"
+                + (" (restarted by torchrun: continuing from checkpoints)" if resuming and not cfg.resume else ""))
+        group.barrier()  # sweep.json and the top folder exist before any run folder is made
+        rows, grids = _train_members(cfg, top, group.share(runs), resuming, say, show_progress and lead)
+        gathered = group.gather((rows, grids))
+        if lead:
+            order = {name: i for i, (name, _) in enumerate(runs)}
+            all_rows = sorted((r for rs, _ in gathered for r in rs), key=lambda r: order[r["run"]])
+            all_grids = {k: v for _, g in gathered for k, v in g.items()}
+            _write_sweep_summary(top, all_rows, all_grids, say)
+        group.barrier()
+        return top
+    finally:
+        if folder is not None:
+            folder.release()
+        group.close()
+
+
 def _sweep_states(top, runs, log):
-    """Each run's checkpoint at the newest iteration all runs have (a kill can leave one run a
-    checkpoint ahead of another)."""
+    """Each run's checkpoint at the newest iteration all the runs have (a kill can leave one run a
+    checkpoint ahead of another); None for every run if they have none in common (a sweep
+    stopped before its first checkpoints starts again from iteration 0)."""
     found = {name: {int(p.stem): p for p in checkpoint.list_checkpoints(top / name / "checkpoints")} for name, _ in runs}
-    common = set.intersection(*(set(v) for v in found.values())) if found else set()
+    common = set.intersection(*(set(v) for v in found.values()))
     if not common:
-        raise FastganError(f"the runs of {top} have no checkpointed iteration in common; resume them one by one")
+        log(f"notice: the runs in {top} have no checkpoint in common; they start again from iteration 0")
+        return [None] * len(runs)
     it = max(common)
     log(f"resuming the sweep in {top} at iteration {it}")
     states = []
