@@ -19,12 +19,13 @@ host scalar is frozen into the graph). Inside the graph, per iteration (13 launc
   G step   D1 on G(z_g) | D head (target 1, dh only) | D1 backward (dx only) | G2 backward |
            G1 backward (dW, db) | Adam on G's flat buffer
 
-Each iteration's four losses land in row i of a (K, 4) device buffer the host copies
+Each iteration's four losses per run land in row i of a (K, R, 4) device buffer the host copies
 asynchronously. Capture is safe by construction: `warm_up` compiles every kernel and captures
 the one K-iteration graph before training starts (nothing else touches the GPU then), each
 launch has one specialization whatever the iteration (per-iteration rows stay 16-byte
 aligned), and a shorter remainder runs un-captured rather than capturing mid-run. Without CUDA
-(tests under Triton's interpreter) the same launches run un-captured. Checkpoints use the eager format: a run can move between backends.
+(tests under Triton's interpreter) the same launches run un-captured. Checkpoints use the eager
+format: a run can move between backends.
 """
 
 import torch

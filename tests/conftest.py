@@ -26,3 +26,15 @@ def small_mnist(monkeypatch):
     monkeypatch.setattr(data, "N_TRAIN", 300)
     monkeypatch.setattr(data, "N_TEST", 50)
     return data
+
+
+@pytest.fixture
+def data_dir(tmp_path, small_mnist):
+    """A data folder with a small synthetic MNIST cache (300 + 50 images)."""
+    from helpers import fake_arrays
+
+    from fastgan.data import save_cache
+
+    folder = tmp_path / "data"
+    save_cache(folder / "mnist.npz", fake_arrays(300, 50))
+    return folder

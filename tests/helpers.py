@@ -51,3 +51,18 @@ def assert_adam_params_close(got, want, steps, lr=1e-3, name=""):
     diff = (got.detach().double() - want.detach().double()).abs()
     assert (diff > 1e-6).double().mean() < 1e-3, f"{name}: {int((diff > 1e-6).sum())} elements differ by > 1e-6"
     assert diff.max() <= 2 * lr * steps, f"{name}: max difference {diff.max():.3g}"
+
+
+def write_mnist_sized(folder):
+    """An MNIST-sized synthetic cache (60,000 + 10,000 images of 0/255 noise): what the loader
+    accepts in a process of its own, where the tests' size patch does not reach."""
+    from fastgan.data import save_cache
+
+    rng = np.random.default_rng(0)
+    save_cache(folder / "mnist.npz", {
+        "train_images": (rng.integers(0, 2, (60000, 28, 28)) * 255).astype(np.uint8),
+        "train_labels": rng.integers(0, 10, 60000).astype(np.uint8),
+        "test_images": (rng.integers(0, 2, (10000, 28, 28)) * 255).astype(np.uint8),
+        "test_labels": rng.integers(0, 10, 10000).astype(np.uint8),
+    })
+    return folder

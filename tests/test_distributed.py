@@ -13,12 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from helpers import write_mnist_sized
 
 from fastgan import checkpoint, runfolder
-from fastgan.data import save_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
@@ -30,15 +29,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="torchrun i
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    save_cache(folder / "mnist.npz", {
-        "train_images": (rng.integers(0, 2, (60000, 28, 28)) * 255).astype(np.uint8),
-        "train_labels": rng.integers(0, 10, 60000).astype(np.uint8),
-        "test_images": (rng.integers(0, 2, (10000, 28, 28)) * 255).astype(np.uint8),
-        "test_labels": rng.integers(0, 10, 10000).astype(np.uint8),
-    })
-    return folder
+    return write_mnist_sized(tmp_path_factory.mktemp("data"))
 
 
 def _env():

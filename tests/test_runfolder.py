@@ -15,31 +15,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from helpers import write_mnist_sized
 
 from fastgan import checkpoint, runfolder
-from fastgan.data import save_cache
 from fastgan.errors import FastganError
 from fastgan.metrics import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = ["--device", "cpu", "--backend", "eager", "--batch-size", "8", "--sample-every", "1000", "--eval-every", "100000000"]  # no measurement: no classifier to train
+# --eval-every past the end: no measurement, so no classifier to train
+BASE = ["--device", "cpu", "--backend", "eager", "--batch-size", "8", "--sample-every", "1000", "--eval-every", "100000000"]
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """MNIST-sized synthetic data (the loader checks the real sizes; train.py runs as a process)."""
-    folder = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    save_cache(folder / "mnist.npz", {
-        "train_images": (rng.integers(0, 2, (60000, 28, 28)) * 255).astype(np.uint8),
-        "train_labels": rng.integers(0, 10, 60000).astype(np.uint8),
-        "test_images": (rng.integers(0, 2, (10000, 28, 28)) * 255).astype(np.uint8),
-        "test_labels": rng.integers(0, 10, 10000).astype(np.uint8),
-    })
-    return folder
+    return write_mnist_sized(tmp_path_factory.mktemp("data"))
 
 
 def _env():

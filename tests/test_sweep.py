@@ -8,20 +8,11 @@ import json
 
 import pytest
 import torch
-from helpers import fake_arrays
 
 import train as train_cli
 from fastgan import checkpoint, run, sweep
 from fastgan.config import Config
-from fastgan.data import save_cache
 from fastgan.errors import FastganError
-
-
-@pytest.fixture
-def data_dir(tmp_path, small_mnist):
-    folder = tmp_path / "data"
-    save_cache(folder / "mnist.npz", fake_arrays(300, 50))
-    return folder
 
 
 def _cfg(data_dir, out, **kw):
