@@ -19,7 +19,7 @@ import os
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import triton
 from triton.backends.compiler import GPUTarget
@@ -40,8 +40,6 @@ class Launch:
     args: tuple
     kwargs: dict
     grid: tuple
-    count: int = 1  # identical launches per recorded call (merged by `record`)
-    where: list = field(default_factory=list)
 
     @property
     def name(self):
