@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from fastgan.config import BACKENDS, DEFAULT_ITERS, DEVICES, Config
+from fastgan.config import BACKENDS, DEFAULT_ITERS, DEVICES, PRECISIONS, Config
 from fastgan.data import DATASETS
 from fastgan.errors import FastganError
 from fastgan.run import Interrupted, train
@@ -28,6 +28,9 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=DEVICES, default=d.device)
     p.add_argument("--backend", choices=BACKENDS, default=d.backend,
                    help="auto: graph on CUDA, eager on CPU; fused/graph on CPU run Triton's interpreter (slow)")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="matrix products of the Triton backends: ieee (fp32, default), tf32x3 (tensor cores, "
+                        "close to fp32), tf32 (tensor cores, ~1e-3 relative)")
     p.add_argument("--resume", default=d.resume, help="a checkpoint file, or a run folder (its newest checkpoint)")
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
     p.add_argument("--data-dir", default=d.data_dir, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")

@@ -9,6 +9,7 @@ from .model import ADAM_BETAS
 
 DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "eager", "fused", "graph")
+PRECISIONS = ("ieee", "tf32x3", "tf32")  # the Triton backends' matrix-product input precision
 
 
 DEFAULT_ITERS = 1_000_000
@@ -29,6 +30,7 @@ class Config:
     log_every: int = 100
     device: str = "auto"
     backend: str = "auto"
+    precision: str = "ieee"
     resume: Optional[str] = None
     dataset: str = "mnist"
     data_dir: Optional[str] = None
@@ -50,10 +52,14 @@ class Config:
             raise FastganError(f"--lr must be positive, got {self.lr!r}")
         if not 0 <= self.beta1 < 1:
             raise FastganError(f"--beta1 must be in [0, 1), got {self.beta1!r}")
-        for name, allowed in (("device", DEVICES), ("backend", BACKENDS), ("dataset", DATASETS)):
+        for name, allowed in (("device", DEVICES), ("backend", BACKENDS), ("dataset", DATASETS),
+                              ("precision", PRECISIONS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise FastganError(f"unknown --{name} {value!r}; choose one of: {', '.join(allowed)}")
+        if self.precision != "ieee" and self.backend == "eager":
+            raise FastganError(f"--precision {self.precision} is for the Triton backends (fused, graph, auto on a "
+                               "GPU); the eager backend computes in IEEE fp32: drop --precision or pick another --backend")
         return self
 
     @property

@@ -11,13 +11,19 @@ bitwise those of the same run trained alone. R = 1 is an ordinary run.
 Per replay of K iterations, outside the graph and without any host sync, a few launches fill
 the static inputs: batch indices (the same shuffled epochs as the eager path), noise for the D
 and G steps, and each step's Adam terms per run (computed in float64 from the step number, so no
-host scalar is frozen into the graph). Inside the graph, per iteration (13 launches):
+host scalar is frozen into the graph). Inside the graph, per iteration (12 launches, any R):
 
-  D step   gather real rows | G1, G2 on [z_d; z_g] (G's params do not change in the D step, so
-           G(z_g) for the G step is computed here too) | D1 on [real; fake] | D head (D2, both
-           BCE means, their backward) | D1 backward (dW, db) | Adam on D's flat buffer
+  D step   G1, G2 on [z_d; z_g] (G's params do not change in the D step, so G(z_g) for the G
+           step is computed here too) | D1 on [real; fake], the real rows read from the images
+           through the batch's indices (no gather launch) | D head (D2, both BCE means, their
+           backward) | D1 backward (dW, db as split-M partial sums) | Adam on D's flat buffer
+           (adds the partial sums first)
   G step   D1 on G(z_g) | D head (target 1, dh only) | D1 backward (dx only) | G2 backward |
            G1 backward (dW, db) | Adam on G's flat buffer
+
+Launch configurations (tiles, split-M, warps) come from kernels/configs by layer shape, the
+same for every run, so a sweep's run equals the run alone bitwise. `precision` picks the
+products' input precision (kernels.linear_act: "ieee", "tf32x3", "tf32") for every layer.
 
 Each iteration's four losses per run land in row i of a (K, R, 4) device buffer the host copies
 asynchronously. Capture is safe by construction: `warm_up` compiles every kernel and captures
@@ -32,6 +38,7 @@ import torch
 
 import kernels
 from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, d_head, linear_act_backward, linear_act_forward
+from kernels.linear_act import PRECISIONS, dw_partials
 
 from .model import ADAM_BETAS, ADAM_EPS, D_SHAPES, G_SHAPES, H_DIM, X_DIM, Z_DIM
 
@@ -43,28 +50,39 @@ class CaptureMismatch(RuntimeError):
 
 
 def _flat_views(flat, shapes):
-    """name -> view of `flat` (R, n) as (R, *shape), each run's part contiguous."""
+    """name -> view of `flat` (..., n) as (..., *shape), each run's part contiguous."""
     views, offset = {}, 0
     for name, shape in shapes.items():
         n = torch.Size(shape).numel()
-        views[name] = flat[:, offset : offset + n].view(flat.shape[0], *shape)
+        views[name] = flat[..., offset : offset + n].view(*flat.shape[:-1], *shape)
         offset += n
     return views
 
 
-def bytes_per_run(batch, iters_per_replay, sweep=True):
-    """Device memory one run of a trainer holds: parameters, gradients and both moments, the
-    K iterations' batch indices, noise and Adam terms, and the activations (a rough upper bound
-    of what `GraphTrainer.__init__` allocates per run; the images are shared)."""
+def grad_partials(batch, device):
+    """Per network, the gradient slots its split-M weight gradients need (kernels.linear_act):
+    the largest split among its layers' backward launches at this batch size."""
+    B = batch
+    return {
+        "D": dw_partials(device, 2 * B, H_DIM, X_DIM, "dw"),
+        "G": max(dw_partials(device, B, X_DIM, H_DIM, "dx+dw"), dw_partials(device, B, H_DIM, Z_DIM, "dw")),
+    }
+
+
+def bytes_per_run(batch, iters_per_replay, device="cpu"):
+    """Device memory one run of a trainer holds: parameters, gradient slots and both moments,
+    the K iterations' batch indices, noise and Adam terms, and the activations (a rough upper
+    bound of what `GraphTrainer.__init__` allocates per run; the images are shared)."""
     B, K = batch, iters_per_replay
-    n_params = sum(torch.Size(s).numel() for shapes in NETS.values() for s in shapes.values())
-    floats = (4 * n_params + K * (2 * B * Z_DIM + 8) + (4 + sweep) * B * X_DIM + 9 * B * H_DIM)
-    return 4 * floats + 8 * K * B
+    slots = grad_partials(B, torch.device(device))
+    n_params = sum((3 + slots[net]) * torch.Size(s).numel() for net, shapes in NETS.items() for s in shapes.values())
+    floats = n_params + K * (2 * B * Z_DIM + 8) + 3 * B * X_DIM + 9 * B * H_DIM
+    return 4 * floats + 8 * K * (B + 1)
 
 
-def runs_that_fit(batch, iters_per_replay, free_bytes, headroom=0.8):
+def runs_that_fit(batch, iters_per_replay, free_bytes, headroom=0.8, device="cpu"):
     """How many runs fit in `free_bytes` of device memory, keeping 20% for the graph and torch."""
-    return int(headroom * free_bytes // bytes_per_run(batch, iters_per_replay))
+    return int(headroom * free_bytes // bytes_per_run(batch, iters_per_replay, device))
 
 
 def _per_run(value, runs, what):
@@ -81,13 +99,13 @@ class GraphTrainer:
 
     params, lr, beta1 and batcher are one run's, or lists of R runs' (a sweep: the batchers share
     one images tensor and batch size); beta2 is shared. With one run, `params` are its tensors;
-    `run_params(r)` gives run r's.
+    `run_params(r)` gives run r's. `precision`: the products' input precision for every layer.
     """
 
     ops = kernels.OPS
     backend = "graph"  # `--backend fused` is this trainer with capture=False
 
-    def __init__(self, params, lr, batcher, iters_per_replay, capture=None, betas=ADAM_BETAS):
+    def __init__(self, params, lr, batcher, iters_per_replay, capture=None, betas=ADAM_BETAS, precision="ieee"):
         self.single = isinstance(params, dict)
         run_params = [params] if self.single else list(params)
         R = len(run_params)
@@ -100,20 +118,24 @@ class GraphTrainer:
         B = self.batchers[0].batch_size
         if any(b.images is not images or b.batch_size != B for b in self.batchers):
             raise ValueError("the runs of one trainer share one images tensor and one batch size")
-        self.R, self.B, self.K, self.images = R, B, iters_per_replay, images
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.R, self.B, self.K, self.images, self.precision = R, B, iters_per_replay, images, precision
         self.capture = device.type == "cuda" if capture is None else capture
         K = iters_per_replay
 
         def zeros(*shape, dtype=torch.float32):
             return torch.zeros(shape, dtype=dtype, device=device)
 
-        self.flat, self.grad_flat, self.m_flat, self.v_flat = {}, {}, {}, {}  # net -> (R, n)
-        self.P, self.Gr, self.M, self.V = {}, {}, {}, {}  # name -> (R, *shape) views
+        self.flat, self.m_flat, self.v_flat = {}, {}, {}  # net -> (R, n)
+        self.grad_flat = {}  # net -> (slots, R, n): split-M partial sums, Adam adds them in order
+        self.P, self.Gr, self.M, self.V = {}, {}, {}, {}  # name -> (R, *shape) views; Gr: (slots, R, *shape)
+        slots = grad_partials(B, device)
         for net, shapes in NETS.items():
             n = sum(torch.Size(s).numel() for s in shapes.values())
-            for store, views in ((self.flat, self.P), (self.grad_flat, self.Gr), (self.m_flat, self.M),
-                                 (self.v_flat, self.V)):
-                store[net] = zeros(R, n)
+            for store, views, shape in ((self.flat, self.P, (R, n)), (self.grad_flat, self.Gr, (slots[net], R, n)),
+                                        (self.m_flat, self.M, (R, n)), (self.v_flat, self.V, (R, n))):
+                store[net] = zeros(*shape)  # slots a layer does not split into stay zero
                 views.update(_flat_views(store[net], shapes))
         with torch.no_grad():
             for r, p in enumerate(run_params):
@@ -122,15 +144,16 @@ class GraphTrainer:
         self.params = self.run_params(0) if self.single else None
         self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
 
-        self.idx = zeros(K, R, B, dtype=torch.long)
+        # (K, R, B) batch indices; each iteration's rows start 16 bytes apart (R * B padded to
+        # even), so D1's index pointer keeps one alignment: one specialization for every iteration.
+        self.idx = zeros(K, R * B + (R * B) % 2, dtype=torch.long)[:, : R * B].view(K, R, B)
         self.z = zeros(K, R, 2 * B, Z_DIM)  # rows [:B] of a run's slab: D step; [B:]: G step
         self.z_draw = zeros(K, 2 * B, Z_DIM) if R > 1 else None  # one run's noise, drawn contiguous
         # Per iteration and run [lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1, pad]: rows of 16 bytes,
         # so every iteration's rows are as aligned as the first: one Adam specialization for all.
         self.hyper = zeros(K, R, 4)
         self.log = zeros(K, R, 4)
-        self.xx = zeros(R, 3 * B, X_DIM)  # per run [real; G(z_d); G(z_g)]
-        self.real = zeros(R * B, X_DIM) if R > 1 else None  # the gather's contiguous target
+        self.xx = zeros(R, 2 * B, X_DIM)  # per run [G(z_d); G(z_g)]; D1 reads the real rows in place
         self.hG = zeros(R, 2 * B, H_DIM)
         self.hD = zeros(R, 2 * B, H_DIM)
         self.dhD = zeros(R, 2 * B, H_DIM)
@@ -145,27 +168,27 @@ class GraphTrainer:
         return {k: v[r] for k, v in self.P.items()}
 
     def _iteration(self, i):
-        B, P, Gr = self.B, self.P, self.Gr
+        B, P, Gr, pr = self.B, self.P, self.Gr, self.precision
         xx, z = self.xx, self.z[i]
-        real_fake, fake_g = xx[:, : 2 * B], xx[:, 2 * B :]
+        fake_d, fake_g = xx[:, :B], xx[:, B:]
+        real = (self.images, self.idx[i])  # D1's first B input rows: images[idx[i, r]]
         # D step
-        if self.real is None:
-            torch.index_select(self.images, 0, self.idx[i, 0], out=xx[0, :B])
-        else:
-            torch.index_select(self.images, 0, self.idx[i].view(-1), out=self.real)
-            xx[:, :B].copy_(self.real.view(self.R, B, X_DIM))
-        linear_act_forward(z, P["G_W1"], P["G_b1"], self.hG, ACT_RELU)
-        linear_act_forward(self.hG, P["G_W2"], P["G_b2"], xx[:, B:], ACT_SIGMOID)
-        linear_act_forward(real_fake, P["D_W1"], P["D_b1"], self.hD, ACT_RELU)
-        d_head(self.hD, P["D_W2"], P["D_b2"], self.log[i, :, :3], self.dhD, Gr["D_W2"], Gr["D_b2"], split=B, t0=1.0, t1=0.0)
-        linear_act_backward(real_fake, P["D_W1"], self.hD, self.dhD, None, Gr["D_W1"], Gr["D_b1"], ACT_RELU)
+        linear_act_forward(z, P["G_W1"], P["G_b1"], self.hG, ACT_RELU, pr)
+        linear_act_forward(self.hG, P["G_W2"], P["G_b2"], xx, ACT_SIGMOID, pr)
+        linear_act_forward(fake_d, P["D_W1"], P["D_b1"], self.hD, ACT_RELU, pr, rows=real)
+        d_head(self.hD, P["D_W2"], P["D_b2"], self.log[i, :, :3], self.dhD, Gr["D_W2"][0], Gr["D_b2"][0],
+               split=B, t0=1.0, t1=0.0)
+        linear_act_backward(fake_d, P["D_W1"], self.hD, self.dhD, None, Gr["D_W1"], Gr["D_b1"], ACT_RELU, pr,
+                            rows=real, partials=True)
         adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.hyper[i], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
-        linear_act_forward(fake_g, P["D_W1"], P["D_b1"], self.hDg, ACT_RELU)
+        linear_act_forward(fake_g, P["D_W1"], P["D_b1"], self.hDg, ACT_RELU, pr)
         d_head(self.hDg, P["D_W2"], P["D_b2"], self.log[i, :, 3:], self.dhDg, t0=1.0)
-        linear_act_backward(fake_g, P["D_W1"], self.hDg, self.dhDg, self.dfake, None, None, ACT_RELU)
-        linear_act_backward(self.hG[:, B:], P["G_W2"], fake_g, self.dfake, self.dhG, Gr["G_W2"], Gr["G_b2"], ACT_SIGMOID)
-        linear_act_backward(z[:, B:], P["G_W1"], self.hG[:, B:], self.dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU)
+        linear_act_backward(fake_g, P["D_W1"], self.hDg, self.dhDg, self.dfake, None, None, ACT_RELU, pr)
+        linear_act_backward(self.hG[:, B:], P["G_W2"], fake_g, self.dfake, self.dhG, Gr["G_W2"], Gr["G_b2"],
+                            ACT_SIGMOID, pr, partials=True)
+        linear_act_backward(z[:, B:], P["G_W1"], self.hG[:, B:], self.dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
+                            partials=True)
         adam_update(self.flat["G"], self.grad_flat["G"], self.m_flat["G"], self.v_flat["G"], self.hyper[i], self.beta2, ADAM_EPS)
 
     def _launch(self, n):

@@ -109,6 +109,9 @@ def make_trainer(backend, runs, cfg, device, log=print):
         return trainers[0] if len(runs) == 1 else EagerSweep(trainers)
 
     if backend == "eager":
+        if cfg.precision != "ieee":
+            log(f"notice: --precision {cfg.precision} applies to the Triton backends; the eager backend "
+                f"({'auto on a CPU' if cfg.backend == 'auto' else 'eager'}) computes in IEEE fp32")
         return eager()
     if device.type == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
@@ -121,9 +124,9 @@ def make_trainer(backend, runs, cfg, device, log=print):
     one = len(runs) == 1
     if device.type == "cuda" and not one:
         free = torch.cuda.mem_get_info(device)[0]
-        fit = runs_that_fit(cfg.batch_size, cfg.iters_per_replay, free)
+        fit = runs_that_fit(cfg.batch_size, cfg.iters_per_replay, free, device=device)
         if len(runs) > fit:
-            need = len(runs) * bytes_per_run(cfg.batch_size, cfg.iters_per_replay)
+            need = len(runs) * bytes_per_run(cfg.batch_size, cfg.iters_per_replay, device)
             raise FastganError(f"{len(runs)} runs at batch {cfg.batch_size} need about {need / 2**30:.1f} GiB of GPU "
                                f"memory and {free / 2**30:.1f} GiB is free: at most {fit} runs fit; sweep fewer runs "
                                "at a time, or lower --iters-per-replay (each run holds that many iterations of noise)")
@@ -131,7 +134,8 @@ def make_trainer(backend, runs, cfg, device, log=print):
                            runs[0].lr if one else [r.lr for r in runs],
                            runs[0].batcher if one else [r.batcher for r in runs], cfg.iters_per_replay,
                            capture=None if backend == "graph" else False,
-                           betas=(runs[0].beta1 if one else [r.beta1 for r in runs], ADAM_BETAS[1]))
+                           betas=(runs[0].beta1 if one else [r.beta1 for r in runs], ADAM_BETAS[1]),
+                           precision=cfg.precision)
     trainer.backend = backend
     try:
         trainer.warm_up()  # compile, capture and check the graph now, while nothing else uses the GPU
@@ -139,7 +143,8 @@ def make_trainer(backend, runs, cfg, device, log=print):
         what = f"{type(e).__name__}: {_first_line(e)}"
         if cfg.backend != "auto":
             raise FastganError(f"--backend graph failed at start-up ({what}); try --backend eager") from None
-        log(f"notice: the CUDA-graph backend failed at start-up ({what}); training with the eager backend instead")
+        fp32 = " in IEEE fp32" if cfg.precision != "ieee" else ""
+        log(f"notice: the CUDA-graph backend failed at start-up ({what}); training with the eager backend{fp32} instead")
         return eager()
     return trainer
 

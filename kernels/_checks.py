@@ -45,14 +45,14 @@ def check_devices(op, **tensors):
         raise ValueError(f"{op}: tensors on {device} are not supported; use CUDA tensors")
 
 
-def as_runs(op, name, t, ndim):
+def as_runs(op, name, t, ndim, dtype=torch.float32):
     """`t` with a leading run axis: a (R, ...) tensor of ndim + 1 dimensions as it is, a single
     run's tensor of ndim dimensions as a (1, ...) view. Checks type and dtype like check_tensor."""
     if not torch.is_tensor(t):
         raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
     if t.dim() not in (ndim, ndim + 1):
         raise ValueError(f"{op}: {name} must be {ndim}-D, or {ndim + 1}-D with runs first; got shape {tuple(t.shape)}")
-    check_tensor(op, name, t, t.dim())
+    check_tensor(op, name, t, t.dim(), dtype)
     return t if t.dim() == ndim + 1 else t.unsqueeze(0)
 
 

@@ -16,9 +16,15 @@ off (FP_FUSION), so each operation is rounded once as written, like torch's sepa
 ops. torch's own CUDA kernels may contract a multiply-add inside one op (lerp, addcmul,
 addcdiv), so the two agree to about an ulp per step rather than bitwise.
 
+Gradient partial sums: g may carry a leading axis of P slots (the split-M weight gradients of
+kernels.linear_act); the kernel adds them in slot order, ((g0 + g1) + g2) + ..., before the
+update, so the split needs no extra launch and stays deterministic. Each slot costs one more read
+of 4 bytes per parameter.
+
 Limits: float32; p, g, m, v contiguous and of one length (a network's parameters live in one
 flat buffer with views per tensor). Memory-bound: 4 reads and 3 writes of 4 bytes per
-parameter, ~3 MB per network per step. Not yet timed on a GPU: see benchmarks/NOTES.md.
+parameter, ~3 MB per network per step (plus 0.4 MB per extra gradient slot). Block size and
+warps come from kernels/configs. Not yet timed on a GPU: see benchmarks/NOTES.md.
 """
 
 import math
@@ -27,22 +33,24 @@ import torch
 import triton
 import triton.language as tl
 
+from . import configs
 from ._checks import as_runs, check_devices, check_run_dense, check_runs
 
-BLOCK = 1024
 FP_FUSION = False
 
 
 @triton.jit
 def _adam_kernel(
     p_ptr,  # (R, n) parameters, updated in place
-    g_ptr,  # (R, n) gradients
+    g_ptr,  # (PARTS, R, n) gradients, as partial sums
     m_ptr,  # (R, n) first moments, updated in place
     v_ptr,  # (R, n) second moments, updated in place
     hyper_ptr,  # (R, >= 3) per run [step_size = lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1] for this step
     n,  # number of parameters of one run
     stride_pr, stride_gr, stride_mr, stride_vr, stride_hr,  # run strides
+    stride_gp,  # gradient slot stride
     beta2, one_minus_beta2, eps,  # Adam's constants shared by the runs (1 - beta2 rounded from float64, as torch)
+    PARTS: tl.constexpr,  # gradient slots, added in order
     BLOCK: tl.constexpr,
 ):
     run = tl.program_id(1)  # one GAN of a sweep: its own lr and beta1 (in hyper), and buffers
@@ -58,6 +66,8 @@ def _adam_kernel(
     one_minus_beta1 = tl.load(hyper_ptr + 2)
     p = tl.load(p_ptr + offs, mask=mask)
     g = tl.load(g_ptr + offs, mask=mask)
+    for s in tl.static_range(1, PARTS):
+        g += tl.load(g_ptr + s * stride_gp + offs, mask=mask)
     m = tl.load(m_ptr + offs, mask=mask)
     v = tl.load(v_ptr + offs, mask=mask)
     m = m + one_minus_beta1 * (g - m)
@@ -81,13 +91,21 @@ def adam_terms(steps, lr, beta1, beta2):
 def adam_update(p, g, m, v, hyper, beta2, eps):
     """In place: one Adam step over flat buffers. One run: p, g, m, v (n,) and `hyper` (>= 3,),
     a row of adam_terms in float32 on the device. R runs in one launch: (R, n) and (R, >= 3).
+    g with one more leading axis, (P, n) or (P, R, n): P partial sums of the gradient, added in
+    order.
 
     A captured graph replays the same specialization only if `hyper` keeps its 16-byte
     alignment from one iteration to the next: keep per-iteration rows 16 bytes apart.
     """
     op = "adam_update"
+    p_dims = p.dim() if torch.is_tensor(p) else 0
     p = as_runs(op, "p", p, 1)
     R, n = p.shape
+    if torch.is_tensor(g) and g.dim() == p_dims + 1:
+        parts, stride_gp = g.shape[0], g.stride(0)
+        g = g[0]
+    else:
+        parts, stride_gp = 1, 0
     bufs = {"p": p}
     for name, t in (("g", g), ("m", m), ("v", v)):
         bufs[name] = t = as_runs(op, name, t, 1)
@@ -101,8 +119,9 @@ def adam_update(p, g, m, v, hyper, beta2, eps):
     if not (0 <= beta2 < 1 and eps > 0 and math.isfinite(eps)):
         raise ValueError(f"{op}: need 0 <= beta2 < 1 and eps > 0, got {beta2}, {eps}")
     check_devices(op, hyper=hyper, **bufs)
-    _adam_kernel[(triton.cdiv(n, BLOCK), R)](
+    cfg = configs.lookup("adam", p.device, M=n)
+    _adam_kernel[(triton.cdiv(n, cfg["BLOCK"]), R)](
         p, bufs["g"], bufs["m"], bufs["v"], hyper, n,
-        p.stride(0), bufs["g"].stride(0), bufs["m"].stride(0), bufs["v"].stride(0), hyper.stride(0),
-        beta2, 1.0 - beta2, eps, BLOCK=BLOCK, enable_fp_fusion=FP_FUSION,
+        p.stride(0), bufs["g"].stride(0), bufs["m"].stride(0), bufs["v"].stride(0), hyper.stride(0), stride_gp,
+        beta2, 1.0 - beta2, eps, PARTS=parts, enable_fp_fusion=FP_FUSION, **cfg,
     )

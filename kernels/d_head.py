@@ -21,6 +21,7 @@ second reduction would pay. Not yet timed on a GPU: see benchmarks/NOTES.md.
 import triton
 import triton.language as tl
 
+from . import configs
 from ._checks import as_runs, check_devices, check_run_dense, check_runs
 from .sigmoid_bce import _log1p_small
 
@@ -127,11 +128,12 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0):
         check_runs(op, "dw", dw, R, (H, 1))
         check_runs(op, "db", db, R, (1,))
     check_devices(op, h=h, w=w, b=b, losses=losses, dh=dh, dw=dw, db=db)
+    cfg = configs.lookup("d_head", h.device, M=M, N=1, K=H)
     _d_head_kernel[(R,)](
         h, w, b, losses, dh, dw if dw is not None else dh, db if db is not None else dh,
         M, H, split if two else M, float(t0), float(t1), w.stride(1),
         h.stride(0), w.stride(0), b.stride(0), losses.stride(0), dh.stride(0),
         dw.stride(0) if dw is not None else 0, db.stride(0) if db is not None else 0,
         TWO_PARTS=two, NEED_DW=dw is not None,
-        BLOCK_M=32, BLOCK_H=triton.next_power_of_2(H), enable_fp_fusion=FP_FUSION,
+        BLOCK_H=triton.next_power_of_2(H), enable_fp_fusion=FP_FUSION, **cfg,
     )

@@ -16,25 +16,43 @@ weights and outputs); the runs are a grid axis, so R runs are one launch, and ea
 numbers are bitwise those of the same run launched alone (same tiles, same order).
 Inputs may be strided; outputs must be contiguous within a run. float32 only.
 
-Precision: `input_precision` is a constexpr: "ieee" (default; exact fp32 products, what the
-tests compare at 1e-5) or "tf32" (the tensor cores' 10-bit mantissa products; relative error
-about 1e-3, tested separately on GPU).
+Gathered rows: `rows=(images, idx)` makes the first G = idx rows of the input images[idx]
+(the batch's real images, read in place) and the rest x's rows, in the forward and the
+backward alike: D's first layer reads the gathered batch without a gather launch or a copy.
 
-Configs (block sizes, warps, pipeline stages) are data: FWD_CONFIGS and BWD_CONFIGS below, with
-the sm_90 register and spill counts that chose them.
+Split-M weight gradient: with `partials=True`, dw and db carry a leading axis of P partial
+sums; the batch is cut into SPLIT_M chunks (a config value, `dw_partials` tells how many) and
+partial s is written in slot s, in full (zeros for an empty chunk). Slots past SPLIT_M are left
+alone: the caller keeps them zero, and the consumer (fastgan's trainer: the Adam kernel) adds
+the P slots in a fixed order. No atomics, so the sums are deterministic and every run of a
+sweep still equals the run alone. Without `partials`, one program per dw tile walks the whole
+batch (the autograd Function does this).
 
-Limits and trade-offs: dw reduces over the whole batch inside one program per (in, out) tile,
-so at batch 8192 each dw program loops 128 times; split-M with a second reduction pass would
-shorten that at the cost of a launch. Not yet measured on a GPU: see benchmarks/NOTES.md.
+Precision: `precision` is tl.dot's input_precision: "ieee" (default; exact fp32 products, what
+the tests compare at 2e-5), "tf32x3" (three TF32 products per product, close to fp32, on the
+tensor cores) or "tf32" (one TF32 product: 10-bit mantissas, relative error about 1e-3).
+
+Configs (block sizes, split, warps, pipeline stages) are data: kernels/configs/ (default.json
+for every card, a tuned table per card from `python -m benchmarks.tune`), looked up by kernel
+and shape. The backward's dx and dw tiles have block sizes of their own (DX_BLOCK_*, DW_BLOCK_*).
+sm_90 compile (python -m benchmarks.kernel_report): the backward pipelined with 3 stages at
+64x64x64 used 255 registers and spilled ~1.7 KB per thread; unpipelined (num_stages 1) 139-168
+registers and no spill, since its tiles of g = dy * act'(y) are computed in registers.
+Not yet measured on a GPU: see benchmarks/NOTES.md.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from ._checks import as_runs, check_devices, check_run_dense, check_runs
+from . import configs
+from ._checks import as_runs, check_devices, check_run_dense, check_runs, check_tensor
 
 ACT_NONE, ACT_RELU, ACT_SIGMOID = 0, 1, 2
+PRECISIONS = ("ieee", "tf32x3", "tf32")
+# FMA contraction, set explicitly (Triton 3.10 changes its default); the products are fused
+# multiply-adds either way.
+FP_FUSION = True
 _ACT_NAMES = {ACT_NONE: "linear", ACT_RELU: "linear_relu", ACT_SIGMOID: "linear_sigmoid"}
 
 
@@ -59,35 +77,51 @@ def _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym,
 
 
 @triton.jit
+def _row_pointers(x_ptr, img_ptr, idx_ptr, rm, M, G, stride_xm, stride_im, GATHER: tl.constexpr):
+    """Pointers to rows rm of the input: images[idx[m]] for m < G when GATHER, else x's row m - G."""
+    if GATHER:
+        gathered = rm < G
+        src = tl.load(idx_ptr + rm, mask=gathered & (rm < M), other=0)
+        return tl.where(gathered, img_ptr + src * stride_im, x_ptr + (rm - G) * stride_xm)
+    else:
+        return x_ptr + rm * stride_xm
+
+
+@triton.jit
 def _linear_act_fwd_kernel(
-    x_ptr,  # (R, M, K) input
+    x_ptr,  # (R, M - G, K) input (the rows after the gathered ones)
+    img_ptr,  # (n, K) images the first G rows are gathered from (only if GATHER)
+    idx_ptr,  # (R, G) int64 row numbers into images (only if GATHER)
     w_ptr,  # (R, K, N) weight, stored (in, out)
     b_ptr,  # (R, N) bias
     y_ptr,  # (R, M, N) output, contiguous within a run
-    M, N, K,
-    stride_xr, stride_xm, stride_xk,  # x strides in elements
+    M, N, K, G,
+    stride_xr, stride_xm, stride_xk,  # x strides in elements (stride_xk is 1 if GATHER)
+    stride_im, stride_idxr,  # images' row stride, idx's run stride
     stride_wr, stride_wk, stride_wn,  # w strides in elements
     stride_br, stride_b,  # b strides in elements
     stride_yr,  # y's run stride (rows of N within a run)
     ACT: tl.constexpr,  # 0 identity, 1 ReLU, 2 sigmoid
-    PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee" or "tf32"
+    GATHER: tl.constexpr,  # the first G rows come from images[idx]
+    PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee", "tf32x3" or "tf32"
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     run = tl.program_id(2)  # one GAN of a sweep: its own inputs, weights and outputs
     x_ptr += run * stride_xr
+    idx_ptr += run * stride_idxr
     w_ptr += run * stride_wr
     b_ptr += run * stride_br
     y_ptr += run * stride_yr
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
+    rows = _row_pointers(x_ptr, img_ptr, idx_ptr, rm, M, G, stride_xm, stride_im, GATHER)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + rk
-        a = tl.load(x_ptr + rm[:, None] * stride_xm + kk[None, :] * stride_xk,
-                    mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0)
+        a = tl.load(rows[:, None] + kk[None, :] * stride_xk, mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0)
         b = tl.load(w_ptr + kk[:, None] * stride_wk + rn[None, :] * stride_wn,
                     mask=(kk[:, None] < K) & (rn[None, :] < N), other=0.0)
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
@@ -119,23 +153,23 @@ def _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr, tile, M, N, K,
 
 
 @triton.jit
-def _dw_tile(x_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, tile, M, N, K,
-             stride_xm, stride_xk, stride_ym, stride_yn, stride_dym, stride_dyn,
-             ACT: tl.constexpr, PRECISION: tl.constexpr,
+def _dw_tile(x_ptr, img_ptr, idx_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, tile, m_lo, m_hi, M, N, K, G,
+             stride_xm, stride_xk, stride_im, stride_ym, stride_yn, stride_dym, stride_dyn,
+             ACT: tl.constexpr, GATHER: tl.constexpr, PRECISION: tl.constexpr,
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """dw[k, n] = sum_m x[m, k] g[m, n] for one (BLOCK_K, BLOCK_N) tile of dw; db[n] = sum_m g[m, n]
-    on the first row of tiles."""
+    """dw[k, n] = sum_m x[m, k] g[m, n] over rows [m_lo, m_hi) for one (BLOCK_K, BLOCK_N) tile of
+    dw; db[n] = sum_m g[m, n] on the first row of tiles."""
     n_tiles_n = tl.cdiv(N, BLOCK_N)
     tile_k = tile // n_tiles_n
     rk = tile_k * BLOCK_K + tl.arange(0, BLOCK_K)
     rn = (tile % n_tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)
     acc = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
     dbias = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    for m0 in range(0, M, BLOCK_M):
+    for m0 in range(m_lo, m_hi, BLOCK_M):
         rm = m0 + tl.arange(0, BLOCK_M)
         g = _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, ACT)
-        xt = tl.load(x_ptr + rk[:, None] * stride_xk + rm[None, :] * stride_xm,
-                     mask=(rk[:, None] < K) & (rm[None, :] < M), other=0.0)
+        rows = _row_pointers(x_ptr, img_ptr, idx_ptr, rm, M, G, stride_xm, stride_im, GATHER)
+        xt = tl.load(rows[None, :] + rk[:, None] * stride_xk, mask=(rk[:, None] < K) & (rm[None, :] < M), other=0.0)
         acc = tl.dot(xt, g, acc, input_precision=PRECISION)
         dbias += tl.sum(g, axis=0)
     tl.store(dw_ptr + rk[:, None] * N + rn[None, :], acc, mask=(rk[:, None] < K) & (rn[None, :] < N))
@@ -145,71 +179,59 @@ def _dw_tile(x_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, tile, M, N, K,
 
 @triton.jit
 def _linear_act_bwd_kernel(
-    x_ptr,  # (R, M, K) forward input
+    x_ptr,  # (R, M - G, K) forward input (the rows after the gathered ones)
+    img_ptr,  # (n, K) images the first G rows were gathered from (only if GATHER)
+    idx_ptr,  # (R, G) int64 row numbers into images (only if GATHER)
     w_ptr,  # (R, K, N) weight
     y_ptr,  # (R, M, N) forward output (activation applied)
     dy_ptr,  # (R, M, N) gradient of the output
     dx_ptr,  # (R, M, K) out: gradient of x, contiguous within a run (unused unless NEED_DX)
-    dw_ptr,  # (R, K, N) out: gradient of w, contiguous within a run (unused unless NEED_DW)
-    db_ptr,  # (R, N) out: gradient of b, contiguous within a run (unused unless NEED_DW)
-    M, N, K,
-    stride_xr, stride_xm, stride_xk,  # x strides
+    dw_ptr,  # (P, R, K, N) out: partial sums of the gradient of w (unused unless NEED_DW)
+    db_ptr,  # (P, R, N) out: partial sums of the gradient of b (unused unless NEED_DW)
+    M, N, K, G,
+    stride_xr, stride_xm, stride_xk,  # x strides (stride_xk is 1 if GATHER)
+    stride_im, stride_idxr,  # images' row stride, idx's run stride
     stride_wr, stride_wk, stride_wn,  # w strides
     stride_yr, stride_ym, stride_yn,  # y strides
     stride_dyr, stride_dym, stride_dyn,  # dy strides
     stride_dxr, stride_dwr, stride_dbr,  # run strides of the outputs
+    stride_dwp, stride_dbp,  # partial-slot strides of dw and db
     ACT: tl.constexpr,  # 0 identity, 1 ReLU, 2 sigmoid
     NEED_DX: tl.constexpr,  # launch dx tiles
     NEED_DW: tl.constexpr,  # launch dw (and db) tiles
+    GATHER: tl.constexpr,  # the first G input rows come from images[idx]
     PRECISION: tl.constexpr,  # tl.dot input_precision
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SPLIT_M: tl.constexpr,  # dw partial sums over SPLIT_M chunks of the batch
+    DX_BLOCK_M: tl.constexpr, DX_BLOCK_N: tl.constexpr, DX_BLOCK_K: tl.constexpr,
+    DW_BLOCK_M: tl.constexpr, DW_BLOCK_N: tl.constexpr, DW_BLOCK_K: tl.constexpr,
 ):
-    # Programs [0, n_dx) own dx tiles, the rest dw tiles. The two branches are separate
-    # functions: Triton merges variables assigned in both branches of a runtime `if`, and the
-    # dx and dw accumulators have different shapes unless BLOCK_M == BLOCK_N.
+    # Programs [0, n_dx) own dx tiles, the rest (tile, chunk) pairs of dw. The two branches are
+    # separate functions: Triton merges variables assigned in both branches of a runtime `if`,
+    # and the dx and dw accumulators have different shapes.
     pid = tl.program_id(0)
     run = tl.program_id(1)  # one GAN of a sweep
     x_ptr += run * stride_xr
+    idx_ptr += run * stride_idxr
     w_ptr += run * stride_wr
     y_ptr += run * stride_yr
     dy_ptr += run * stride_dyr
     dx_ptr += run * stride_dxr
     dw_ptr += run * stride_dwr
     db_ptr += run * stride_dbr
-    n_dx = tl.cdiv(M, BLOCK_M) * tl.cdiv(K, BLOCK_K) if NEED_DX else 0
+    n_dx = tl.cdiv(M, DX_BLOCK_M) * tl.cdiv(K, DX_BLOCK_K) if NEED_DX else 0
     if pid < n_dx:
         _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr, pid, M, N, K, stride_wk, stride_wn, stride_ym, stride_yn,
-                 stride_dym, stride_dyn, ACT, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
+                 stride_dym, stride_dyn, ACT, PRECISION, DX_BLOCK_M, DX_BLOCK_N, DX_BLOCK_K)
     else:
-        _dw_tile(x_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, pid - n_dx, M, N, K, stride_xm, stride_xk,
-                 stride_ym, stride_yn, stride_dym, stride_dyn, ACT, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K)
-
-
-# Launch configurations are data. Per kernel, rows (largest M the row serves, BLOCK_M,
-# num_warps, num_stages), the first row with M <= its bound applies; BLOCK_N and BLOCK_K follow
-# the layer (the next power of two of N and K, between 16 and 64). Measured with the sm_90
-# compile (python -m benchmarks.kernel_report): the backward at 64x64x64 with the default
-# 3 stages of software pipelining used 255 registers and spilled ~1.7 KB per thread (4 warps;
-# 8 warps still spilled 344 B); unpipelined (1 stage) it uses 139 (dW) / 168 (dx) registers and
-# spills nothing, since its tiles of g = dy * act'(y) are computed in registers, not streamed.
-# FP_FUSION: FMA contraction, set explicitly (Triton 3.10 changes its default); the products
-# are fused multiply-adds either way.
-FWD_CONFIGS = ((32, 32, 4, 3), (None, 64, 4, 3))
-BWD_CONFIGS = ((32, 32, 4, 1), (None, 64, 4, 1))
-FP_FUSION = True
-
-
-def _config(table, M, N, K):
-    """The launch meta-parameters for an (M, K) x (K, N) product from a config table."""
-    for max_m, block_m, num_warps, num_stages in table:
-        if max_m is None or M <= max_m:
-            break
-    return dict(
-        BLOCK_M=block_m,
-        BLOCK_N=min(64, max(16, triton.next_power_of_2(N))),
-        BLOCK_K=min(64, max(16, triton.next_power_of_2(K))),
-        num_warps=num_warps, num_stages=num_stages, enable_fp_fusion=FP_FUSION,
-    )
+        n_tiles = tl.cdiv(K, DW_BLOCK_K) * tl.cdiv(N, DW_BLOCK_N)
+        part = (pid - n_dx) // n_tiles
+        rows_per_part = tl.cdiv(tl.cdiv(M, DW_BLOCK_M), SPLIT_M) * DW_BLOCK_M
+        m_lo = part * rows_per_part
+        m_hi = tl.minimum(m_lo + rows_per_part, M)
+        _dw_tile(x_ptr, img_ptr, idx_ptr, y_ptr, dy_ptr, dw_ptr + part * stride_dwp, db_ptr + part * stride_dbp,
+                 (pid - n_dx) % n_tiles, m_lo, m_hi, M, N, K, G, stride_xm, stride_xk, stride_im,
+                 stride_ym, stride_yn, stride_dym, stride_dyn, ACT, GATHER, PRECISION,
+                 DW_BLOCK_M, DW_BLOCK_N, DW_BLOCK_K)
 
 
 def _check_act(act):
@@ -218,38 +240,100 @@ def _check_act(act):
     return _ACT_NAMES[act]
 
 
-def linear_act_forward(x, w, b, y, act, allow_tf32=False):
+def _check_precision(op, precision):
+    if precision not in PRECISIONS:
+        raise ValueError(f"{op}: precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def _gathered(op, rows, R, K):
+    """(images, idx as (R, G), G) from rows=(images, idx), checked; (None, None, 0) without rows."""
+    if rows is None:
+        return None, None, 0
+    images, idx = rows
+    check_tensor(op, "images", images, 2)
+    if images.shape[1] != K or images.stride(1) != 1:
+        raise ValueError(f"{op}: images must be (n, {K}) with contiguous rows, got shape {tuple(images.shape)} "
+                         f"strides {images.stride()}")
+    idx = as_runs(op, "idx", idx, 1, torch.int64)
+    if idx.shape[0] != R or idx.stride(1) != 1:
+        raise ValueError(f"{op}: idx must be (G,) or ({R}, G) row numbers, contiguous per run, got shape "
+                         f"{tuple(idx.shape)}")
+    return images, idx, idx.shape[1]
+
+
+def _forward_config(device, M, N, K):
+    cfg = configs.lookup("linear_act_fwd", device, M, N, K)
+    cfg["BLOCK_M"] = configs.block(cfg["BLOCK_M"], M)
+    cfg["BLOCK_N"] = configs.block(cfg["BLOCK_N"], N)
+    cfg["BLOCK_K"] = configs.block(cfg["BLOCK_K"], K)
+    return cfg
+
+
+def backward_config(device, M, N, K, mode):
+    """The backward's launch config for an (M, K) x (K, N) layer; mode "dx", "dw" or "dx+dw"."""
+    cfg = configs.lookup("linear_act_bwd", device, M, N, K, mode)
+    for part in ("DX", "DW"):
+        for dim, size in (("M", M), ("N", N), ("K", K)):
+            key = f"{part}_BLOCK_{dim}"
+            cfg[key] = configs.block(cfg[key], size)
+    cfg["SPLIT_M"] = max(1, min(cfg["SPLIT_M"], triton.cdiv(M, cfg["DW_BLOCK_M"])))
+    return cfg
+
+
+def dw_partials(device, M, N, K, mode="dw"):
+    """How many partial-sum slots a split-M backward of this layer writes (dw, db with partials=True)."""
+    return backward_config(device, M, N, K, mode)["SPLIT_M"]
+
+
+def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None):
     """y[:] = act(x @ w + b). Writes the preallocated y; no allocation, no host sync.
 
     One run: x (M, K), w (K, N), b (N,), y (M, N). R runs (a sweep), in one launch: the same
-    with a leading run axis, x (R, M, K), w (R, K, N), b (R, N), y (R, M, N)."""
+    with a leading run axis, x (R, M, K), w (R, K, N), b (R, N), y (R, M, N).
+    rows=(images, idx): the input is [images[idx]; x] (idx (G,) or (R, G) int64, valid row
+    numbers of images (n, K)); y then has G + x's rows."""
     op = _check_act(act)
+    _check_precision(op, precision)
     x, w, b, y = (as_runs(op, n, t, d) for n, t, d in (("x", x, 2), ("w", w, 2), ("b", b, 1), ("y", y, 2)))
-    R, M, K = x.shape
+    R, Mx, K = x.shape
     if w.shape[1] != K:
         raise ValueError(f"{op}: x is {tuple(x.shape[1:])} but w is {tuple(w.shape[1:])}; w must be (in, out) with in = {K}")
     N = w.shape[2]
+    images, idx, G = _gathered(op, rows, R, K)
+    if rows is not None and x.stride(2) != 1:
+        raise ValueError(f"{op}: with gathered rows, x's rows must be contiguous (strides {x.stride()})")
+    M = G + Mx
     check_runs(op, "w", w, R, (K, N))
     check_runs(op, "b", b, R, (N,))
     check_runs(op, "y", y, R, (M, N))
     check_run_dense(op, "y", y)
-    check_devices(op, x=x, w=w, b=b, y=y)
-    cfg = _config(FWD_CONFIGS, M, N, K)
+    check_devices(op, x=x, w=w, b=b, y=y, images=images, idx=idx)
+    cfg = _forward_config(x.device, M, N, K)
     grid = (triton.cdiv(M, cfg["BLOCK_M"]), triton.cdiv(N, cfg["BLOCK_N"]), R)
     _linear_act_fwd_kernel[grid](
-        x, w, b, y, M, N, K,
-        *x.stride(), *w.stride(), *b.stride(), y.stride(0),
-        ACT=act, PRECISION="tf32" if allow_tf32 else "ieee", **cfg,
+        x, images if rows is not None else x, idx if rows is not None else x, w, b, y, M, N, K, G,
+        *x.stride(), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
+        *w.stride(), *b.stride(), y.stride(0),
+        ACT=act, GATHER=rows is not None, PRECISION=precision, enable_fp_fusion=FP_FUSION, **cfg,
     )
 
 
-def linear_act_backward(x, w, y, dy, dx, dw, db, act, allow_tf32=False):
+def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=None, partials=False):
     """Writes dx (if not None), dw and db (if dw is not None) for y = act(x @ w + b); one run's
-    tensors, or R runs' with a leading run axis (see linear_act_forward), in one launch."""
+    tensors, or R runs' with a leading run axis (see linear_act_forward), in one launch; `rows`
+    as in the forward.
+
+    partials=True: dw (P, [R,] K, N) and db (P, [R,] N) hold P >= dw_partials(...) partial sums
+    of the gradient, the slots past that count kept zero by the caller (see module doc)."""
     op = _check_act(act) + " backward"
+    _check_precision(op, precision)
     x, w, y, dy = (as_runs(op, n, t, 2) for n, t in (("x", x), ("w", w), ("y", y), ("dy", dy)))
-    R, M, K = x.shape
+    R, Mx, K = x.shape
     N = w.shape[2]
+    images, idx, G = _gathered(op, rows, R, K)
+    if rows is not None and x.stride(2) != 1:
+        raise ValueError(f"{op}: with gathered rows, x's rows must be contiguous (strides {x.stride()})")
+    M = G + Mx
     check_runs(op, "w", w, R, (K, N))
     check_runs(op, "y", y, R, (M, N))
     check_runs(op, "dy", dy, R, (M, N))
@@ -257,6 +341,15 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, allow_tf32=False):
         raise ValueError(f"{op}: nothing to compute (dx and dw are both None)")
     if (dw is None) != (db is None):
         raise ValueError(f"{op}: dw and db are computed together; pass both or neither")
+    if dx is not None and rows is not None:
+        raise ValueError(f"{op}: no dx with gathered rows (the images are data, not a layer's output)")
+    slots = 1
+    if partials and dw is not None:
+        if dw.dim() not in (3, 4) or db.dim() != dw.dim() - 1 or db.shape[0] != dw.shape[0]:
+            raise ValueError(f"{op}: with partials, dw is (P, [R,] K, N) and db (P, [R,] N), got "
+                             f"{tuple(dw.shape)} and {tuple(db.shape)}")
+        slots, stride_dwp, stride_dbp = dw.shape[0], dw.stride(0), db.stride(0)
+        dw, db = dw[0], db[0]
     outs = {}
     for name, t, shape in (("dx", dx, (M, K)), ("dw", dw, (K, N)), ("db", db, (N,))):
         if t is not None:
@@ -264,20 +357,28 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, allow_tf32=False):
             check_runs(op, name, t, R, shape)
             check_run_dense(op, name, t)
     dx, dw, db = outs.get("dx"), outs.get("dw"), outs.get("db")
-    check_devices(op, x=x, w=w, y=y, dy=dy, dx=dx, dw=dw, db=db)
-    cfg = _config(BWD_CONFIGS, M, N, K)
-    bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
-    n_dx = triton.cdiv(M, bm) * triton.cdiv(K, bk) if dx is not None else 0
-    n_dw = triton.cdiv(K, bk) * triton.cdiv(N, bn) if dw is not None else 0
+    check_devices(op, x=x, w=w, y=y, dy=dy, dx=dx, dw=dw, db=db, images=images, idx=idx)
+    mode = "dx+dw" if dx is not None and dw is not None else "dx" if dx is not None else "dw"
+    cfg = backward_config(x.device, M, N, K, mode)
+    if not partials:
+        cfg["SPLIT_M"] = 1
+    elif dw is not None and slots < cfg["SPLIT_M"]:
+        raise ValueError(f"{op}: dw has {slots} partial slots but this layer's config splits the batch in "
+                         f"{cfg['SPLIT_M']}: allocate kernels.linear_act.dw_partials(...) slots")
+    if dw is None or not partials:
+        stride_dwp = stride_dbp = 0
+    n_dx = triton.cdiv(M, cfg["DX_BLOCK_M"]) * triton.cdiv(K, cfg["DX_BLOCK_K"]) if dx is not None else 0
+    n_dw = triton.cdiv(K, cfg["DW_BLOCK_K"]) * triton.cdiv(N, cfg["DW_BLOCK_N"]) * cfg["SPLIT_M"] if dw is not None else 0
     _linear_act_bwd_kernel[(n_dx + n_dw, R)](
-        x, w, y, dy,
+        x, images if rows is not None else x, idx if rows is not None else x, w, y, dy,
         dx if dx is not None else y, dw if dw is not None else y, db if db is not None else y,
-        M, N, K,
-        *x.stride(), *w.stride(), *y.stride(), *dy.stride(),
+        M, N, K, G,
+        *x.stride(), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
+        *w.stride(), *y.stride(), *dy.stride(),
         dx.stride(0) if dx is not None else 0, dw.stride(0) if dw is not None else 0,
-        db.stride(0) if db is not None else 0,
-        ACT=act, NEED_DX=dx is not None, NEED_DW=dw is not None,
-        PRECISION="tf32" if allow_tf32 else "ieee", **cfg,
+        db.stride(0) if db is not None else 0, stride_dwp, stride_dbp,
+        ACT=act, NEED_DX=dx is not None, NEED_DW=dw is not None, GATHER=rows is not None,
+        PRECISION=precision, enable_fp_fusion=FP_FUSION, **cfg,
     )
 
 

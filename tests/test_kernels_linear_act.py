@@ -7,6 +7,8 @@ seed's init), as in the GAN. IEEE fp32 dot products over K terms carry a normwis
 error of a few ulp * sqrt(K) ~ 1e-7 * 30 = 3e-6 at K = 785, so 2e-5 leaves margin without
 hiding a wrong index or mask (those give errors of order 1). TF32 rounds each operand to a
 10-bit mantissa (2^-11 = 4.9e-4 relative), so its products land near 5e-4: 3e-3 there.
+TF32x3 splits each operand into a TF32 high part and a TF32 remainder and adds three products,
+dropping lo*lo: about 2^-21 = 5e-7 relative per product, ~1.5e-5 normwise at K = 785: 5e-5.
 """
 
 import math
@@ -28,7 +30,7 @@ FUNCS = {ACT_NONE: kernels.linear, ACT_RELU: kernels.linear_relu, ACT_SIGMOID: k
 # (M, K, N): the GAN's layers at a small batch, and odd sizes on every axis so masking shows.
 SHAPES = [(1, 7, 33), (7, 33, 1), (33, 129, 7), (129, 785, 1), (7, 100, 128), (33, 128, 785), (128, 784, 128)]
 IEEE_TOL = 2e-5
-TF32_TOL = 3e-3
+PRECISION_TOL = {"tf32": 3e-3, "tf32x3": 5e-5}
 
 
 def _inputs(M, K, N, device, grad=False):
@@ -118,20 +120,26 @@ def test_only_requested_gradients(device):
 
 
 @requires_cuda
+@pytest.mark.parametrize("precision", list(PRECISION_TOL))
 @pytest.mark.parametrize("act", list(ACTS))
-@pytest.mark.parametrize("M,K,N", [(128, 784, 128), (128, 100, 128), (128, 128, 784)])
-def test_tf32_within_stated_tolerance(act, M, K, N):
-    """TF32 products (10-bit mantissas, compiled only on a GPU) stay within TF32_TOL of float64."""
+@pytest.mark.parametrize("M,K,N", [(128, 784, 128), (128, 100, 128), (128, 128, 784), (256, 784, 128)])
+def test_tensor_core_precisions_within_stated_tolerance(precision, act, M, K, N):
+    """TF32 and TF32x3 products (the tensor cores; compiled only on a GPU) stay within the
+    tolerance derived above of float64, and TF32 is not silently IEEE (it must differ)."""
     x, w, b = _inputs(M, K, N, "cuda")
     y = torch.empty(M, N, device="cuda")
-    linear_act_forward(x, w, b, y, act, allow_tf32=True)
+    linear_act_forward(x, w, b, y, act, precision=precision)
     dy = torch.randn(M, N, device="cuda")
     dx, dw, db = torch.empty(M, K, device="cuda"), torch.empty(K, N, device="cuda"), torch.empty(N, device="cuda")
-    linear_act_backward(x, w, y, dy, dx, dw, db, act, allow_tf32=True)
+    linear_act_backward(x, w, y, dy, dx, dw, db, act, precision=precision)
     xd, wd, bd, yd = _reference(x, w, b, act)
     yd.backward(dy.double())
     for got, want in ((y, yd), (dx, xd.grad), (dw, wd.grad), (db, bd.grad)):
-        assert rel_err(got, want) < TF32_TOL
+        assert rel_err(got, want) < PRECISION_TOL[precision]
+    if precision == "tf32":
+        y_ieee = torch.empty_like(y)
+        linear_act_forward(x, w, b, y_ieee, act)
+        assert rel_err(y_ieee, yd) < IEEE_TOL < rel_err(y, yd)
 
 
 # --- bad input ----------------------------------------------------------------------------------
