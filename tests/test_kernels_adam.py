@@ -67,3 +67,17 @@ def test_rejects_bad_arguments():
         adam_update(p, p.clone(), p.clone(), p.clone(), torch.ones(3), 1.0, 1e-8)
     with pytest.raises(ValueError, match=r"hyper must hold .* shape \(1, >= 3\), got \(1, 2\)"):
         adam_update(p, p.clone(), p.clone(), p.clone(), torch.ones(2), 0.999, 1e-8)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_partials_are_added_in_order(device):
+    """g as P = 3 partial slots (the split-M weight gradients): the same update, bitwise, as the
+    gradient ((g0 + g1) + g2) summed beforehand in that order, for 2 runs at once."""
+    R, n, b2, eps = 2, 1500, 0.999, 1e-8
+    parts = torch.randn(3, R, n, device=device)
+    hyper = adam_terms(torch.tensor([3]), [1e-3, 2e-4], [0.9, 0.5], b2).float().to(device)[0]
+    p, m, v = torch.randn(R, n, device=device), torch.randn(R, n, device=device), torch.rand(R, n, device=device)
+    p2, m2, v2 = p.clone(), m.clone(), v.clone()
+    adam_update(p, parts, m, v, hyper, b2, eps)
+    adam_update(p2, (parts[0] + parts[1]) + parts[2], m2, v2, hyper, b2, eps)
+    assert torch.equal(p, p2) and torch.equal(m, m2) and torch.equal(v, v2)

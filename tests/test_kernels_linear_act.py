@@ -222,3 +222,76 @@ def test_runs_must_agree():
         linear_act_forward(x, torch.stack([w, w]), b, y, ACT_RELU)
     with pytest.raises(ValueError, match="output y must be contiguous within each run"):
         linear_act_forward(x.expand(2, 4, 6), torch.stack([w, w]), torch.stack([b, b]), torch.empty(4, 5).expand(2, 4, 5), ACT_RELU)
+
+
+# --- split-M partial sums, gathered rows, precision plumbing -----------------------------------
+
+
+def _one_entry(config):
+    """A table with one backward config that matches every shape (configs.use puts it first)."""
+    return [{"kernel": "linear_act_bwd", "config": config}]
+
+
+SPLIT_CONFIG = {"DX_BLOCK_M": 16, "DX_BLOCK_N": 16, "DX_BLOCK_K": 16, "DW_BLOCK_M": 16, "DW_BLOCK_N": 16,
+                "DW_BLOCK_K": 16, "SPLIT_M": 3, "num_warps": 4, "num_stages": 1}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("M", [1, 33, 70])
+def test_split_m_partials_sum_to_the_gradient(device, M):
+    """dw and db in SPLIT_M = 3 partial slots (16-row blocks: at M = 33 the last chunk holds one
+    row, at M = 1 two chunks are empty and must be written as zeros) sum to float64's gradient;
+    a fourth slot past the split is left as it was."""
+    K, N = 20, 17
+    x, w, b = _inputs(M, K, N, device)
+    y = torch.empty(M, N, device=device)
+    linear_act_forward(x, w, b, y, ACT_RELU)
+    dy = torch.randn(M, N, device=device)
+    dw = torch.full((4, K, N), float("nan"), device=device)
+    db = torch.full((4, N), float("nan"), device=device)
+    with kernels.configs.use(_one_entry(SPLIT_CONFIG)):
+        assert kernels.linear_act.dw_partials(torch.device(device), M, N, K) == min(3, M)
+        linear_act_backward(x, w, y, dy, None, dw, db, ACT_RELU, partials=True)
+        if M > 32:
+            with pytest.raises(ValueError, match="has 2 partial slots but this layer's config splits the batch in 3"):
+                linear_act_backward(x, w, y, dy, None, dw[:2], db[:2], ACT_RELU, partials=True)
+    split = min(3, M)
+    assert torch.isnan(dw[split:]).all() and torch.isnan(db[split:]).all()
+    xd, wd, bd, yd = _reference(x, w, b, ACT_RELU)
+    yd.backward(dy.double())
+    assert rel_err(dw[:split].sum(0), wd.grad) < IEEE_TOL and rel_err(db[:split].sum(0), bd.grad) < IEEE_TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("act", [ACT_RELU, ACT_SIGMOID])
+def test_gathered_rows_equal_the_gathered_input(device, act):
+    """rows=(images, idx): forward and dW/db read images[idx] as the first rows in place, with the
+    same numbers as the input gathered beforehand (bitwise: the same products in the same order),
+    per run of a 2-run launch."""
+    R, G, Mx, K, N = 2, 9, 7, 33, 20
+    images = torch.rand(50, K, device=device)
+    idx = torch.randint(0, 50, (R, G), device=device)
+    x = torch.rand(R, Mx, K, device=device)
+    w, b = torch.randn(R, K, N, device=device) / 4, torch.randn(R, N, device=device)
+    full = torch.cat([images[idx], x], dim=1)  # (R, G + Mx, K)
+    y, y_ref = (torch.full((R, G + Mx, N), float("nan"), device=device) for _ in range(2))
+    linear_act_forward(x, w, b, y, act, rows=(images, idx))
+    linear_act_forward(full, w, b, y_ref, act)
+    assert torch.equal(y, y_ref)
+    dy = torch.randn(R, G + Mx, N, device=device)
+    dw, dw_ref = torch.empty(R, K, N, device=device), torch.empty(R, K, N, device=device)
+    db, db_ref = torch.empty(R, N, device=device), torch.empty(R, N, device=device)
+    linear_act_backward(x, w, y, dy, None, dw, db, act, rows=(images, idx))
+    linear_act_backward(full, w, y_ref, dy, None, dw_ref, db_ref, act)
+    assert torch.equal(dw, dw_ref) and torch.equal(db, db_ref)
+    with pytest.raises(ValueError, match="no dx with gathered rows"):
+        linear_act_backward(x, w, y, dy, torch.empty(R, G + Mx, K, device=device), None, None, act, rows=(images, idx))
+    with pytest.raises(TypeError, match="idx must be torch.int64"):
+        linear_act_forward(x, w, b, y, act, rows=(images, idx.int()))
+    with pytest.raises(ValueError, match=r"images must be \(n, 33\) with contiguous rows"):
+        linear_act_forward(x, w, b, y, act, rows=(images[:, :20], idx))
+
+
+def test_unknown_precision_refused():
+    with pytest.raises(ValueError, match=r"precision must be one of \('ieee', 'tf32x3', 'tf32'\), got 'bf16'"):
+        linear_act_forward(*_good(), ACT_RELU, precision="bf16")

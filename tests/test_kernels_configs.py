@@ -1,0 +1,169 @@
+"""kernels.configs: the launch-configuration tables, their lookup, and every configuration they
+hold checked against float64 under the interpreter (the compile test checks the same tables'
+launches compile for sm_90/sm_80 without spills).
+
+Tolerances as in test_kernels_linear_act (IEEE fp32 sums: 2e-5 normwise relative).
+"""
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import DEVICES
+from helpers import rel_err
+
+from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, configs, d_head, linear_act_backward, linear_act_forward
+from kernels.linear_act import backward_config, dw_partials
+
+TABLES = sorted(configs.TABLE_DIR.glob("*.json"))
+ENTRIES = [(path.name, i, e) for path in TABLES for i, e in enumerate(configs.load(path))]
+TOL = 2e-5
+
+
+def _ids(case):
+    name, i, e = case
+    return f"{name}:{i}:{e['kernel']}"
+
+
+def test_default_table_ends_each_kernel_with_a_catch_all():
+    default = configs.load(configs.DEFAULT_FILE)
+    for kernel in configs.KERNELS:
+        last = [e for e in default if e["kernel"] == kernel][-1]
+        assert set(last) == {"kernel", "config"}, f"{kernel}'s last default entry must match every shape: {last}"
+
+
+def test_first_matching_entry_wins_and_blocks_are_clamped():
+    cpu = torch.device("cpu")
+    table = [{"kernel": "linear_act_fwd", "max_M": 64, "K": 784, "config": {"BLOCK_M": 16, "BLOCK_N": 128,
+                                                                           "BLOCK_K": 64, "num_warps": 2, "num_stages": 2}}]
+    with configs.use(table):
+        assert configs.lookup("linear_act_fwd", cpu, M=64, N=128, K=784)["num_warps"] == 2
+        assert configs.lookup("linear_act_fwd", cpu, M=65, N=128, K=784) == configs.lookup(
+            "linear_act_fwd", torch.device("meta"), M=65, N=128, K=784)  # past max_M: the default's
+        assert configs.lookup("linear_act_fwd", cpu, M=8, N=128, K=100)["num_warps"] == 4  # other K
+    assert configs.block(64, 1) == 16 and configs.block(64, 33) == 64 and configs.block(32, 784) == 32
+    cfg = backward_config(cpu, 1, 784, 128, "dx+dw")
+    assert cfg["DX_BLOCK_M"] == 16 and cfg["SPLIT_M"] == 1  # one row: one chunk, blocks shrunk to 16
+
+
+def test_device_tables_are_named_by_the_device():
+    assert configs.device_file("NVIDIA H100 80GB HBM3").name == "nvidia-h100-80gb-hbm3.json"
+    assert configs.device_file("NVIDIA H200").parent == configs.TABLE_DIR
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "cannot read it"),
+    ('{"entries": 3}', "expected a list of entries"),
+    ('[{"kernel": "conv", "config": {}}]', "entry 0 needs a kernel from"),
+    ('[{"kernel": "adam", "config": {"BLOCK": 256}, "max_m": 3}]', r"entry 0 has unknown keys \['max_m'\]"),
+])
+def test_bad_tables_fail_in_one_line_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "t.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as err:
+        configs.load(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tuner_tables_with_measurements_load():
+    """The tuner's file format: entries with their measured times beside the config."""
+    entries = configs.check([{"kernel": "adam", "max_M": 10, "config": {"BLOCK": 512, "num_warps": 4},
+                              "us": {"1": 3.1}, "default_us": {"1": 3.3}, "runs": [1]}])
+    assert entries == [{"kernel": "adam", "max_M": 10, "config": {"BLOCK": 512, "num_warps": 4}}]
+
+
+# --- every configuration of every table, against float64 ---------------------------------------
+
+
+def _catch_all(entry):
+    return [{"kernel": entry["kernel"], "config": entry["config"]}]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "linear_act_fwd"], ids=_ids)
+def test_every_forward_config_matches_float64(device, case):
+    """At a shape larger than the config's blocks on every axis, with gathered rows."""
+    _, _, entry = case
+    c = entry["config"]
+    M, K, N = c["BLOCK_M"] + 5, c["BLOCK_K"] + 3, c["BLOCK_N"] + 7
+    images, x = torch.rand(40, K, device=device), torch.rand(M - 4, K, device=device)
+    idx = torch.randint(0, 40, (4,), device=device)
+    w, b = torch.randn(K, N, device=device) / math.sqrt(K / 2), torch.randn(N, device=device) * 0.1
+    y = torch.full((M, N), float("nan"), device=device)
+    with configs.use(_catch_all(entry)):
+        linear_act_forward(x, w, b, y, ACT_SIGMOID, rows=(images, idx))
+    full = torch.cat([images[idx], x]).double()
+    assert rel_err(y, torch.sigmoid(full @ w.double() + b.double())) < TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "linear_act_bwd"], ids=_ids)
+def test_every_backward_config_matches_float64(device, case):
+    """dx and split-M dw/db partials (every chunk non-empty) at a shape larger than the blocks."""
+    _, _, entry = case
+    c = entry["config"]
+    M = max(c["DX_BLOCK_M"], c["DW_BLOCK_M"] * c["SPLIT_M"]) + 3
+    K = max(c["DX_BLOCK_K"], c["DW_BLOCK_K"]) + 3
+    N = max(c["DX_BLOCK_N"], c["DW_BLOCK_N"]) + 5
+    x = torch.rand(M, K, device=device).requires_grad_()
+    w = (torch.randn(K, N, device=device) / math.sqrt(K / 2)).requires_grad_()
+    b = (torch.randn(N, device=device) * 0.1).requires_grad_()
+    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
+    yd = torch.relu(xd @ wd + bd)
+    dy = torch.randn(M, N, device=device)
+    yd.backward(dy.double())
+    y = yd.detach().float()
+    with configs.use(_catch_all(entry)):
+        slots = dw_partials(torch.device(device), M, N, K, "dx+dw")
+        assert slots == c["SPLIT_M"]
+        dx = torch.full((M, K), float("nan"), device=device)
+        dw, db = torch.zeros(slots, K, N, device=device), torch.zeros(slots, N, device=device)
+        linear_act_backward(x.detach(), w.detach(), y, dy, dx, dw, db, ACT_RELU, partials=True)
+    assert rel_err(dx, xd.grad) < TOL
+    assert rel_err(dw.sum(0), wd.grad) < TOL and rel_err(db.sum(0), bd.grad) < TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "d_head"], ids=_ids)
+def test_every_d_head_config_matches_float64(device, case):
+    _, _, entry = case
+    M, H = 2 * entry["config"]["BLOCK_M"] + 3, 33
+    h = torch.relu(torch.randn(M, H, device=device))
+    w, b = torch.randn(H, 1, device=device) / 4, torch.randn(1, device=device)
+    losses, dh = torch.empty(3, device=device), torch.empty(M, H, device=device)
+    dw, db = torch.empty(H, 1, device=device), torch.empty(1, device=device)
+    with configs.use(_catch_all(entry)):
+        d_head(h, w, b, losses, dh, dw, db, split=M // 2)
+    hd, wd, bd = (t.double().requires_grad_() for t in (h, w, b))
+    logit = hd @ wd + bd
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    loss = bce(logit[: M // 2], torch.ones_like(logit[: M // 2])) + bce(logit[M // 2:], torch.zeros_like(logit[M // 2:]))
+    loss.backward()
+    assert rel_err(losses[0], loss) < TOL
+    for got, want in ((dh, hd.grad), (dw, wd.grad), (db, bd.grad)):
+        assert rel_err(got, want) < TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "adam"], ids=_ids)
+def test_every_adam_config_matches_torch(device, case):
+    """Over more than two blocks; tolerance as in test_kernels_adam."""
+    _, _, entry = case
+    n = 2 * entry["config"]["BLOCK"] + 5
+    p = torch.randn(n, device=device)
+    ref = p.clone().requires_grad_()
+    opt = torch.optim.Adam([ref], lr=1e-3)
+    m, v = torch.zeros(n, device=device), torch.zeros(n, device=device)
+    ref.grad = torch.randn(n, device=device)
+    opt.step()
+    with configs.use(_catch_all(entry)):
+        adam_update(p, ref.grad, m, v, adam_terms(torch.tensor([1]), 1e-3, 0.9, 0.999).float().to(device)[0, 0], 0.999, 1e-8)
+    torch.testing.assert_close(p, ref.detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_every_table_entry_is_covered():
+    """Each kernel with entries in a table has a parity test above (a new kernel needs one)."""
+    tested = {"linear_act_fwd", "linear_act_bwd", "d_head", "adam"}
+    assert {e["kernel"] for _, _, e in ENTRIES} <= tested == set(configs.KERNELS)
+    assert json.loads(configs.DEFAULT_FILE.read_text())["entries"]
