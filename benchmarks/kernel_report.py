@@ -3,6 +3,7 @@ ahead of time for a GPU architecture on this machine (no GPU needed), with its r
 
     python -m benchmarks.kernel_report                      # sm_90, batch 1, 8, 128, 1024, 8192
     python -m benchmarks.kernel_report --batch 128 8192 --arch 90 --json
+    python -m benchmarks.kernel_report --batch 128 --precision tf32x3 --table kernels/configs/<device>.json
 
 Per launch of an iteration: `graph` is the Triton trainer (`--backend graph`, and `--backend
 fused`, which launches the same kernels un-captured); `ops` is the autograd library
@@ -16,6 +17,7 @@ Must run with TRITON_INTERPRET unset (it compiles, it does not interpret).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -26,7 +28,8 @@ if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
 import torch
 
 import kernels
-from kernels import aot
+from kernels import aot, configs
+from kernels.linear_act import PRECISIONS
 
 from fastgan import model
 from fastgan.data import Batcher
@@ -38,18 +41,21 @@ H100_SMS = 132
 ITERS = 4  # graph iterations recorded: enough to see a per-iteration alignment change (odd rows)
 
 
-def backend_launches(backend, batch, runs=1):
-    """The launches of `ITERS` iterations (graph, `runs` GANs at once) or one (ops), per iteration."""
+def backend_launches(backend, batch, runs=1, precision="ieee"):
+    """The launches of `ITERS` iterations (graph, `runs` GANs at once, products in `precision`)
+    or one (ops), per iteration."""
     torch.manual_seed(0)
     images = torch.rand(max(batch, 64), model.X_DIM)
     params = model.init_params(0, "cpu")
     with aot.record() as launches:
         if backend == "graph":
             if runs == 1:
-                trainer = GraphTrainer(params, 1e-3, Batcher(images, batch, seed=0), ITERS, capture=False)
+                trainer = GraphTrainer(params, 1e-3, Batcher(images, batch, seed=0), ITERS, capture=False,
+                                       precision=precision)
             else:
                 trainer = GraphTrainer([model.init_params(r, "cpu") for r in range(runs)], [1e-3] * runs,
-                                       [Batcher(images, batch, seed=r) for r in range(runs)], ITERS, capture=False)
+                                       [Batcher(images, batch, seed=r) for r in range(runs)], ITERS, capture=False,
+                                       precision=precision)
             trainer.advance(ITERS)
             iters = ITERS
         elif backend == "ops":
@@ -64,27 +70,40 @@ def backend_launches(backend, batch, runs=1):
 
 
 def _describe(launch):
+    """(shape, blocks, flags) of a launch for the report: blocks as MxNxK (dx and dw tiles of the
+    backward apart, /S for a split-M weight gradient), flags the other constexprs."""
     ints = launch.ints()
     shape = "x".join(str(ints[k]) for k in ("M", "N", "K", "H", "n") if k in ints)
     consts = launch.constexprs()
-    blocks = "x".join(str(v) for k, v in consts.items() if k.startswith("BLOCK"))
-    flags = ",".join(f"{k}={v}" for k, v in consts.items() if not k.startswith("BLOCK") and k != "PRECISION")
-    return shape, blocks, flags
+    tiles = []
+    for prefix in ("", "DX_", "DW_"):
+        dims = [consts[f"{prefix}BLOCK_{d}"] for d in ("M", "N", "K", "H") if f"{prefix}BLOCK_{d}" in consts]
+        needed = {"DX_": consts.get("NEED_DX"), "DW_": consts.get("NEED_DW")}.get(prefix, True)
+        if dims and needed:
+            tiles.append(prefix[:2].lower() + "x".join(map(str, dims)) + (f"/{consts['SPLIT_M']}" if prefix == "DW_" and
+                                                                         consts.get("SPLIT_M", 1) > 1 else ""))
+    if "BLOCK" in consts:
+        tiles.append(str(consts["BLOCK"]))
+    skip = ("BLOCK", "DX_BLOCK", "DW_BLOCK", "SPLIT_M", "PRECISION")
+    flags = ",".join(f"{k}={v}" for k, v in consts.items() if not k.startswith(skip))
+    return shape, " ".join(tiles), flags
 
 
-def report(archs=(90,), batches=BATCHES, backends=BACKENDS, runs=(1,), progress=None):
-    """One record per (arch, backend, batch, runs, launch of the iteration); the autograd ops
-    (`ops`) train one run only."""
+def report(archs=(90,), batches=BATCHES, backends=BACKENDS, runs=(1,), precisions=("ieee",), progress=None):
+    """One record per (arch, backend, batch, runs, precision, launch of the iteration); the
+    autograd ops (`ops`) train one run in IEEE fp32 only."""
     compilers = {arch: aot.Compiler(arch) for arch in archs}
     records = []
-    cases = [(b, n, r) for b in backends for n in batches for r in runs if b == "graph" or r == 1]
-    for backend, batch, n_runs in cases:
-        iterations = backend_launches(backend, batch, n_runs)
+    cases = [(b, n, r, p) for b in backends for n in batches for r in runs for p in precisions
+             if b == "graph" or (r == 1 and p == "ieee")]
+    for backend, batch, n_runs, precision in cases:
+        iterations = backend_launches(backend, batch, n_runs, precision)
         for site, launch in enumerate(iterations[0]):
             shape, blocks, flags = _describe(launch)
             for arch, compiler in compilers.items():
                 rec = {
-                    "arch": f"sm_{arch}", "backend": backend, "batch": batch, "runs": n_runs, "kernel": launch.name,
+                    "arch": f"sm_{arch}", "backend": backend, "batch": batch, "runs": n_runs, "precision": precision,
+                    "kernel": launch.name,
                     "shape": shape, "blocks": blocks, "flags": flags, "programs": launch.programs,
                     "variants": len({compiler.key(it[site]) for it in iterations}),
                     "regs": None, "spill_bytes": None, "shared_bytes": None, "num_warps": None, "dot": None,
@@ -101,7 +120,7 @@ def report(archs=(90,), batches=BATCHES, backends=BACKENDS, runs=(1,), progress=
 
 
 def markdown(records):
-    cols = ["arch", "backend", "batch", "runs", "kernel", "shape", "blocks", "flags", "programs", "regs", "spill_bytes",
+    cols = ["arch", "backend", "batch", "runs", "precision", "kernel", "shape", "blocks", "flags", "programs", "regs", "spill_bytes",
             "shared_bytes", "num_warps", "dot", "variants"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in records:
@@ -119,13 +138,16 @@ def main(argv=None):
     p.add_argument("--batch", type=int, nargs="+", default=list(BATCHES))
     p.add_argument("--backend", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     p.add_argument("--runs", type=int, nargs="+", default=[1], help="GANs trained at once (graph)")
+    p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["ieee"], help="products' precision (graph)")
+    p.add_argument("--table", help="a launch-config table to use before the default (e.g. a tuned card's)")
     p.add_argument("--json", action="store_true", help="print the records as a JSON list")
     args = p.parse_args(argv)
     missing = aot.toolchain_missing()
     if missing:
         print(f"error: cannot compile here: {missing}", file=sys.stderr)
         return 2
-    records = report(tuple(args.arch or (90,)), args.batch, args.backend, args.runs)
+    with configs.use(args.table) if args.table else contextlib.nullcontext():
+        records = report(tuple(args.arch or (90,)), args.batch, args.backend, args.runs, args.precision)
     print(json.dumps(records, indent=1) if args.json else markdown(records))
     return 1 if any(r["error"] for r in records) else 0
 

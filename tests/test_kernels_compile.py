@@ -10,7 +10,11 @@ with triton's own ptxas, exactly as a GPU would compile it. `python -m benchmark
 does the work in a subprocess, since this process runs kernels in the interpreter.
 
 Also asserted: a launch of the captured iteration takes one specialization in every iteration
-(`variants` = 1); a second one would compile during a CUDA-graph capture and fail.
+(`variants` = 1); a second one would compile during a CUDA-graph capture and fail. At batch 128
+and 8192 on sm_90 (the H100/H200 the configs are for: kernels/configs/default.json, and every
+tuned card's table there) nothing spills registers, in every precision (sm_80's backward still
+spills: benchmarks/NOTES.md); the tensor-core precisions (tf32x3, tf32)
+compile their products to mma/wgmma.
 """
 
 import json
@@ -27,29 +31,36 @@ ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 8, 128, 1024, 8192)
 RUNS = (1, 3)  # one GAN, and a sweep of three in one trainer (graph only)
 BACKENDS = ("graph", "ops")  # the Triton trainer (graph and fused) and the autograd library
+NO_SPILL_BATCHES = (128, 8192)
+TENSOR_CORES = ("tf32x3", "tf32")
+DEVICE_TABLES = sorted(p for p in (ROOT / "kernels" / "configs").glob("*.json") if p.name != "default.json")
 
 pytestmark = pytest.mark.skipif(aot.toolchain_missing() is not None, reason=f"cannot compile: {aot.toolchain_missing()}")
 
 
-@pytest.fixture(scope="module")
-def reports():
-    """The kernel report's records per architecture; both compiled at once (one core each)."""
+def _report(*args):
+    """The kernel report's records for each argument list, one subprocess each, in parallel."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    procs = {
-        arch: subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.kernel_report", "--json", "--arch", str(arch),
-             "--batch", *map(str, BATCHES), "--backend", *BACKENDS, "--runs", *map(str, RUNS)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for arch in aot.ARCHS
-    }
-    out = {}
-    for arch, proc in procs.items():
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.kernel_report", "--json", *a], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in args]
+    out = []
+    for a, proc in zip(args, procs):
         stdout, stderr = proc.communicate(timeout=1800)
-        assert proc.returncode in (0, 1), f"kernel_report for sm_{arch} failed (rc {proc.returncode}):\n{stderr[-3000:]}"
-        out[arch] = json.loads(stdout)
+        assert proc.returncode in (0, 1), f"kernel_report {' '.join(a)} failed (rc {proc.returncode}):\n{stderr[-3000:]}"
+        out.append(json.loads(stdout))
     return out
+
+
+@pytest.fixture(scope="module")
+def reports():
+    """Per architecture: every backend, batch and run count in IEEE fp32, and the graph trainer
+    in the tensor-core precisions at batch 128 and 8192; both architectures at once (a core each)."""
+    ieee = _report(*(["--arch", str(arch), "--batch", *map(str, BATCHES), "--backend", *BACKENDS,
+                      "--runs", *map(str, RUNS)] for arch in aot.ARCHS))
+    tensor_cores = _report(*(["--arch", str(arch), "--batch", *map(str, NO_SPILL_BATCHES), "--backend", "graph",
+                              "--precision", *TENSOR_CORES] for arch in aot.ARCHS))
+    return {arch: a + b for arch, a, b in zip(aot.ARCHS, ieee, tensor_cores)}
 
 
 @pytest.mark.parametrize("arch", aot.ARCHS)
@@ -58,8 +69,9 @@ def test_every_launched_specialization_compiles(reports, arch):
     failed = [f"{r['backend']} batch {r['batch']} {r['kernel']} {r['shape']} blocks {r['blocks']} {r['flags']}: {r['error']}"
               for r in records if r["error"]]
     assert not failed, "compile errors:\n" + "\n".join(failed)
-    assert {(r["backend"], r["batch"], r["runs"]) for r in records} == (
-        {("graph", n, k) for n in BATCHES for k in RUNS} | {("ops", n, 1) for n in BATCHES})
+    assert {(r["backend"], r["batch"], r["runs"], r["precision"]) for r in records} == (
+        {("graph", n, k, "ieee") for n in BATCHES for k in RUNS} | {("ops", n, 1, "ieee") for n in BATCHES}
+        | {("graph", n, 1, p) for n in NO_SPILL_BATCHES for p in TENSOR_CORES})
     assert all(r["regs"] > 0 and r["programs"] >= 1 for r in records)
 
 
@@ -70,9 +82,35 @@ def test_captured_iteration_has_one_specialization_per_launch(reports, arch):
     assert not unstable, "launches whose specialization changes between iterations:\n" + "\n".join(unstable)
 
 
+def test_no_spills_at_batch_128_and_8192_on_sm90(reports):
+    spilled = [f"{r['backend']} batch {r['batch']} runs {r['runs']} {r['precision']} {r['kernel']} {r['shape']} "
+               f"{r['blocks']}: {r['spill_bytes']} B" for r in reports[90]
+               if r["batch"] in NO_SPILL_BATCHES and r["spill_bytes"] != 0]
+    assert not spilled, "launches that spill registers:\n" + "\n".join(spilled)
+
+
+@pytest.mark.parametrize("arch", aot.ARCHS)
+def test_tensor_core_precisions_compile_to_tensor_core_products(reports, arch):
+    products = [r for r in reports[arch] if r["precision"] in TENSOR_CORES and r["kernel"].startswith("linear_act")]
+    assert products and all(r["dot"] in ("mma", "wgmma") for r in products), \
+        [(r["precision"], r["kernel"], r["shape"], r["dot"]) for r in products if r["dot"] not in ("mma", "wgmma")]
+    assert all(r["dot"] == "fma" for r in reports[arch] if r["precision"] == "ieee" and r["kernel"].startswith("linear_act"))
+
+
+@pytest.mark.parametrize("table", DEVICE_TABLES, ids=lambda p: p.name)
+def test_tuned_tables_compile_without_spills(table):
+    """A card's tuned table (benchmarks.tune) at the batches it was tuned for, sm_90."""
+    (records,) = _report("--arch", "90", "--batch", *map(str, NO_SPILL_BATCHES), "--backend", "graph",
+                         "--runs", "1", "--table", str(table))
+    assert not [r for r in records if r["error"] or r["spill_bytes"] != 0 or r["variants"] != 1]
+
+
 def test_linear_backward_with_unequal_blocks_is_covered(reports):
     """The case that once failed to compile (N = 1: BLOCK_N 16 against BLOCK_M, BLOCK_K 64) is launched."""
-    assert any(r["kernel"] == "linear_act_bwd" and len(set(r["blocks"].split("x"))) > 1 for r in reports[90])
+    def unequal(blocks):  # "dx16x64x32 dw64x64x64/4": a tile whose block sizes differ
+        return any(len(set(tile.lstrip("dxw").split("/")[0].split("x"))) > 1 for tile in blocks.split())
+
+    assert any(r["kernel"] == "linear_act_bwd" and unequal(r["blocks"]) for r in reports[90])
 
 
 def test_report_refuses_the_interpreter():
