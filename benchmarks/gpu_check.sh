@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Everything a lent GPU must check, in one device call of at most 8 minutes (a call may run 10):
+# Everything a lent GPU must check, in one device call of at most 9 minutes (a call may run 10):
 #
 #   here, once:  mkdir -p data && cp ~/.cache/fastgan/mnist.npz ~/.cache/fastgan/classifier-mnist.pt data/
-#   device run:  command "bash benchmarks/gpu_check.sh", carry ["data"], timeout_s 560
+#   device run:  command "bash benchmarks/gpu_check.sh", carry ["data"], timeout_s 590
 #
 # Steps, each under `timeout -k` and its own budget, none stopping the next: the GPU tests
 # (tests/test_kernels_compile.py is left to CI, which compiles every specialization on the
-# CPU), the kernel benchmarks, the iteration benchmarks one cell (backend x batch) per process
+# CPU), the per-launch breakdown of one iteration at batch 128 and 8192 with the default
+# configs, the tuner (writes $OUT/configs.json, then installed as this card's table in
+# kernels/configs/ for the steps after it: commit it from $OUT), the kernel benchmarks, the
+# iteration benchmarks one cell (backend x batch) per process
 # and per JSON file (a time-out loses one cell, not all), their report and chart, and the
 # seed's full 1,000,000-iteration schedule, time-boxed: stopped with SIGINT (Ctrl-C: it writes
 # a checkpoint) at its budget, with its it/s and the projected time of the whole schedule.
 # Results are written as they come, to $OUT (at most 8 files come back): summary.txt, log.txt,
-# bench.tgz (the per-cell JSONs), kernels.json, its.png, last_grid.png, full_losses.png.
+# bench.tgz (the per-cell JSONs and breakdown.json), configs.json, kernels.json, its.png,
+# last_grid.png, full_losses.png.
 #
 #   bash benchmarks/gpu_check.sh --smoke   every step on the CPU with tiny sizes and budgets, on
 #                                          synthetic data; .ci/run runs it so this script cannot rot
@@ -22,7 +26,7 @@ SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
 OUT=${OUT:-/tmp/fastgan-gpu-check}
 WORK=$(mktemp -d)
-mkdir -p "$OUT" "$WORK/bench"
+mkdir -p "$OUT" "$WORK/bench" "$WORK/breakdown"
 summary="$OUT/summary.txt"
 log="$OUT/log.txt"
 : > "$summary"
@@ -31,7 +35,10 @@ say() { echo "$*" | tee -a "$summary"; }
 FAILED=0  # steps that failed or timed out: the exit status, so CI's smoke run catches a rotten step
 
 if [ $SMOKE = 1 ]; then
-    TOTAL=240; TESTS_BUDGET=60; KERNELS_BUDGET=60; CELL_BUDGET=60; CELLS_BUDGET=90; FULL_BUDGET=15
+    TOTAL=360; TESTS_BUDGET=60; BREAKDOWN_BUDGET=60; TUNE_BUDGET=90; KERNELS_BUDGET=60; CELL_BUDGET=60
+    CELLS_BUDGET=90; FULL_BUDGET=15
+    TUNE_FLAGS=(--smoke)
+    BREAKDOWN_FLAGS=(--batch 8 --iters 1)
     DEVICE=cpu
     TESTS=(tests/test_kernels_adam.py)
     CELLS=("eager-128" "graph-8" "graph-8-2")
@@ -49,7 +56,10 @@ save_cache(Path(sys.argv[1]) / 'mnist.npz', {
     'test_labels': rng.integers(0, 10, 10000, dtype=np.uint8)})" "$DATA" >> "$log" 2>&1
     say "smoke mode: CPU, tiny sizes, synthetic data"
 else
-    TOTAL=480; TESTS_BUDGET=150; KERNELS_BUDGET=45; CELL_BUDGET=45; CELLS_BUDGET=150; FULL_BUDGET=100
+    TOTAL=540; TESTS_BUDGET=110; BREAKDOWN_BUDGET=40; TUNE_BUDGET=150; KERNELS_BUDGET=30; CELL_BUDGET=40
+    CELLS_BUDGET=110; FULL_BUDGET=60
+    TUNE_FLAGS=(--budget 120)
+    BREAKDOWN_FLAGS=(--batch 128 8192)
     DEVICE=cuda
     TESTS=(tests --deselect tests/test_kernels_compile.py)
     # Most telling first: a time-out drops the cells at the end (torch.compile's are the slowest).
@@ -83,6 +93,26 @@ say "== tests"
 step tests "$(budget $TESTS_BUDGET)" python3 -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 grep -E "passed|failed|error" "$log" | tail -n 1 | tee -a "$summary"
 
+say "== where one iteration's time goes (default configs)"
+step breakdown "$(budget $BREAKDOWN_BUDGET)" python3 -m benchmarks.breakdown "${BREAKDOWN_FLAGS[@]}" \
+    --json "$WORK/breakdown/breakdown.json"
+[ -s "$WORK/breakdown/breakdown.json" ] && python3 -c "
+import json, sys
+from benchmarks.breakdown import markdown
+print(markdown(json.load(open(sys.argv[1]))))" "$WORK/breakdown/breakdown.json" >> "$summary" 2>> "$log"
+tar czf "$OUT/bench.tgz" -C "$WORK" bench breakdown
+
+say "== tuner (its table is used by the steps after it)"
+step tune "$(budget $TUNE_BUDGET)" python3 -m benchmarks.tune "${TUNE_FLAGS[@]}" --out "$OUT/configs.json"
+grep -E "^wrote|budget spent" "$log" | tail -n 2 | tee -a "$summary"
+if [ $SMOKE = 0 ] && [ -s "$OUT/configs.json" ]; then
+    python3 -c "
+import shutil, sys, torch
+from kernels import configs
+shutil.copy(sys.argv[1], configs.device_file(torch.cuda.get_device_name()))" "$OUT/configs.json" >> "$log" 2>&1 \
+        && say "installed as this card's table" || { say "could not install the tuned table"; FAILED=$((FAILED + 1)); }
+fi
+
 say "== kernel benchmarks"
 step kernels "$(budget $KERNELS_BUDGET)" python3 -m pytest -q -p no:cacheprovider benchmarks/test_kernels.py \
     --benchmark-json="$OUT/kernels.json"
@@ -96,7 +126,7 @@ for cell in "${CELLS[@]}"; do
     [[ $cell == *-*-* ]] && test=test_iteration_runs
     step "cell $cell" "$limit" python3 -m pytest -q -p no:cacheprovider "benchmarks/test_iteration.py::$test[$cell]" \
         --benchmark-json="$WORK/bench/$cell.json"
-    tar czf "$OUT/bench.tgz" -C "$WORK" bench
+    tar czf "$OUT/bench.tgz" -C "$WORK" bench breakdown
 done
 jsons=$(find "$WORK/bench" -name '*.json' -size +0 | sort)
 if [ -n "$jsons" ]; then

@@ -1,11 +1,12 @@
 """Turn `pytest benchmarks/ --benchmark-json=RESULTS.json` into a markdown table and a chart.
 
-    python -m benchmarks.report RESULTS.json [MORE.json ...] [--chart its.png]
+    python -m benchmarks.report RESULTS.json [MORE.json ...] [--chart its.png] [--breakdown BD.json ...]
 
 Several files (one per benchmark cell, as gpu_check.sh writes them) are merged.
 
 Prints markdown: the machine, then it/s per backend and batch, then each kernel against torch.
-The chart is it/s against batch size, one line per backend, log scales.
+The chart is it/s against batch size, one line per backend, log scales. --breakdown adds the
+per-launch tables of `python -m benchmarks.breakdown --json BD.json` after the it/s tables.
 """
 
 import argparse
@@ -106,10 +107,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+", help="--benchmark-json files")
     p.add_argument("--chart", help="write the it/s chart to this PNG")
+    p.add_argument("--breakdown", nargs="+", default=[], help="benchmarks.breakdown --json files")
     args = p.parse_args(argv)
     results, benches = load(*args.results)
     text = markdown(results, benches)
     print(text)
+    for path in args.breakdown:
+        from .breakdown import markdown as breakdown_markdown
+
+        with open(path) as f:
+            print("\n### Where one iteration's time goes\n\n" + breakdown_markdown(json.load(f)))
     if args.chart:
         chart(benches, args.chart, text.splitlines()[0])
 

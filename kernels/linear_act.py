@@ -291,7 +291,8 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None):
     One run: x (M, K), w (K, N), b (N,), y (M, N). R runs (a sweep), in one launch: the same
     with a leading run axis, x (R, M, K), w (R, K, N), b (R, N), y (R, M, N).
     rows=(images, idx): the input is [images[idx]; x] (idx (G,) or (R, G) int64, valid row
-    numbers of images (n, K)); y then has G + x's rows."""
+    numbers of images (n, K)); y then has G + x's rows. Returns what Triton's launch returns (on a
+    GPU the compiled kernel: its n_regs and n_spills are what the tuner checks)."""
     op = _check_act(act)
     _check_precision(op, precision)
     x, w, b, y = (as_runs(op, n, t, d) for n, t, d in (("x", x, 2), ("w", w, 2), ("b", b, 1), ("y", y, 2)))
@@ -310,7 +311,7 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None):
     check_devices(op, x=x, w=w, b=b, y=y, images=images, idx=idx)
     cfg = _forward_config(x.device, M, N, K)
     grid = (triton.cdiv(M, cfg["BLOCK_M"]), triton.cdiv(N, cfg["BLOCK_N"]), R)
-    _linear_act_fwd_kernel[grid](
+    return _linear_act_fwd_kernel[grid](
         x, images if rows is not None else x, idx if rows is not None else x, w, b, y, M, N, K, G,
         *x.stride(), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
         *w.stride(), *b.stride(), y.stride(0),
@@ -324,7 +325,8 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=Non
     as in the forward.
 
     partials=True: dw (P, [R,] K, N) and db (P, [R,] N) hold P >= dw_partials(...) partial sums
-    of the gradient, the slots past that count kept zero by the caller (see module doc)."""
+    of the gradient, the slots past that count kept zero by the caller (see module doc). Returns
+    what Triton's launch returns, as the forward."""
     op = _check_act(act) + " backward"
     _check_precision(op, precision)
     x, w, y, dy = (as_runs(op, n, t, 2) for n, t in (("x", x), ("w", w), ("y", y), ("dy", dy)))
@@ -369,7 +371,7 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=Non
         stride_dwp = stride_dbp = 0
     n_dx = triton.cdiv(M, cfg["DX_BLOCK_M"]) * triton.cdiv(K, cfg["DX_BLOCK_K"]) if dx is not None else 0
     n_dw = triton.cdiv(K, cfg["DW_BLOCK_K"]) * triton.cdiv(N, cfg["DW_BLOCK_N"]) * cfg["SPLIT_M"] if dw is not None else 0
-    _linear_act_bwd_kernel[(n_dx + n_dw, R)](
+    return _linear_act_bwd_kernel[(n_dx + n_dw, R)](
         x, images if rows is not None else x, idx if rows is not None else x, w, y, dy,
         dx if dx is not None else y, dw if dw is not None else y, db if db is not None else y,
         M, N, K, G,
