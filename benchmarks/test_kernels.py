@@ -1,4 +1,4 @@
-"""Each fused kernel against torch's eager equivalent at the GAN's shapes (batch 128),
+"""Each fused kernel against torch's eager equivalent at the GAN's shapes (batch 128; 16 on a CPU),
 forward and backward, through the plain launchers (preallocated outputs).
 
 extra_info.us_per_call is the median time of one call. On a GPU a round is 200 back-to-back
@@ -17,7 +17,7 @@ from .conftest import DEVICE, HAS_CUDA, environment, sync
 import kernels  # noqa: E402  (after conftest has set TRITON_INTERPRET on CPU)
 from kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID
 
-BATCH = 128
+BATCH = 128 if HAS_CUDA else 16  # the interpreter's time grows with the programs: a CPU only checks the bench runs
 # name: (K, N, activation) of the GAN's four layers
 LAYERS = {
     "G1_relu_100x128": (100, 128, ACT_RELU),

@@ -4,8 +4,8 @@
     python -m benchmarks.tune --budget 120 --batch 128 --runs 1
     python -m benchmarks.tune --smoke --out /tmp/table.json     # CPU, Triton's interpreter: the plumbing only
 
-For every matrix-product launch of one iteration (kernels.linear_act forward and backward, at
-the shapes the iteration really launches, benchmarks.sites), each candidate configuration below
+For every matrix-product launch of one iteration (kernels.linear_act forward and backward) and
+D's head, at the shapes the iteration really launches (benchmarks.sites), each candidate configuration below
 is launched `--reps` times inside one CUDA graph (so launch overhead counts as the trainer pays
 it) and timed with CUDA events, at every --runs value (R GANs at once). A candidate that fails to
 compile or spills registers (the compiled kernel's n_spills) is skipped. Per launch shape the
@@ -15,8 +15,8 @@ in order of batch (128 first) until the budget runs out; the rest keep the defau
 
 Writes kernels/configs/<device>.json (kernels.configs.device_file; --out to put it elsewhere)
 with each entry's measured µs per R and the default's beside it; the launchers read it on that
-card from then on. Commit it. D's head and Adam keep their defaults (not tuned: one program per
-run, and a memory-bound elementwise update). The Adam cost of more split-M slots (one extra
+card from then on. Commit it. Adam keeps its defaults (a memory-bound elementwise update). The
+Adam cost of more split-M slots (one extra
 read of the gradients per slot) is not in a backward candidate's time.
 """
 
@@ -59,6 +59,7 @@ def _bwd(dx, dw, split, warps=4, stages=1):
 CANDIDATES = {
     "linear_act_fwd": [_fwd(16, 32, 64), _fwd(16, 64, 64), _fwd(32, 64, 32), _fwd(32, 64, 64, 4, 2),
                        _fwd(64, 64, 64), _fwd(64, 64, 32, 4, 4), _fwd(64, 128, 32, 8, 3), _fwd(128, 64, 32, 8, 3)],
+    "d_head": [{"BLOCK_M": bm, "num_warps": w} for bm, w in ((32, 4), (64, 4), (64, 8), (128, 8))],
     "linear_act_bwd": [_bwd((16, 64, 64), (64, 64, 64), 4), _bwd((16, 64, 32), (32, 64, 64), 2),
                        _bwd((32, 64, 64), (64, 64, 64), 1), _bwd((32, 64, 64), (64, 64, 64), 8),
                        _bwd((64, 64, 64), (64, 64, 64), 5), _bwd((64, 64, 64), (64, 64, 32), 8, 8),

@@ -194,3 +194,20 @@ def test_memory_per_run_and_what_fits():
     assert 0.9 * held / 2 <= bytes_per_run(8, 5) <= 1.2 * held / 2
     assert runs_that_fit(128, 100, 80 * 2**30) == int(0.8 * 80 * 2**30 // bytes_per_run(128, 100))
     assert bytes_per_run(128, 100) < 20 * 2**20 < bytes_per_run(8192, 100)  # noise dominates at large batch
+
+
+def test_precision_reaches_every_product(monkeypatch):
+    """`precision` is passed to each of the iteration's 8 matrix-product launches; unknown refused."""
+    import fastgan.graph as graph
+
+    seen = []
+    for name, at in (("linear_act_forward", 5), ("linear_act_backward", 8)):
+        fn = getattr(graph, name)
+        monkeypatch.setattr(graph, name, lambda *a, _fn=fn, _at=at, **kw: (seen.append(a[_at]), _fn(*a, **kw))[1])
+    images = _images("cpu", n=64)
+    trainer = GraphTrainer(model.init_params(0, "cpu"), 1e-3, Batcher(images, 8, seed=0), 1, capture=False,
+                           precision="tf32x3")
+    trainer.advance(1)
+    assert seen == ["tf32x3"] * 8
+    with pytest.raises(ValueError, match="precision must be one of ieee, tf32x3, tf32, got 'fp16'"):
+        GraphTrainer(model.init_params(0, "cpu"), 1e-3, Batcher(images, 8, seed=0), 1, capture=False, precision="fp16")

@@ -230,3 +230,16 @@ def test_cuda_asked_without_gpu(capsys, data_dir, tmp_path):
         pytest.skip("a GPU is present")
     code, err = _cli(capsys, "--device", "cuda", "--data-dir", str(data_dir), "--out", str(tmp_path / "o"))
     assert code == 2 and "no CUDA device" in err
+
+
+def test_tensor_core_precision_needs_a_triton_backend(capsys):
+    code, err = _cli(capsys, "--precision", "tf32", "--backend", "eager")
+    assert code == 2 and err.startswith("error: --precision tf32 is for the Triton backends") and "\n" not in err
+
+
+def test_precision_with_auto_on_a_cpu_says_it_trains_in_fp32(capsys, tmp_path, data_dir):
+    code = train_cli.main(["--precision", "tf32x3", "--device", "cpu", "--iters", "2", "--out", str(tmp_path / "r"),
+                           "--data-dir", str(data_dir), "--eval-every", "1000"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "notice: --precision tf32x3 applies to the Triton backends; the eager backend (auto on a CPU) computes in IEEE fp32" in out
