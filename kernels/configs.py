@@ -3,8 +3,8 @@ kernel launch, looked up by kernel and shape in a JSON table.
 
 Tables live in kernels/configs/: `default.json` serves every card; `<device>.json` (written by
 `python -m benchmarks.tune` on that card, named by `device_file`) is read first when the
-launch's tensors are on a CUDA device of that name. `FASTGAN_CONFIGS=path.json` replaces the
-device table (for a tuning candidate or a test); `use(table)` does so inside a block.
+launch's tensors are on a CUDA device of that name. `use(table)` puts another table first inside
+a block (the tuner's candidates, tests, `kernel_report --table`).
 
 A table is a list of entries {"kernel", optional match keys, "config"}. Match keys: "max_M" (the
 entry serves M <= max_M), and "N", "K", "mode" (exact; `mode` is "dx", "dw" or "dx+dw" for the
@@ -23,7 +23,6 @@ per (table, kernel, shape), so a launch costs one dictionary lookup.
 import contextlib
 import functools
 import json
-import os
 import re
 from pathlib import Path
 
@@ -82,8 +81,7 @@ def _default():
 
 @functools.cache
 def _device_table(name):
-    env = os.environ.get("FASTGAN_CONFIGS")
-    path = Path(env) if env else device_file(name) if name else None
+    path = device_file(name) if name else None
     return _freeze(load(path)) if path is not None and path.exists() else ()
 
 
