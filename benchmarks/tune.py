@@ -55,7 +55,8 @@ def _bwd(dx, dw, split, warps=4, stages=1):
 
 
 # The search space: small tiles for the latency regime (batch 128), large ones for throughput
-# (8192), a few warp and stage counts. Backward pipelining stays off (3 stages spilled ~1.7 KB).
+# (8192), a few warp and stage counts. The backward pipelines only with small tiles (at 64x64x64,
+# 3 stages spilled ~1.7 KB; at 16x64x32 dx / 32x64x32 dW it does not).
 CANDIDATES = {
     "linear_act_fwd": [_fwd(16, 32, 64), _fwd(16, 64, 64), _fwd(32, 64, 32), _fwd(32, 64, 64, 4, 2),
                        _fwd(64, 64, 64), _fwd(64, 64, 32, 4, 4), _fwd(64, 128, 32, 8, 3), _fwd(128, 64, 32, 8, 3)],
@@ -63,7 +64,8 @@ CANDIDATES = {
     "linear_act_bwd": [_bwd((16, 64, 64), (64, 64, 64), 4), _bwd((16, 64, 32), (32, 64, 64), 2),
                        _bwd((32, 64, 64), (64, 64, 64), 1), _bwd((32, 64, 64), (64, 64, 64), 8),
                        _bwd((64, 64, 64), (64, 64, 64), 5), _bwd((64, 64, 64), (64, 64, 32), 8, 8),
-                       _bwd((64, 32, 64), (128, 64, 64), 2, 8)],
+                       _bwd((64, 32, 64), (128, 64, 64), 2, 8), _bwd((16, 64, 32), (32, 64, 32), 2, 4, 3),
+                       _bwd((16, 64, 64), (16, 16, 16), 1, 4, 3), _bwd((16, 64, 32), (32, 64, 32), 4, 4, 2)],
 }
 
 
