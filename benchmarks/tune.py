@@ -60,7 +60,8 @@ def _bwd(dx, dw, split, warps=4, stages=1):
 CANDIDATES = {
     "linear_act_fwd": [_fwd(16, 32, 64), _fwd(16, 64, 64), _fwd(32, 64, 32), _fwd(32, 64, 64, 4, 2),
                        _fwd(64, 64, 64), _fwd(64, 64, 32, 4, 4), _fwd(64, 128, 32, 8, 3), _fwd(128, 64, 32, 8, 3)],
-    "d_head": [{"BLOCK_M": bm, "num_warps": w} for bm, w in ((32, 4), (64, 4), (64, 8), (128, 8))],
+    "d_head": [{"BLOCK_M": bm, "SPLIT": split, "num_warps": w}
+               for bm, split, w in ((32, 4, 4), (32, 8, 4), (64, 4, 4), (64, 8, 4), (64, 8, 8), (128, 8, 8))],
     "linear_act_bwd": [_bwd((16, 64, 64), (64, 64, 64), 4), _bwd((16, 64, 32), (32, 64, 64), 2),
                        _bwd((32, 64, 64), (64, 64, 64), 1), _bwd((32, 64, 64), (64, 64, 64), 8),
                        _bwd((64, 64, 64), (64, 64, 64), 5), _bwd((64, 64, 64), (64, 64, 32), 8, 8),
@@ -70,8 +71,9 @@ CANDIDATES = {
 
 
 def _slots_table():
-    """A table giving every backward MAX_SPLIT gradient slots (for the trainer under tuning)."""
-    return [{"kernel": "linear_act_bwd", "config": _bwd((16, 64, 64), (16, 64, 64), MAX_SPLIT)}]
+    """A table giving every split launch MAX_SPLIT slots (for the trainer under tuning)."""
+    return [{"kernel": "linear_act_bwd", "config": _bwd((16, 64, 64), (16, 64, 64), MAX_SPLIT)},
+            {"kernel": "d_head", "config": {"BLOCK_M": 16, "SPLIT": MAX_SPLIT, "num_warps": 4}}]
 
 
 def _key(site):

@@ -25,8 +25,9 @@ Launch configurations (tiles, split-M, warps) come from kernels/configs by layer
 same for every run, so a sweep's run equals the run alone bitwise. `precision` picks the
 products' input precision (kernels.linear_act: "ieee", "tf32x3", "tf32") for every layer.
 
-Each iteration's four losses per run land in row i of a (K, R, 4) device buffer the host copies
-asynchronously. Capture is safe by construction: `warm_up` compiles every kernel and captures
+Each iteration's four losses per run land in row i of a (K, slots, R, 4) device buffer as the D
+heads' row-chunk shares; after a replay one launch sums the last row's slots into (R, 4), which
+the host copies asynchronously. Capture is safe by construction: `warm_up` compiles every kernel and captures
 the one K-iteration graph before training starts (nothing else touches the GPU then), each
 launch has one specialization whatever the iteration (per-iteration rows stay 16-byte
 aligned), and a shorter remainder runs un-captured rather than capturing mid-run. Without CUDA
@@ -38,6 +39,7 @@ import torch
 
 import kernels
 from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, d_head, linear_act_backward, linear_act_forward
+from kernels.d_head import head_partials
 from kernels.linear_act import PRECISIONS, dw_partials
 
 from .model import ADAM_BETAS, ADAM_EPS, D_SHAPES, G_SHAPES, H_DIM, X_DIM, Z_DIM
@@ -60,13 +62,18 @@ def _flat_views(flat, shapes):
 
 
 def grad_partials(batch, device):
-    """Per network, the gradient slots its split-M weight gradients need (kernels.linear_act):
-    the largest split among its layers' backward launches at this batch size."""
+    """Per network, the gradient slots its split weight gradients need (kernels.linear_act's
+    split-M backward, D's head split over rows): the largest split among its launches."""
     B = batch
     return {
-        "D": dw_partials(device, 2 * B, H_DIM, X_DIM, "dw"),
+        "D": max(dw_partials(device, 2 * B, H_DIM, X_DIM, "dw"), head_partials(device, 2 * B, H_DIM)),
         "G": max(dw_partials(device, B, X_DIM, H_DIM, "dx+dw"), dw_partials(device, B, H_DIM, Z_DIM, "dw")),
     }
+
+
+def loss_partials(batch, device):
+    """The slots of the logged losses: the larger row split of the two D heads."""
+    return max(head_partials(device, 2 * batch, H_DIM), head_partials(device, batch, H_DIM))
 
 
 def bytes_per_run(batch, iters_per_replay, device="cpu"):
@@ -76,7 +83,7 @@ def bytes_per_run(batch, iters_per_replay, device="cpu"):
     B, K = batch, iters_per_replay
     slots = grad_partials(B, torch.device(device))
     n_params = sum((3 + slots[net]) * torch.Size(s).numel() for net, shapes in NETS.items() for s in shapes.values())
-    floats = n_params + K * (2 * B * Z_DIM + 8) + 3 * B * X_DIM + 9 * B * H_DIM
+    floats = n_params + K * (2 * B * Z_DIM + 4 + 4 * loss_partials(B, torch.device(device))) + 3 * B * X_DIM + 9 * B * H_DIM
     return 4 * floats + 8 * K * (B + 1)
 
 
@@ -152,7 +159,10 @@ class GraphTrainer:
         # Per iteration and run [lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1, pad]: rows of 16 bytes,
         # so every iteration's rows are as aligned as the first: one Adam specialization for all.
         self.hyper = zeros(K, R, 4)
-        self.log = zeros(K, R, 4)
+        # Per iteration, slot and run: shares of [d_loss, d_real, d_fake, g_loss] from the D heads'
+        # row chunks (slots a head does not split into stay zero); `losses` is their sum, per replay.
+        self.log = zeros(K, loss_partials(B, device), R, 4)
+        self.losses = zeros(R, 4)
         self.xx = zeros(R, 2 * B, X_DIM)  # per run [G(z_d); G(z_g)]; D1 reads the real rows in place
         self.hG = zeros(R, 2 * B, H_DIM)
         self.hD = zeros(R, 2 * B, H_DIM)
@@ -176,14 +186,14 @@ class GraphTrainer:
         linear_act_forward(z, P["G_W1"], P["G_b1"], self.hG, ACT_RELU, pr)
         linear_act_forward(self.hG, P["G_W2"], P["G_b2"], xx, ACT_SIGMOID, pr)
         linear_act_forward(fake_d, P["D_W1"], P["D_b1"], self.hD, ACT_RELU, pr, rows=real)
-        d_head(self.hD, P["D_W2"], P["D_b2"], self.log[i, :, :3], self.dhD, Gr["D_W2"][0], Gr["D_b2"][0],
-               split=B, t0=1.0, t1=0.0)
+        d_head(self.hD, P["D_W2"], P["D_b2"], self.log[i, :, :, :3], self.dhD, Gr["D_W2"], Gr["D_b2"],
+               split=B, t0=1.0, t1=0.0, partials=True)
         linear_act_backward(fake_d, P["D_W1"], self.hD, self.dhD, None, Gr["D_W1"], Gr["D_b1"], ACT_RELU, pr,
                             rows=real, partials=True)
         adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.hyper[i], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
         linear_act_forward(fake_g, P["D_W1"], P["D_b1"], self.hDg, ACT_RELU, pr)
-        d_head(self.hDg, P["D_W2"], P["D_b2"], self.log[i, :, 3:], self.dhDg, t0=1.0)
+        d_head(self.hDg, P["D_W2"], P["D_b2"], self.log[i, :, :, 3:], self.dhDg, t0=1.0, partials=True)
         linear_act_backward(fake_g, P["D_W1"], self.hDg, self.dhDg, self.dfake, None, None, ACT_RELU, pr)
         linear_act_backward(self.hG[:, B:], P["G_W2"], fake_g, self.dfake, self.dhG, Gr["G_W2"], Gr["G_b2"],
                             ACT_SIGMOID, pr, partials=True)
@@ -252,7 +262,11 @@ class GraphTrainer:
         else:
             self._launch(n)
         self.t += n
-        return self.log[n - 1, 0] if self.single else self.log[n - 1]
+        last = self.log[n - 1]  # the heads' slots, added in order (elementwise: the same for any R); no host sync
+        self.losses.copy_(last[0])
+        for slot in last[1:]:
+            self.losses.add_(slot)
+        return self.losses[0] if self.single else self.losses
 
     def advance(self, n):
         if not 1 <= n <= self.K:

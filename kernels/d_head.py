@@ -12,12 +12,18 @@ Outputs (loss_ptr, contiguous): TWO_PARTS: [mean0 + mean1, mean0, mean1] (the se
 d_real_loss, d_fake_loss); otherwise [mean0] (G's loss, split = M). Gradients are of the sum
 mean0 + mean1. NEED_DW=False skips dw and db (the G step does not update D).
 
-Limits: H <= 1024 (one block of columns); one program walks all M rows, so the sums are
-deterministic and need no atomics. At batch 128 (M = 256) that is 128 KB read once; at batch
-8192 (M = 16384, 8 MB) a single program becomes the bottleneck and a split-M version with a
-second reduction would pay. Not yet timed on a GPU: see benchmarks/NOTES.md.
+Split over rows (`partials=True`): the rows are cut into SPLIT chunks (a config value;
+`head_partials` says how many), one program each; losses, dw and db carry a leading axis of
+P >= SPLIT slots and chunk s writes slot s: its share of each mean (already divided by the part's
+row count) and its partial dw, db. Slots past SPLIT are left alone: the caller keeps them zero and
+adds the slots in order (fastgan's trainer: Adam for dw, db; one sum per replay for the logged
+losses). No atomics: deterministic. Without partials one program per run walks all rows (at
+batch 8192, 16,384 rows, 8 MB through one SM: the reason for the split).
+
+Limits: H <= 1024 (one block of columns). Not yet timed on a GPU: see benchmarks/NOTES.md.
 """
 
+import torch
 import triton
 import triton.language as tl
 
@@ -34,28 +40,33 @@ def _d_head_kernel(
     h_ptr,  # (R, M, H) D1's output (ReLU applied), contiguous within a run
     w_ptr,  # (R, H, 1) D2 weight
     b_ptr,  # (R, 1) D2 bias
-    loss_ptr,  # out: per run 3 floats if TWO_PARTS else 1 (see module doc), contiguous within a run
+    loss_ptr,  # (P, R, 3 if TWO_PARTS else 1) out: per slot and run (see module doc), contiguous within a run
     dh_ptr,  # (R, M, H) out: d loss / d h, contiguous within a run
-    dw_ptr,  # (R, H, 1) out: d loss / d w (only if NEED_DW)
-    db_ptr,  # (R, 1) out: d loss / d b (only if NEED_DW)
+    dw_ptr,  # (P, R, H, 1) out: d loss / d w per slot (only if NEED_DW)
+    db_ptr,  # (P, R, 1) out: d loss / d b per slot (only if NEED_DW)
     M, H,
     split,  # rows [0, split) are part 0, [split, M) part 1
     t0, t1,  # constant targets of the two parts
     stride_w,  # w's stride along H in elements
     stride_hr, stride_wr, stride_br, stride_lr, stride_dhr, stride_dwr, stride_dbr,  # run strides
+    stride_lp, stride_dwp, stride_dbp,  # slot strides of the losses, dw and db
     TWO_PARTS: tl.constexpr,
     NEED_DW: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
-    run = tl.program_id(0)  # one GAN of a sweep per program
+    part = tl.program_id(0)  # a chunk of rows: slot `part` of the partial outputs
+    run = tl.program_id(1)  # one GAN of a sweep
     h_ptr += run * stride_hr
     w_ptr += run * stride_wr
     b_ptr += run * stride_br
-    loss_ptr += run * stride_lr
+    loss_ptr += run * stride_lr + part * stride_lp
     dh_ptr += run * stride_dhr
-    dw_ptr += run * stride_dwr
-    db_ptr += run * stride_dbr
+    dw_ptr += run * stride_dwr + part * stride_dwp
+    db_ptr += run * stride_dbr + part * stride_dbp
+    rows_per_part = tl.cdiv(tl.cdiv(M, BLOCK_M), tl.num_programs(0)) * BLOCK_M
+    m_lo = part * rows_per_part
+    m_hi = tl.minimum(m_lo + rows_per_part, M)
     cols = tl.arange(0, BLOCK_H)
     cmask = cols < H
     w = tl.load(w_ptr + cols * stride_w, mask=cmask, other=0.0)
@@ -66,7 +77,7 @@ def _d_head_kernel(
     acc1 = tl.zeros((BLOCK_M,), dtype=tl.float32)
     dw = tl.zeros((BLOCK_H,), dtype=tl.float32)
     db = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for m0 in range(0, M, BLOCK_M):
+    for m0 in range(m_lo, m_hi, BLOCK_M):
         rows = m0 + tl.arange(0, BLOCK_M)
         rmask = rows < M
         mask = rmask[:, None] & cmask[None, :]
@@ -98,12 +109,20 @@ def _d_head_kernel(
         tl.store(db_ptr, tl.sum(db, axis=0))
 
 
-def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0):
+def head_partials(device, M, H):
+    """How many slots a split d_head (partials=True) writes for M rows of width H."""
+    cfg = configs.lookup("d_head", device, M=M, N=1, K=H)
+    return max(1, min(cfg["SPLIT"], triton.cdiv(M, cfg["BLOCK_M"])))
+
+
+def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0, partials=False):
     """One launch: the losses of logits = h @ w + b and their gradients (see module doc).
 
     split=None means one part (all rows against t0) and `losses` has 1 element; otherwise rows
     [0, split) are scored against t0 and the rest against t1, and `losses` has 3 elements.
-    R runs at once: every tensor with a leading run axis, one program per run.
+    R runs at once: every tensor with a leading run axis.
+    partials=True: losses, dw and db with a leading axis of P >= head_partials(...) slots, summed
+    by the caller (see module doc); otherwise one program per run, complete results.
     """
     op = "d_head"
     h, w, b = as_runs(op, "h", h, 2), as_runs(op, "w", w, 2), as_runs(op, "b", b, 1)
@@ -116,6 +135,16 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0):
     two = split is not None
     if two and not 0 < split < M:
         raise ValueError(f"{op}: split must be in 1..{M - 1} (both parts non-empty), got {split}")
+    slots = {}
+    if partials:
+        for name, t in (("losses", losses), ("dw", dw), ("db", db)):
+            if t is not None:
+                if not torch.is_tensor(t) or t.dim() < 2:
+                    raise ValueError(f"{op}: with partials, {name} has a leading slot axis; got "
+                                     f"{tuple(t.shape) if torch.is_tensor(t) else type(t).__name__}")
+                slots[name] = (t.shape[0], t.stride(0))
+        losses = losses[0]
+        dw, db = (t[0] if t is not None else None for t in (dw, db))
     losses, dh = as_runs(op, "losses", losses, 1), as_runs(op, "dh", dh, 2)
     check_runs(op, "losses", losses, R, (3 if two else 1,))
     check_run_dense(op, "losses", losses)
@@ -129,11 +158,19 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0):
         check_runs(op, "db", db, R, (1,))
     check_devices(op, h=h, w=w, b=b, losses=losses, dh=dh, dw=dw, db=db)
     cfg = configs.lookup("d_head", h.device, M=M, N=1, K=H)
-    _d_head_kernel[(R,)](
+    n_split = head_partials(h.device, M, H) if partials else 1
+    del cfg["SPLIT"]
+    for name, (n, _) in slots.items():
+        if n < n_split:
+            raise ValueError(f"{op}: {name} has {n} slots but this head's config splits the rows in {n_split}: "
+                             "allocate kernels.d_head.head_partials(...) slots")
+    stride_lp, stride_dwp, stride_dbp = (slots.get(name, (0, 0))[1] for name in ("losses", "dw", "db"))
+    return _d_head_kernel[(n_split, R)](
         h, w, b, losses, dh, dw if dw is not None else dh, db if db is not None else dh,
         M, H, split if two else M, float(t0), float(t1), w.stride(1),
         h.stride(0), w.stride(0), b.stride(0), losses.stride(0), dh.stride(0),
         dw.stride(0) if dw is not None else 0, db.stride(0) if db is not None else 0,
+        stride_lp, stride_dwp, stride_dbp,
         TWO_PARTS=two, NEED_DW=dw is not None,
         BLOCK_H=triton.next_power_of_2(H), enable_fp_fusion=FP_FUSION, **cfg,
     )

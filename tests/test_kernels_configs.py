@@ -14,6 +14,7 @@ from conftest import DEVICES
 from helpers import rel_err
 
 from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, configs, d_head, linear_act_backward, linear_act_forward
+from kernels.d_head import head_partials
 from kernels.linear_act import backward_config, dw_partials
 
 TABLES = sorted(configs.TABLE_DIR.glob("*.json"))
@@ -127,14 +128,19 @@ def test_every_backward_config_matches_float64(device, case):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "d_head"], ids=_ids)
 def test_every_d_head_config_matches_float64(device, case):
+    """Split over rows into the config's slots, every chunk non-empty, summed here."""
     _, _, entry = case
-    M, H = 2 * entry["config"]["BLOCK_M"] + 3, 33
+    c = entry["config"]
+    M, H = c["BLOCK_M"] * c["SPLIT"] + 3, 33
     h = torch.relu(torch.randn(M, H, device=device))
     w, b = torch.randn(H, 1, device=device) / 4, torch.randn(1, device=device)
-    losses, dh = torch.empty(3, device=device), torch.empty(M, H, device=device)
-    dw, db = torch.empty(H, 1, device=device), torch.empty(1, device=device)
+    dh = torch.empty(M, H, device=device)
     with configs.use(_catch_all(entry)):
-        d_head(h, w, b, losses, dh, dw, db, split=M // 2)
+        slots = head_partials(torch.device(device), M, H)
+        assert slots == c["SPLIT"]
+        losses, dw, db = (torch.zeros(slots, *s, device=device) for s in ((3,), (H, 1), (1,)))
+        d_head(h, w, b, losses, dh, dw, db, split=M // 2, partials=True)
+    losses, dw, db = losses.sum(0), dw.sum(0), db.sum(0)
     hd, wd, bd = (t.double().requires_grad_() for t in (h, w, b))
     logit = hd @ wd + bd
     bce = torch.nn.functional.binary_cross_entropy_with_logits

@@ -100,3 +100,40 @@ def test_runs_in_one_launch_equal_each_run_alone(device):
         for got, want in ((log[r, :3], l1), (dh[r], dh1), (dw[r], dw1), (db[r], db1)):
             assert torch.equal(got, want)
     assert torch.isnan(log[:, 3]).all()  # nothing written past each run's three losses
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("M,split", [(70, 35), (33, 5), (2, 1)])
+def test_row_chunks_sum_to_float64(device, M, split):
+    """partials=True, 3 row chunks of 16-row blocks into 4 slots (at M = 33 the last chunk is one
+    row, at M = 2 one chunk: the other slots untouched): the slots sum to the float64 losses
+    (each a share of its mean) and gradients; the slot past the split is left as it was; a
+    2-run launch into slots equals each run alone bitwise."""
+    from kernels import configs
+    from kernels.d_head import head_partials
+
+    H = 20
+    h, w, b = _inputs(M, H, device)
+    table = [{"kernel": "d_head", "config": {"BLOCK_M": 16, "SPLIT": 3, "num_warps": 4}}]
+    losses, dw, db = (torch.full((4, *s), float("nan"), device=device) for s in ((3,), (H, 1), (1,)))
+    dh = torch.empty(M, H, device=device)
+    with configs.use(table):
+        n = head_partials(torch.device(device), M, H)
+        assert n == min(3, -(-M // 16))
+        losses[:n], dw[:n], db[:n] = 0.0, 0.0, 0.0
+        d_head(h, w, b, losses, dh, dw, db, split=split, partials=True)
+        if n == 3:
+            with pytest.raises(ValueError, match="has 2 slots but this head's config splits the rows in 3"):
+                d_head(h, w, b, losses[:2], dh, dw[:2], db[:2], split=split, partials=True)
+        h2, w2, b2 = torch.stack([h, h.flip(0)]), torch.stack([w, -w]), torch.stack([b, b + 1])
+        l2, dw2, db2 = (torch.zeros(n, 2, *s, device=device) for s in ((3,), (H, 1), (1,)))
+        d_head(h2, w2, b2, l2, torch.empty(2, M, H, device=device), dw2, db2, split=split, partials=True)
+        for r in range(2):
+            l1, dw1, db1 = (torch.zeros(n, *s, device=device) for s in ((3,), (H, 1), (1,)))
+            d_head(h2[r], w2[r], b2[r], l1, torch.empty(M, H, device=device), dw1, db1, split=split, partials=True)
+            assert torch.equal(l2[:, r], l1) and torch.equal(dw2[:, r], dw1) and torch.equal(db2[:, r], db1)
+    assert torch.isnan(losses[n:]).all() and torch.isnan(dw[n:]).all()
+    want, dh_ref, dw_ref, db_ref = _reference(h, w, b, split, 1.0, 0.0)
+    torch.testing.assert_close(losses[:n].sum(0).double(), want.detach(), rtol=1e-5, atol=1e-7)
+    for got, ref in ((dh, dh_ref), (dw[:n].sum(0), dw_ref), (db[:n].sum(0), db_ref)):
+        assert rel_err(got, ref) < 2e-5

@@ -42,12 +42,12 @@ def test_every_candidate_is_a_complete_config():
     keys = {"linear_act_fwd": {"BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages"},
             "linear_act_bwd": {"DX_BLOCK_M", "DX_BLOCK_N", "DX_BLOCK_K", "DW_BLOCK_M", "DW_BLOCK_N", "DW_BLOCK_K",
                                "SPLIT_M", "num_warps", "num_stages"},
-            "d_head": {"BLOCK_M", "num_warps"}}
+            "d_head": {"BLOCK_M", "SPLIT", "num_warps"}}
     default = configs.load(configs.DEFAULT_FILE)
     for kernel, candidates in tune.CANDIDATES.items():
         assert {frozenset(e["config"]) for e in default if e["kernel"] == kernel} == {frozenset(keys[kernel])}
         assert all(set(c) == keys[kernel] for c in candidates)
-        assert all(c.get("SPLIT_M", 1) <= tune.MAX_SPLIT for c in candidates)
+        assert all(c.get("SPLIT_M", c.get("SPLIT", 1)) <= tune.MAX_SPLIT for c in candidates)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
