@@ -12,8 +12,8 @@ does the work in a subprocess, since this process runs kernels in the interprete
 Also asserted: a launch of the captured iteration takes one specialization in every iteration
 (`variants` = 1); a second one would compile during a CUDA-graph capture and fail. At batch 128
 and 8192 on sm_90 (the H100/H200 the configs are for: kernels/configs/default.json, and every
-tuned card's table there) nothing spills registers, in every precision (sm_80's backward still
-spills: benchmarks/NOTES.md); the tensor-core precisions (tf32x3, tf32)
+tuned card's table there) nothing spills registers, in every precision (sm_80's large tiles
+still spill at batch 8192: benchmarks/NOTES.md); the tensor-core precisions (tf32x3, tf32)
 compile their products to mma/wgmma.
 """
 

@@ -1,0 +1,39 @@
+"""benchmarks.sites, which the tuner and the breakdown time: one iteration's launch sites are
+the trainer's 12 launches in order, each site's shape is exactly the key its launcher looks
+its config up by (or a tuned table would never apply), and calling a site launches it again
+into the trainer's buffers."""
+
+import torch
+
+import kernels
+from benchmarks.sites import iteration_sites
+from fastgan import model
+from fastgan.data import Batcher
+from fastgan.graph import GraphTrainer
+
+
+def test_sites_are_the_iteration_and_their_shapes_are_the_lookup_keys(monkeypatch):
+    images = torch.rand(64, model.X_DIM)
+    trainer = GraphTrainer([model.init_params(r, "cpu") for r in range(2)], [1e-3, 2e-4],
+                           [Batcher(images, 8, seed=r) for r in range(2)], 1, capture=False)
+    looked_up = []
+    lookup = kernels.configs.lookup
+
+    def recording(kernel, device, M=0, N=0, K=0, mode=None):
+        looked_up.append((kernel, M, N, K, mode))
+        return lookup(kernel, device, M, N, K, mode)
+
+    monkeypatch.setattr(kernels.configs, "lookup", recording)
+    sites = iteration_sites(trainer)
+    assert [s.kernel for s in sites] == ["linear_act_fwd"] * 3 + ["d_head", "linear_act_bwd", "adam", "linear_act_fwd",
+                                                                  "d_head"] + ["linear_act_bwd"] * 3 + ["adam"]
+    launched = [key for i, key in enumerate(looked_up) if i == 0 or key != looked_up[i - 1]]  # d_head looks up twice
+    keys = [(s.kernel, *s.shape()) for s in sites]
+    assert keys == launched
+    assert keys[2] == ("linear_act_fwd", 16, 128, 784, None) and keys[4][-1] == "dw" and keys[9][-1] == "dx+dw"
+    trainer.hG.zero_()
+    sites[0]()  # G1's forward again (with the parameters as Adam left them), into the trainer's buffer
+    again = trainer.hG.clone()
+    trainer.hG.zero_()
+    sites[0]()
+    assert again.abs().sum() > 0 and torch.equal(trainer.hG, again)
