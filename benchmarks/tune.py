@@ -17,7 +17,8 @@ Writes kernels/configs/<device>.json (kernels.configs.device_file; --out to put 
 with each entry's measured µs per R and the default's beside it; the launchers read it on that
 card from then on. Commit it. Adam keeps its defaults (a memory-bound elementwise update). The
 Adam cost of more split-M slots (one extra
-read of the gradients per slot) is not in a backward candidate's time.
+read of the gradients per slot) is not in a backward candidate's time, nor the cost to D's head
+of summing a split-K forward's slots in a forward candidate's.
 """
 
 import argparse
@@ -45,8 +46,8 @@ from .sites import iteration_sites, time_site  # noqa: E402
 MAX_SPLIT = 8  # the trainer under tuning gets this many gradient slots, so every split candidate fits
 
 
-def _fwd(bm, bn, bk, warps=4, stages=3):
-    return {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "num_warps": warps, "num_stages": stages}
+def _fwd(bm, bn, bk, warps=4, stages=3, split=1):
+    return {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": split, "num_warps": warps, "num_stages": stages}
 
 
 def _bwd(dx, dw, split, warps=4, stages=1):
@@ -59,7 +60,8 @@ def _bwd(dx, dw, split, warps=4, stages=1):
 # 3 stages spilled ~1.7 KB; at 16x64x32 dx / 32x64x32 dW it does not).
 CANDIDATES = {
     "linear_act_fwd": [_fwd(16, 32, 64), _fwd(16, 64, 64), _fwd(32, 64, 32), _fwd(32, 64, 64, 4, 2),
-                       _fwd(64, 64, 64), _fwd(64, 64, 32, 4, 4), _fwd(64, 128, 32, 8, 3), _fwd(128, 64, 32, 8, 3)],
+                       _fwd(64, 64, 64), _fwd(64, 64, 32, 4, 4), _fwd(64, 128, 32, 8, 3), _fwd(128, 64, 32, 8, 3),
+                       _fwd(16, 32, 64, split=4), _fwd(16, 16, 64, split=2), _fwd(32, 32, 32, split=8)],
     "d_head": [{"BLOCK_M": bm, "SPLIT": split, "num_warps": w}
                for bm, split, w in ((32, 4, 4), (32, 8, 4), (64, 4, 4), (64, 8, 4), (64, 8, 8), (128, 8, 8))],
     "linear_act_bwd": [_bwd((16, 64, 64), (64, 64, 64), 4), _bwd((16, 64, 32), (32, 64, 64), 2),
@@ -73,6 +75,7 @@ CANDIDATES = {
 def _slots_table():
     """A table giving every split launch MAX_SPLIT slots (for the trainer under tuning)."""
     return [{"kernel": "linear_act_bwd", "config": _bwd((16, 64, 64), (16, 64, 64), MAX_SPLIT)},
+            {"kernel": "linear_act_fwd", "config": _fwd(16, 16, 16, split=MAX_SPLIT)},
             {"kernel": "d_head", "config": {"BLOCK_M": 16, "SPLIT": MAX_SPLIT, "num_warps": 4}}]
 
 

@@ -15,9 +15,10 @@ host scalar is frozen into the graph). Inside the graph, per iteration (12 launc
 
   D step   G1, G2 on [z_d; z_g] (G's params do not change in the D step, so G(z_g) for the G
            step is computed here too) | D1 on [real; fake], the real rows read from the images
-           through the batch's indices (no gather launch) | D head (D2, both BCE means, their
-           backward) | D1 backward (dW, db as split-M partial sums) | Adam on D's flat buffer
-           (adds the partial sums first)
+           through the batch's indices (no gather launch), its 784-deep product in K chunks |
+           D head (D1's bias and ReLU on the chunks' sum, D2, both BCE means, their backward,
+           over row chunks) | D1 backward (dW, db as split-M partial sums) | Adam on D's flat
+           buffer (adds the partial sums first)
   G step   D1 on G(z_g) | D head (target 1, dh only) | D1 backward (dx only) | G2 backward |
            G1 backward (dW, db) | Adam on G's flat buffer
 
@@ -40,7 +41,7 @@ import torch
 import kernels
 from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, d_head, linear_act_backward, linear_act_forward
 from kernels.d_head import head_partials
-from kernels.linear_act import PRECISIONS, dw_partials
+from kernels.linear_act import PRECISIONS, dw_partials, forward_partials
 
 from .model import ADAM_BETAS, ADAM_EPS, D_SHAPES, G_SHAPES, H_DIM, X_DIM, Z_DIM
 
@@ -83,7 +84,10 @@ def bytes_per_run(batch, iters_per_replay, device="cpu"):
     B, K = batch, iters_per_replay
     slots = grad_partials(B, torch.device(device))
     n_params = sum((3 + slots[net]) * torch.Size(s).numel() for net, shapes in NETS.items() for s in shapes.values())
-    floats = n_params + K * (2 * B * Z_DIM + 4 + 4 * loss_partials(B, torch.device(device))) + 3 * B * X_DIM + 9 * B * H_DIM
+    device = torch.device(device)
+    pre = sum(rows * s for rows in (2 * B, B) if (s := forward_partials(device, rows, H_DIM, X_DIM)) > 1)
+    floats = (n_params + K * (2 * B * Z_DIM + 4 + 4 * loss_partials(B, device)) + 3 * B * X_DIM
+              + (9 * B + pre) * H_DIM)
     return 4 * floats + 8 * K * (B + 1)
 
 
@@ -166,12 +170,29 @@ class GraphTrainer:
         self.xx = zeros(R, 2 * B, X_DIM)  # per run [G(z_d); G(z_g)]; D1 reads the real rows in place
         self.hG = zeros(R, 2 * B, H_DIM)
         self.hD = zeros(R, 2 * B, H_DIM)
+        # D1's 784-deep products cut into K chunks where the config says so (slots of raw sums,
+        # finished by D's head: bias, ReLU, written to hD / hDg); None: D1 launches whole.
+        self.hD_pre = self._pre_slots(2 * B, device)
+        self.hDg_pre = self._pre_slots(B, device)
         self.dhD = zeros(R, 2 * B, H_DIM)
         self.hDg = zeros(R, B, H_DIM)
         self.dhDg = zeros(R, B, H_DIM)
         self.dfake = zeros(R, B, X_DIM)
         self.dhG = zeros(R, B, H_DIM)
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
+
+    def _pre_slots(self, rows, device):
+        slots = forward_partials(device, rows, H_DIM, X_DIM)
+        return torch.zeros(slots, self.R, rows, H_DIM, device=device) if slots > 1 else None
+
+    def _d1(self, x, h, pre, rows=None):
+        """D1 forward: whole (bias and ReLU here), or as K-chunk slots that D's head finishes."""
+        P, pr = self.P, self.precision
+        if pre is None:
+            linear_act_forward(x, P["D_W1"], P["D_b1"], h, ACT_RELU, pr, rows=rows)
+        else:
+            linear_act_forward(x, P["D_W1"], P["D_b1"], pre, ACT_RELU, pr, rows=rows, partials=True)
+        return None if pre is None else (pre, P["D_b1"])
 
     def run_params(self, r):
         """Run r's parameters: name -> view (in, out) or (n,), as in fastgan.model."""
@@ -185,15 +206,15 @@ class GraphTrainer:
         # D step
         linear_act_forward(z, P["G_W1"], P["G_b1"], self.hG, ACT_RELU, pr)
         linear_act_forward(self.hG, P["G_W2"], P["G_b2"], xx, ACT_SIGMOID, pr)
-        linear_act_forward(fake_d, P["D_W1"], P["D_b1"], self.hD, ACT_RELU, pr, rows=real)
+        pre = self._d1(fake_d, self.hD, self.hD_pre, rows=real)
         d_head(self.hD, P["D_W2"], P["D_b2"], self.log[i, :, :, :3], self.dhD, Gr["D_W2"], Gr["D_b2"],
-               split=B, t0=1.0, t1=0.0, partials=True)
+               split=B, t0=1.0, t1=0.0, partials=True, pre=pre)
         linear_act_backward(fake_d, P["D_W1"], self.hD, self.dhD, None, Gr["D_W1"], Gr["D_b1"], ACT_RELU, pr,
                             rows=real, partials=True)
         adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.hyper[i], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
-        linear_act_forward(fake_g, P["D_W1"], P["D_b1"], self.hDg, ACT_RELU, pr)
-        d_head(self.hDg, P["D_W2"], P["D_b2"], self.log[i, :, :, 3:], self.dhDg, t0=1.0, partials=True)
+        pre = self._d1(fake_g, self.hDg, self.hDg_pre)
+        d_head(self.hDg, P["D_W2"], P["D_b2"], self.log[i, :, :, 3:], self.dhDg, t0=1.0, partials=True, pre=pre)
         linear_act_backward(fake_g, P["D_W1"], self.hDg, self.dhDg, self.dfake, None, None, ACT_RELU, pr)
         linear_act_backward(self.hG[:, B:], P["G_W2"], fake_g, self.dfake, self.dhG, Gr["G_W2"], Gr["G_b2"],
                             ACT_SIGMOID, pr, partials=True)

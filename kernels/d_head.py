@@ -12,6 +12,10 @@ Outputs (loss_ptr, contiguous): TWO_PARTS: [mean0 + mean1, mean0, mean1] (the se
 d_real_loss, d_fake_loss); otherwise [mean0] (G's loss, split = M). Gradients are of the sum
 mean0 + mean1. NEED_DW=False skips dw and db (the G step does not update D).
 
+D1 finished here (`pre=(slots, b1)`): h is computed as relu(sum of the slots in order + b1) from
+D1's split-K forward (kernels.linear_act, partials=True) and written to `h` for D1's backward,
+so D1's bias and ReLU cost no launch and its 784-deep product can be cut into chunks.
+
 Split over rows (`partials=True`): the rows are cut into SPLIT chunks (a config value;
 `head_partials` says how many), one program each; losses, dw and db carry a leading axis of
 P >= SPLIT slots and chunk s writes slot s: its share of each mean (already divided by the part's
@@ -28,7 +32,7 @@ import triton
 import triton.language as tl
 
 from . import configs
-from ._checks import as_runs, check_devices, check_run_dense, check_runs
+from ._checks import as_runs, check_devices, check_run_dense, check_runs, check_tensor
 from .sigmoid_bce import _log1p_small
 
 MAX_H = 1024
@@ -37,7 +41,9 @@ FP_FUSION = True  # FMA contraction, set explicitly (Triton 3.10 changes its def
 
 @triton.jit
 def _d_head_kernel(
-    h_ptr,  # (R, M, H) D1's output (ReLU applied), contiguous within a run
+    h_ptr,  # (R, M, H) D1's output (ReLU applied), contiguous within a run: read, or written if PRE_PARTS
+    pre_ptr,  # (PRE_PARTS, R, M, H) D1's raw K-chunk sums, contiguous within a run (only if PRE_PARTS)
+    b1_ptr,  # (R, H) D1's bias (only if PRE_PARTS)
     w_ptr,  # (R, H, 1) D2 weight
     b_ptr,  # (R, 1) D2 bias
     loss_ptr,  # (P, R, 3 if TWO_PARTS else 1) out: per slot and run (see module doc), contiguous within a run
@@ -50,14 +56,18 @@ def _d_head_kernel(
     stride_w,  # w's stride along H in elements
     stride_hr, stride_wr, stride_br, stride_lr, stride_dhr, stride_dwr, stride_dbr,  # run strides
     stride_lp, stride_dwp, stride_dbp,  # slot strides of the losses, dw and db
+    stride_prer, stride_pres, stride_b1r, stride_b1,  # pre's run and slot strides, b1's strides
     TWO_PARTS: tl.constexpr,
     NEED_DW: tl.constexpr,
+    PRE_PARTS: tl.constexpr,  # 0: h is given; n: h = relu(sum of n slots of pre + b1), written to h
     BLOCK_M: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
     part = tl.program_id(0)  # a chunk of rows: slot `part` of the partial outputs
     run = tl.program_id(1)  # one GAN of a sweep
     h_ptr += run * stride_hr
+    pre_ptr += run * stride_prer
+    b1_ptr += run * stride_b1r
     w_ptr += run * stride_wr
     b_ptr += run * stride_br
     loss_ptr += run * stride_lr + part * stride_lp
@@ -70,6 +80,7 @@ def _d_head_kernel(
     cols = tl.arange(0, BLOCK_H)
     cmask = cols < H
     w = tl.load(w_ptr + cols * stride_w, mask=cmask, other=0.0)
+    b1 = tl.load(b1_ptr + cols * stride_b1, mask=cmask & (PRE_PARTS > 0), other=0.0)
     b = tl.load(b_ptr)
     inv0 = 1.0 / split
     inv1 = 1.0 / tl.maximum(M - split, 1)
@@ -81,7 +92,14 @@ def _d_head_kernel(
         rows = m0 + tl.arange(0, BLOCK_M)
         rmask = rows < M
         mask = rmask[:, None] & cmask[None, :]
-        h = tl.load(h_ptr + rows[:, None] * H + cols[None, :], mask=mask, other=0.0)
+        if PRE_PARTS > 0:  # D1's bias and ReLU on the sum of its K-chunk slots, in slot order
+            h = tl.load(pre_ptr + rows[:, None] * H + cols[None, :], mask=mask, other=0.0)
+            for s in tl.static_range(1, PRE_PARTS):
+                h += tl.load(pre_ptr + s * stride_pres + rows[:, None] * H + cols[None, :], mask=mask, other=0.0)
+            h = tl.where(mask, tl.maximum(h + b1[None, :], 0.0), 0.0)
+            tl.store(h_ptr + rows[:, None] * H + cols[None, :], h, mask=mask)
+        else:
+            h = tl.load(h_ptr + rows[:, None] * H + cols[None, :], mask=mask, other=0.0)
         logit = tl.sum(h * w[None, :], axis=1) + b
         in0 = rows < split
         target = tl.where(in0, t0, t1)
@@ -115,7 +133,7 @@ def head_partials(device, M, H):
     return max(1, min(cfg["SPLIT"], triton.cdiv(M, cfg["BLOCK_M"])))
 
 
-def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0, partials=False):
+def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0, partials=False, pre=None):
     """One launch: the losses of logits = h @ w + b and their gradients (see module doc).
 
     split=None means one part (all rows against t0) and `losses` has 1 element; otherwise rows
@@ -123,6 +141,8 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0, pa
     R runs at once: every tensor with a leading run axis.
     partials=True: losses, dw and db with a leading axis of P >= head_partials(...) slots, summed
     by the caller (see module doc); otherwise one program per run, complete results.
+    pre=(slots, b1): h is not read but computed, relu(sum of slots (P, [R,] M, H) + b1 ([R,] H)),
+    and written (see module doc).
     """
     op = "d_head"
     h, w, b = as_runs(op, "h", h, 2), as_runs(op, "w", w, 2), as_runs(op, "b", b, 1)
@@ -156,7 +176,19 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0, pa
         dw, db = as_runs(op, "dw", dw, 2), as_runs(op, "db", db, 1)
         check_runs(op, "dw", dw, R, (H, 1))
         check_runs(op, "db", db, R, (1,))
-    check_devices(op, h=h, w=w, b=b, losses=losses, dh=dh, dw=dw, db=db)
+    pre_slots, b1 = None, None
+    if pre is not None:
+        pre_slots, b1 = pre
+        if not torch.is_tensor(pre_slots) or pre_slots.dim() not in (3, 4):
+            raise ValueError(f"{op}: pre's slots must be a (P, [R,] M, H) tensor")
+        pre_slots = pre_slots if pre_slots.dim() == 4 else pre_slots.unsqueeze(1)
+        check_tensor(op, "pre", pre_slots, 4)
+        if tuple(pre_slots.shape[1:]) != (R, M, H) or pre_slots.stride()[2:] != (H, 1):
+            raise ValueError(f"{op}: pre's slots must be (P, {R}, {M}, {H}), contiguous within each run; got shape "
+                             f"{tuple(pre_slots.shape)}, strides {pre_slots.stride()}")
+        b1 = as_runs(op, "b1", b1, 1)
+        check_runs(op, "b1", b1, R, (H,))
+    check_devices(op, h=h, w=w, b=b, losses=losses, dh=dh, dw=dw, db=db, pre=pre_slots, b1=b1)
     cfg = configs.lookup("d_head", h.device, M=M, N=1, K=H)
     n_split = head_partials(h.device, M, H) if partials else 1
     del cfg["SPLIT"]
@@ -166,11 +198,14 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0, pa
                              "allocate kernels.d_head.head_partials(...) slots")
     stride_lp, stride_dwp, stride_dbp = (slots.get(name, (0, 0))[1] for name in ("losses", "dw", "db"))
     return _d_head_kernel[(n_split, R)](
-        h, w, b, losses, dh, dw if dw is not None else dh, db if db is not None else dh,
+        h, pre_slots if pre is not None else h, b1 if pre is not None else h, w, b, losses, dh,
+        dw if dw is not None else dh, db if db is not None else dh,
         M, H, split if two else M, float(t0), float(t1), w.stride(1),
         h.stride(0), w.stride(0), b.stride(0), losses.stride(0), dh.stride(0),
         dw.stride(0) if dw is not None else 0, db.stride(0) if db is not None else 0,
         stride_lp, stride_dwp, stride_dbp,
-        TWO_PARTS=two, NEED_DW=dw is not None,
+        pre_slots.stride(1) if pre is not None else 0, pre_slots.stride(0) if pre is not None else 0,
+        b1.stride(0) if pre is not None else 0, b1.stride(1) if pre is not None else 0,
+        TWO_PARTS=two, NEED_DW=dw is not None, PRE_PARTS=pre_slots.shape[0] if pre is not None else 0,
         BLOCK_H=triton.next_power_of_2(H), enable_fp_fusion=FP_FUSION, **cfg,
     )

@@ -28,6 +28,12 @@ the P slots in a fixed order. No atomics, so the sums are deterministic and ever
 sweep still equals the run alone. Without `partials`, one program per dw tile walks the whole
 batch (the autograd Function does this).
 
+Split-K forward: with `partials=True`, y carries a leading axis of P slots and the K-deep sum is
+cut into SPLIT_K chunks (config; `forward_partials` says how many); chunk s writes its raw sum
+x[:, chunk] @ w[chunk] into slot s, without bias or activation: the consumer finishes
+y = act(sum of the slots + b) (fastgan's trainer: D's head, for D1's 784-deep products). Slots
+past SPLIT_K are left alone (kept zero by the caller).
+
 Precision: `precision` is tl.dot's input_precision: "ieee" (default; exact fp32 products, what
 the tests compare at 2e-5), "tf32x3" (three TF32 products per product, close to fp32, on the
 tensor cores) or "tf32" (one TF32 product: 10-bit mantissas, relative error about 1e-3).
@@ -101,35 +107,47 @@ def _linear_act_fwd_kernel(
     stride_wr, stride_wk, stride_wn,  # w strides in elements
     stride_br, stride_b,  # b strides in elements
     stride_yr,  # y's run stride (rows of N within a run)
+    stride_ys,  # y's slot stride (SPLIT_K > 1)
     ACT: tl.constexpr,  # 0 identity, 1 ReLU, 2 sigmoid
     GATHER: tl.constexpr,  # the first G rows come from images[idx]
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee", "tf32x3" or "tf32"
+    SPLIT_K: tl.constexpr,  # K chunks, one slot of y each
+    RAW: tl.constexpr,  # write raw sums (no bias, no activation): the caller finishes the slots
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
+    pid_m = tl.program_id(0) // SPLIT_K
+    chunk = tl.program_id(0) % SPLIT_K
     pid_n = tl.program_id(1)
     run = tl.program_id(2)  # one GAN of a sweep: its own inputs, weights and outputs
     x_ptr += run * stride_xr
     idx_ptr += run * stride_idxr
     w_ptr += run * stride_wr
     b_ptr += run * stride_br
-    y_ptr += run * stride_yr
+    y_ptr += run * stride_yr + chunk * stride_ys
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
     rows = _row_pointers(x_ptr, img_ptr, idx_ptr, rm, M, G, stride_xm, stride_im, GATHER)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    if SPLIT_K == 1:
+        k_lo = 0
+        k_hi = K
+    else:  # this program's chunk of K (a whole number of blocks)
+        k_per_chunk = tl.cdiv(tl.cdiv(K, BLOCK_K), SPLIT_K) * BLOCK_K
+        k_lo = chunk * k_per_chunk
+        k_hi = tl.minimum(k_lo + k_per_chunk, K)
+    for k0 in range(k_lo, k_hi, BLOCK_K):
         kk = k0 + rk
         a = tl.load(rows[:, None] + kk[None, :] * stride_xk, mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0)
         b = tl.load(w_ptr + kk[:, None] * stride_wk + rn[None, :] * stride_wn,
                     mask=(kk[:, None] < K) & (rn[None, :] < N), other=0.0)
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
-    acc += tl.load(b_ptr + rn * stride_b, mask=rn < N, other=0.0)[None, :]
-    if ACT == 1:
-        acc = tl.maximum(acc, 0.0)
-    elif ACT == 2:
-        acc = 1.0 / (1.0 + tl.exp(-acc))
+    if not RAW:
+        acc += tl.load(b_ptr + rn * stride_b, mask=rn < N, other=0.0)[None, :]
+        if ACT == 1:
+            acc = tl.maximum(acc, 0.0)
+        elif ACT == 2:
+            acc = 1.0 / (1.0 + tl.exp(-acc))
     tl.store(y_ptr + rm[:, None] * N + rn[None, :], acc, mask=(rm[:, None] < M) & (rn[None, :] < N))
 
 
@@ -266,7 +284,13 @@ def _forward_config(device, M, N, K):
     cfg["BLOCK_M"] = configs.block(cfg["BLOCK_M"], M)
     cfg["BLOCK_N"] = configs.block(cfg["BLOCK_N"], N)
     cfg["BLOCK_K"] = configs.block(cfg["BLOCK_K"], K)
+    cfg["SPLIT_K"] = max(1, min(cfg["SPLIT_K"], triton.cdiv(K, cfg["BLOCK_K"])))
     return cfg
+
+
+def forward_partials(device, M, N, K):
+    """How many slots a split-K forward of this layer (partials=True) writes."""
+    return _forward_config(device, M, N, K)["SPLIT_K"]
 
 
 def backward_config(device, M, N, K, mode):
@@ -285,16 +309,25 @@ def dw_partials(device, M, N, K, mode="dw"):
     return backward_config(device, M, N, K, mode)["SPLIT_M"]
 
 
-def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None):
+def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=False):
     """y[:] = act(x @ w + b). Writes the preallocated y; no allocation, no host sync.
 
     One run: x (M, K), w (K, N), b (N,), y (M, N). R runs (a sweep), in one launch: the same
     with a leading run axis, x (R, M, K), w (R, K, N), b (R, N), y (R, M, N).
     rows=(images, idx): the input is [images[idx]; x] (idx (G,) or (R, G) int64, valid row
-    numbers of images (n, K)); y then has G + x's rows. Returns what Triton's launch returns (on a
-    GPU the compiled kernel: its n_regs and n_spills are what the tuner checks)."""
+    numbers of images (n, K)); y then has G + x's rows. partials=True: y (P, [R,] M, N) gets
+    P >= forward_partials(...) slots of raw K-chunk sums, finished by the caller (module doc).
+    Returns what Triton's launch returns (on a GPU the compiled kernel: its n_regs and n_spills
+    are what the tuner checks)."""
     op = _check_act(act)
     _check_precision(op, precision)
+    slots, stride_ys = 1, 0
+    if partials:
+        if not torch.is_tensor(y) or y.dim() not in (3, 4):
+            raise ValueError(f"{op}: with partials, y is (P, [R,] M, N) slots; got "
+                             f"{tuple(y.shape) if torch.is_tensor(y) else type(y).__name__}")
+        slots, stride_ys = y.shape[0], y.stride(0)
+        y = y[0]
     x, w, b, y = (as_runs(op, n, t, d) for n, t, d in (("x", x, 2), ("w", w, 2), ("b", b, 1), ("y", y, 2)))
     R, Mx, K = x.shape
     if w.shape[1] != K:
@@ -310,12 +343,17 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None):
     check_run_dense(op, "y", y)
     check_devices(op, x=x, w=w, b=b, y=y, images=images, idx=idx)
     cfg = _forward_config(x.device, M, N, K)
-    grid = (triton.cdiv(M, cfg["BLOCK_M"]), triton.cdiv(N, cfg["BLOCK_N"]), R)
+    if not partials:
+        cfg["SPLIT_K"] = 1
+    elif slots < cfg["SPLIT_K"]:
+        raise ValueError(f"{op}: y has {slots} slots but this layer's config splits K in {cfg['SPLIT_K']}: "
+                         "allocate kernels.linear_act.forward_partials(...) slots")
+    grid = (triton.cdiv(M, cfg["BLOCK_M"]) * cfg["SPLIT_K"], triton.cdiv(N, cfg["BLOCK_N"]), R)
     return _linear_act_fwd_kernel[grid](
         x, images if rows is not None else x, idx if rows is not None else x, w, b, y, M, N, K, G,
         *x.stride(), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
-        *w.stride(), *b.stride(), y.stride(0),
-        ACT=act, GATHER=rows is not None, PRECISION=precision, enable_fp_fusion=FP_FUSION, **cfg,
+        *w.stride(), *b.stride(), y.stride(0), stride_ys,
+        ACT=act, GATHER=rows is not None, PRECISION=precision, RAW=partials, enable_fp_fusion=FP_FUSION, **cfg,
     )
 
 

@@ -15,7 +15,7 @@ from helpers import rel_err
 
 from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, configs, d_head, linear_act_backward, linear_act_forward
 from kernels.d_head import head_partials
-from kernels.linear_act import backward_config, dw_partials
+from kernels.linear_act import backward_config, dw_partials, forward_partials
 
 TABLES = sorted(configs.TABLE_DIR.glob("*.json"))
 ENTRIES = [(path.name, i, e) for path in TABLES for i, e in enumerate(configs.load(path))]
@@ -84,18 +84,24 @@ def _catch_all(entry):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "linear_act_fwd"], ids=_ids)
 def test_every_forward_config_matches_float64(device, case):
-    """At a shape larger than the config's blocks on every axis, with gathered rows."""
+    """At a shape larger than the config's blocks on every axis (K split into the config's chunks,
+    each non-empty, raw slots summed here), with gathered rows."""
     _, _, entry = case
     c = entry["config"]
-    M, K, N = c["BLOCK_M"] + 5, c["BLOCK_K"] + 3, c["BLOCK_N"] + 7
+    M, K, N = c["BLOCK_M"] + 5, c["BLOCK_K"] * c["SPLIT_K"] + 3, c["BLOCK_N"] + 7
     images, x = torch.rand(40, K, device=device), torch.rand(M - 4, K, device=device)
     idx = torch.randint(0, 40, (4,), device=device)
     w, b = torch.randn(K, N, device=device) / math.sqrt(K / 2), torch.randn(N, device=device) * 0.1
+    want = torch.sigmoid(torch.cat([images[idx], x]).double() @ w.double() + b.double())
     y = torch.full((M, N), float("nan"), device=device)
     with configs.use(_catch_all(entry)):
         linear_act_forward(x, w, b, y, ACT_SIGMOID, rows=(images, idx))
-    full = torch.cat([images[idx], x]).double()
-    assert rel_err(y, torch.sigmoid(full @ w.double() + b.double())) < TOL
+        slots = forward_partials(torch.device(device), M, N, K)
+        assert slots == c["SPLIT_K"]
+        raw = torch.full((slots, M, N), float("nan"), device=device)
+        linear_act_forward(x, w, b, raw, ACT_SIGMOID, rows=(images, idx), partials=True)
+    assert rel_err(y, want) < TOL
+    assert rel_err(torch.sigmoid(raw.double().sum(0) + b.double()), want) < TOL
 
 
 @pytest.mark.parametrize("device", DEVICES)

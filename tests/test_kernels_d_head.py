@@ -137,3 +137,23 @@ def test_row_chunks_sum_to_float64(device, M, split):
     torch.testing.assert_close(losses[:n].sum(0).double(), want.detach(), rtol=1e-5, atol=1e-7)
     for got, ref in ((dh, dh_ref), (dw[:n].sum(0), dw_ref), (db[:n].sum(0), db_ref)):
         assert rel_err(got, ref) < 2e-5
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_finishes_d1_from_its_k_chunk_slots(device):
+    """pre=(slots, b1): h = relu(sum of the slots + b1) is written to h and used; the losses and
+    gradients are those of d_head on that h, computed the plain way (bitwise: same numbers, same order)."""
+    M, H = 40, 24
+    slots, b1 = torch.randn(3, M, H, device=device), torch.randn(H, device=device)
+    _, w, b = _inputs(M, H, device)
+    h = torch.full((M, H), float("nan"), device=device)
+    losses, dh, dw, db = (torch.empty(*s, device=device) for s in ((3,), (M, H), (H, 1), (1,)))
+    d_head(h, w, b, losses, dh, dw, db, split=17, pre=(slots, b1))
+    want_h = torch.relu(((slots[0] + slots[1]) + slots[2]) + b1)
+    assert torch.equal(h, want_h)
+    l2, dh2, dw2, db2 = (torch.empty(*s, device=device) for s in ((3,), (M, H), (H, 1), (1,)))
+    d_head(want_h, w, b, l2, dh2, dw2, db2, split=17)
+    for got, want in ((losses, l2), (dh, dh2), (dw, dw2), (db, db2)):
+        assert torch.equal(got, want)
+    with pytest.raises(ValueError, match=r"pre's slots must be \(P, 1, 40, 24\)"):
+        d_head(h, w, b, losses, dh, dw, db, split=17, pre=(slots[:, :, :5], b1))

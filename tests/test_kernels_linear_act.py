@@ -295,3 +295,24 @@ def test_gathered_rows_equal_the_gathered_input(device, act):
 def test_unknown_precision_refused():
     with pytest.raises(ValueError, match=r"precision must be one of \('ieee', 'tf32x3', 'tf32'\), got 'bf16'"):
         linear_act_forward(*_good(), ACT_RELU, precision="bf16")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("K", [20, 70, 785])
+def test_split_k_slots_sum_to_the_pre_activation(device, K):
+    """partials=True with SPLIT_K = 3 chunks of 16-deep blocks: raw sums (no bias, no
+    activation) into 3 of 4 slots that add up to x @ w in float64; the fourth is left alone
+    (at K = 20 only 2 chunks: the third slot written, the fourth untouched); too few slots refused."""
+    M, N = 9, 17
+    x, w, b = _inputs(M, K, N, device)
+    table = [{"kernel": "linear_act_fwd", "config": {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "SPLIT_K": 3,
+                                                     "num_warps": 4, "num_stages": 2}}]
+    y = torch.full((4, M, N), float("nan"), device=device)
+    with kernels.configs.use(table):
+        n = kernels.linear_act.forward_partials(torch.device(device), M, N, K)
+        assert n == min(3, -(-K // 16))
+        linear_act_forward(x, w, b, y, ACT_SIGMOID, partials=True)
+        with pytest.raises(ValueError, match=f"y has 1 slots but this layer's config splits K in {n}"):
+            linear_act_forward(x, w, b, y[:1], ACT_SIGMOID, partials=True)
+    assert torch.isnan(y[n:]).all() and torch.isfinite(y[:n]).all()
+    assert rel_err(y[:n].sum(0), x.double() @ w.double()) < IEEE_TOL
