@@ -3,7 +3,8 @@ kernel launch, looked up by kernel and shape in a JSON table.
 
 Tables live in kernels/configs/: `default.json` serves every card; `<device>.json` (written by
 `python -m benchmarks.tune` on that card, named by `device_file`) is read first when the
-launch's tensors are on a CUDA device of that name. `use(table)` puts another table first inside
+launch's tensors are on a CUDA device of that name; `interpreter.json` is read first under
+Triton's interpreter (the CPU tests: large tiles, the same splits; see the file). `use(table)` puts another table first inside
 a block (the tuner's candidates, tests, `kernel_report --table`).
 
 A table is a list of entries {"kernel", optional match keys, "config"}. Match keys: "max_M" (the
@@ -28,8 +29,11 @@ from pathlib import Path
 
 import triton
 
+from . import _checks
+
 TABLE_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_FILE = TABLE_DIR / "default.json"
+INTERPRETER_FILE = TABLE_DIR / "interpreter.json"
 KERNELS = ("linear_act_fwd", "linear_act_bwd", "d_head", "adam")
 MATCH_KEYS = ("max_M", "N", "K", "mode")
 _override = None  # a table (list) set by use(), or None
@@ -80,6 +84,11 @@ def _default():
 
 
 @functools.cache
+def _interpreter():
+    return _freeze(load(INTERPRETER_FILE))
+
+
+@functools.cache
 def _device_table(name):
     path = device_file(name) if name else None
     return _freeze(load(path)) if path is not None and path.exists() else ()
@@ -96,6 +105,8 @@ def table_for(device):
     """The frozen entries consulted for tensors on `device` (a torch.device), most specific first."""
     if _override is not None:
         return _override + _default()
+    if _checks.INTERPRETED:
+        return _interpreter() + _default()
     name = _device_name(device.index if device.index is not None else 0) if device.type == "cuda" else None
     return _device_table(name) + _default()
 

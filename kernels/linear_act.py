@@ -16,7 +16,7 @@ weights and outputs); the runs are a grid axis, so R runs are one launch, and ea
 numbers are bitwise those of the same run launched alone (same tiles, same order).
 Inputs may be strided; outputs must be contiguous within a run. float32 only.
 
-Gathered rows: `rows=(images, idx)` makes the first G = idx rows of the input images[idx]
+Gathered rows: `rows=(images, idx)` makes the first G = len(idx) rows of the input images[idx]
 (the batch's real images, read in place) and the rest x's rows, in the forward and the
 backward alike: D's first layer reads the gathered batch without a gather launch or a copy.
 
@@ -43,7 +43,9 @@ for every card, a tuned table per card from `python -m benchmarks.tune`), looked
 and shape. The backward's dx and dw tiles have block sizes of their own (DX_BLOCK_*, DW_BLOCK_*).
 sm_90 compile (python -m benchmarks.kernel_report): the backward pipelined with 3 stages at
 64x64x64 used 255 registers and spilled ~1.7 KB per thread; unpipelined (num_stages 1) 139-168
-registers and no spill, since its tiles of g = dy * act'(y) are computed in registers.
+registers and no spill, since its tiles of g = dy * act'(y) are computed in registers. Small
+tiles (16x64x32 dx, 32x64x32 dw) pipeline with 2-3 stages without spilling: the batch-128
+defaults.
 Not yet measured on a GPU: see benchmarks/NOTES.md.
 """
 
