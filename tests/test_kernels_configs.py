@@ -128,7 +128,9 @@ def test_every_backward_config_matches_float64(device, case):
         dw, db = torch.zeros(slots, K, N, device=device), torch.zeros(slots, N, device=device)
         linear_act_backward(x.detach(), w.detach(), y, dy, dx, dw, db, ACT_RELU, partials=True)
     assert rel_err(dx, xd.grad) < TOL
-    assert rel_err(dw.sum(0), wd.grad) < TOL and rel_err(db.sum(0), bd.grad) < TOL
+    assert rel_err(dw.sum(0), wd.grad) < TOL
+    terms = (dy.double() * (yd > 0)).abs().sum(0)  # db is a sum that can cancel: its bound (test_kernels_linear_act)
+    assert ((db.sum(0).double() - bd.grad).norm() / terms.norm()).item() < TOL
 
 
 @pytest.mark.parametrize("device", DEVICES)
