@@ -17,8 +17,9 @@ next power of two (16 at least, tl.dot's minimum), so one entry serves layers of
 
 Determinism: a configuration may change how a sum is split (SPLIT_M) and so the last bits of the
 numbers, but never between runs of one sweep (runs are not a match key) or between launches of
-one trainer. Launches look configurations up on the host at launch time; the result is cached
-per (table, kernel, shape), so a launch costs one dictionary lookup.
+one trainer. Launches look configurations up on the host at launch time; the match is cached
+per (table, kernel, shape), so a launch costs a cached lookup and the decoding of one small
+JSON config (a fresh dict the launcher may change).
 """
 
 import contextlib

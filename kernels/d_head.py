@@ -127,10 +127,14 @@ def _d_head_kernel(
         tl.store(db_ptr, tl.sum(db, axis=0))
 
 
+def _row_chunks(cfg, M):
+    """The row chunks a config cuts M rows into: SPLIT, at most one per row block."""
+    return max(1, min(cfg["SPLIT"], triton.cdiv(M, cfg["BLOCK_M"])))
+
+
 def head_partials(device, M, H):
     """How many slots a split d_head (partials=True) writes for M rows of width H."""
-    cfg = configs.lookup("d_head", device, M=M, N=1, K=H)
-    return max(1, min(cfg["SPLIT"], triton.cdiv(M, cfg["BLOCK_M"])))
+    return _row_chunks(configs.lookup("d_head", device, M=M, N=1, K=H), M)
 
 
 def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0, partials=False, pre=None):
@@ -190,7 +194,7 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0, pa
         check_runs(op, "b1", b1, R, (H,))
     check_devices(op, h=h, w=w, b=b, losses=losses, dh=dh, dw=dw, db=db, pre=pre_slots, b1=b1)
     cfg = configs.lookup("d_head", h.device, M=M, N=1, K=H)
-    n_split = head_partials(h.device, M, H) if partials else 1
+    n_split = _row_chunks(cfg, M) if partials else 1
     del cfg["SPLIT"]
     for name, (n, _) in slots.items():
         if n < n_split:
