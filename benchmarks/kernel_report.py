@@ -71,7 +71,7 @@ def backend_launches(backend, batch, runs=1, precision="ieee"):
 
 def _describe(launch):
     """(shape, blocks, flags) of a launch for the report: blocks as MxNxK (dx and dw tiles of the
-    backward apart, /S for a split-M weight gradient), flags the other constexprs."""
+    backward apart, /S for a split-N dx or a split-M weight gradient), flags the other constexprs."""
     ints = launch.ints()
     shape = "x".join(str(ints[k]) for k in ("M", "N", "K", "H", "n") if k in ints)
     consts = launch.constexprs()
@@ -80,11 +80,11 @@ def _describe(launch):
         dims = [consts[f"{prefix}BLOCK_{d}"] for d in ("M", "N", "K", "H") if f"{prefix}BLOCK_{d}" in consts]
         needed = {"DX_": consts.get("NEED_DX"), "DW_": consts.get("NEED_DW")}.get(prefix, True)
         if dims and needed:
-            tiles.append(prefix[:2].lower() + "x".join(map(str, dims)) + (f"/{consts['SPLIT_M']}" if prefix == "DW_" and
-                                                                         consts.get("SPLIT_M", 1) > 1 else ""))
+            split = consts.get({"DX_": "SPLIT_N", "DW_": "SPLIT_M"}.get(prefix), 1)
+            tiles.append(prefix[:2].lower() + "x".join(map(str, dims)) + (f"/{split}" if split > 1 else ""))
     if "BLOCK" in consts:
         tiles.append(str(consts["BLOCK"]))
-    skip = ("BLOCK", "DX_BLOCK", "DW_BLOCK", "SPLIT_M", "PRECISION")
+    skip = ("BLOCK", "DX_BLOCK", "DW_BLOCK", "SPLIT_M", "SPLIT_N", "PRECISION")
     flags = ",".join(f"{k}={v}" for k, v in consts.items() if not k.startswith(skip))
     return shape, " ".join(tiles), flags
 

@@ -18,7 +18,8 @@ with each entry's measured µs per R and the default's beside it; the launchers 
 card from then on. Commit it. Adam keeps its defaults (a memory-bound elementwise update). The
 Adam cost of more split-M slots (one extra
 read of the gradients per slot) is not in a backward candidate's time, nor the cost to D's head
-of summing a split-K forward's slots in a forward candidate's.
+of summing a split-K forward's slots in a forward candidate's, nor the cost to G1's backward of
+summing a split-N dx's slots.
 """
 
 import argparse
@@ -50,9 +51,9 @@ def _fwd(bm, bn, bk, warps=4, stages=3, split=1):
     return {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": split, "num_warps": warps, "num_stages": stages}
 
 
-def _bwd(dx, dw, split, warps=4, stages=1):
+def _bwd(dx, dw, split, warps=4, stages=1, split_n=1):
     return {"DX_BLOCK_M": dx[0], "DX_BLOCK_N": dx[1], "DX_BLOCK_K": dx[2], "DW_BLOCK_M": dw[0], "DW_BLOCK_N": dw[1],
-            "DW_BLOCK_K": dw[2], "SPLIT_M": split, "num_warps": warps, "num_stages": stages}
+            "DW_BLOCK_K": dw[2], "SPLIT_M": split, "SPLIT_N": split_n, "num_warps": warps, "num_stages": stages}
 
 
 # The search space: small tiles for the latency regime (batch 128), large ones for throughput
@@ -68,13 +69,15 @@ CANDIDATES = {
                        _bwd((32, 64, 64), (64, 64, 64), 1), _bwd((32, 64, 64), (64, 64, 64), 8),
                        _bwd((64, 64, 64), (64, 64, 64), 5), _bwd((64, 64, 64), (64, 64, 32), 8, 8),
                        _bwd((64, 32, 64), (128, 64, 64), 2, 8), _bwd((16, 64, 32), (32, 64, 32), 2, 4, 3),
-                       _bwd((16, 64, 64), (16, 16, 16), 1, 4, 3), _bwd((16, 64, 32), (32, 64, 32), 4, 4, 2)],
+                       _bwd((16, 64, 64), (16, 16, 16), 1, 4, 3), _bwd((16, 64, 32), (32, 64, 32), 4, 4, 2),
+                       _bwd((16, 64, 32), (32, 64, 32), 2, 4, 3, split_n=4), _bwd((16, 64, 32), (32, 64, 32), 2, 4, 3, split_n=2),
+                       _bwd((16, 32, 32), (32, 64, 32), 4, 4, 2, split_n=8)],
 }
 
 
 def _slots_table():
     """A table giving every split launch MAX_SPLIT slots (for the trainer under tuning)."""
-    return [{"kernel": "linear_act_bwd", "config": _bwd((16, 64, 64), (16, 64, 64), MAX_SPLIT)},
+    return [{"kernel": "linear_act_bwd", "config": _bwd((16, 16, 64), (16, 64, 64), MAX_SPLIT, split_n=MAX_SPLIT)},
             {"kernel": "linear_act_fwd", "config": _fwd(16, 16, 16, split=MAX_SPLIT)},
             {"kernel": "d_head", "config": {"BLOCK_M": 16, "SPLIT": MAX_SPLIT, "num_warps": 4}}]
 

@@ -19,8 +19,9 @@ host scalar is frozen into the graph). Inside the graph, per iteration (12 launc
            D head (D1's bias and ReLU on the chunks' sum, D2, both BCE means, their backward,
            over row chunks) | D1 backward (dW, db as split-M partial sums) | Adam on D's flat
            buffer (adds the partial sums first)
-  G step   D1 on G(z_g) | D head (target 1, dh only) | D1 backward (dx only) | G2 backward |
-           G1 backward (dW, db) | Adam on G's flat buffer
+  G step   D1 on G(z_g) | D head (target 1, dh only) | D1 backward (dx only) | G2 backward (dx, its
+           784-deep sum in N-chunk slots; dW, db) | G1 backward (adds G2's dx slots; dW, db) |
+           Adam on G's flat buffer
 
 Launch configurations (tiles, split-M, warps) come from kernels/configs by layer shape, the
 same for every run, so a sweep's run equals the run alone bitwise. `precision` picks the
@@ -41,7 +42,7 @@ import torch
 import kernels
 from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, d_head, linear_act_backward, linear_act_forward
 from kernels.d_head import head_partials
-from kernels.linear_act import PRECISIONS, dw_partials, forward_partials
+from kernels.linear_act import PRECISIONS, dw_partials, dx_partials, forward_partials
 
 from .model import ADAM_BETAS, ADAM_EPS, D_SHAPES, G_SHAPES, H_DIM, X_DIM, Z_DIM
 
@@ -86,8 +87,9 @@ def bytes_per_run(batch, iters_per_replay, device="cpu"):
     n_params = sum((3 + slots[net]) * torch.Size(s).numel() for net, shapes in NETS.items() for s in shapes.values())
     device = torch.device(device)
     pre = sum(rows * s for rows in (2 * B, B) if (s := forward_partials(device, rows, H_DIM, X_DIM)) > 1)
+    dhG = B * dx_partials(device, B, X_DIM, H_DIM)
     floats = (n_params + K * (2 * B * Z_DIM + 4 + 4 * loss_partials(B, device)) + 3 * B * X_DIM
-              + (9 * B + pre) * H_DIM)
+              + (8 * B + dhG + pre) * H_DIM)
     return 4 * floats + 8 * K * (B + 1)
 
 
@@ -178,7 +180,7 @@ class GraphTrainer:
         self.hDg = zeros(R, B, H_DIM)
         self.dhDg = zeros(R, B, H_DIM)
         self.dfake = zeros(R, B, X_DIM)
-        self.dhG = zeros(R, B, H_DIM)
+        self.dhG = zeros(dx_partials(device, B, X_DIM, H_DIM), R, B, H_DIM)  # G2's dx in N-chunk slots, G1 adds them
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
 
     def _pre_slots(self, rows, device):
@@ -219,7 +221,7 @@ class GraphTrainer:
         linear_act_backward(self.hG[:, B:], P["G_W2"], fake_g, self.dfake, self.dhG, Gr["G_W2"], Gr["G_b2"],
                             ACT_SIGMOID, pr, partials=True)
         linear_act_backward(z[:, B:], P["G_W1"], self.hG[:, B:], self.dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
-                            partials=True)
+                            partials=True, dy_partials=True)
         adam_update(self.flat["G"], self.grad_flat["G"], self.m_flat["G"], self.v_flat["G"], self.hyper[i], self.beta2, ADAM_EPS)
 
     def _launch(self, n):

@@ -69,3 +69,21 @@ def check_run_dense(op, name, t):
     if not inner.is_contiguous() or (t.shape[0] > 1 and t.stride(0) < inner.numel()):
         raise ValueError(f"{op}: output {name} must be contiguous within each run (shape {tuple(t.shape)}, "
                          f"strides {t.stride()})")
+
+
+def slots(op, name, t, ndim):
+    """A tensor of partial-sum slots, (P, ...) over a ([R,] ndim-D) tensor: returns (slot 0, P,
+    the slot stride). The kernels read or write slot s at slot 0's pointer + s * stride."""
+    if not torch.is_tensor(t) or t.dim() not in (ndim + 1, ndim + 2):
+        got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+        raise ValueError(f"{op}: with partials, {name} has a leading axis of slots, (P, [R,] ...) with {ndim} "
+                         f"dimensions after the runs; got {got}")
+    return t[0], t.shape[0], t.stride(0)
+
+
+def check_slots(op, name, have, need, split, allocate):
+    """An output with `have` slots holds a launch whose config `split`s into `need` (e.g. "splits
+    the batch in"); else one line saying which function tells how many to allocate."""
+    if have < need:
+        raise ValueError(f"{op}: {name} has {have} slots but this launch's config {split} {need}: allocate "
+                         f"{allocate}(...) slots")

@@ -35,7 +35,15 @@ from . import _checks
 TABLE_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_FILE = TABLE_DIR / "default.json"
 INTERPRETER_FILE = TABLE_DIR / "interpreter.json"
-KERNELS = ("linear_act_fwd", "linear_act_bwd", "d_head", "adam")
+# Each kernel's config keys (the launch's constexprs and its warps, stages); all required.
+CONFIG_KEYS = {
+    "linear_act_fwd": {"BLOCK_M", "BLOCK_N", "BLOCK_K", "SPLIT_K", "num_warps", "num_stages"},
+    "linear_act_bwd": {"DX_BLOCK_M", "DX_BLOCK_N", "DX_BLOCK_K", "DW_BLOCK_M", "DW_BLOCK_N", "DW_BLOCK_K",
+                       "SPLIT_M", "SPLIT_N", "num_warps", "num_stages"},
+    "d_head": {"BLOCK_M", "SPLIT", "num_warps"},
+    "adam": {"BLOCK", "num_warps"},
+}
+KERNELS = tuple(CONFIG_KEYS)
 MATCH_KEYS = ("max_M", "N", "K", "mode")
 _override = None  # a table (list) set by use(), or None
 
@@ -67,6 +75,10 @@ def check(entries, where="config table"):
         unknown = set(e) - {"kernel", "config", *MATCH_KEYS} - {"us", "default_us", "runs", "note"}
         if unknown:
             raise ValueError(f"{where}: entry {i} has unknown keys {sorted(unknown)}")
+        want, have = CONFIG_KEYS[e["kernel"]], set(e["config"])
+        if have != want:
+            raise ValueError(f"{where}: entry {i} ({e['kernel']}) config lacks {sorted(want - have)} and has unknown "
+                             f"{sorted(have - want)}; a {e['kernel']} config has exactly {sorted(want)}")
     return [{k: v for k, v in e.items() if k in ("kernel", "config", *MATCH_KEYS)} for e in entries]
 
 

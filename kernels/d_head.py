@@ -27,12 +27,18 @@ batch 8192, 16,384 rows, 8 MB through one SM: the reason for the split).
 Limits: H <= 1024 (one block of columns). Not yet timed on a GPU: see benchmarks/NOTES.md.
 """
 
-import torch
 import triton
 import triton.language as tl
 
 from . import configs
-from ._checks import as_runs, check_devices, check_run_dense, check_runs, check_tensor
+from ._checks import (
+    as_runs,
+    check_devices,
+    check_run_dense,
+    check_runs,
+    check_slots,
+    slots,
+)
 from .sigmoid_bce import _log1p_small
 
 MAX_H = 1024
@@ -159,16 +165,12 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0, pa
     two = split is not None
     if two and not 0 < split < M:
         raise ValueError(f"{op}: split must be in 1..{M - 1} (both parts non-empty), got {split}")
-    slots = {}
+    n_slots, slot_strides = {}, {"losses": 0, "dw": 0, "db": 0}
     if partials:
-        for name, t in (("losses", losses), ("dw", dw), ("db", db)):
-            if t is not None:
-                if not torch.is_tensor(t) or t.dim() < 2:
-                    raise ValueError(f"{op}: with partials, {name} has a leading slot axis; got "
-                                     f"{tuple(t.shape) if torch.is_tensor(t) else type(t).__name__}")
-                slots[name] = (t.shape[0], t.stride(0))
-        losses = losses[0]
-        dw, db = (t[0] if t is not None else None for t in (dw, db))
+        losses, n_slots["losses"], slot_strides["losses"] = slots(op, "losses", losses, 1)
+        if dw is not None and db is not None:
+            dw, n_slots["dw"], slot_strides["dw"] = slots(op, "dw", dw, 2)
+            db, n_slots["db"], slot_strides["db"] = slots(op, "db", db, 1)
     losses, dh = as_runs(op, "losses", losses, 1), as_runs(op, "dh", dh, 2)
     check_runs(op, "losses", losses, R, (3 if two else 1,))
     check_run_dense(op, "losses", losses)
@@ -180,36 +182,31 @@ def d_head(h, w, b, losses, dh, dw=None, db=None, split=None, t0=1.0, t1=0.0, pa
         dw, db = as_runs(op, "dw", dw, 2), as_runs(op, "db", db, 1)
         check_runs(op, "dw", dw, R, (H, 1))
         check_runs(op, "db", db, R, (1,))
-    pre_slots, b1 = None, None
+    pre_slots, pre_parts, stride_pp, b1 = None, 0, 0, None
     if pre is not None:
         pre_slots, b1 = pre
-        if not torch.is_tensor(pre_slots) or pre_slots.dim() not in (3, 4):
-            raise ValueError(f"{op}: pre's slots must be a (P, [R,] M, H) tensor")
-        pre_slots = pre_slots if pre_slots.dim() == 4 else pre_slots.unsqueeze(1)
-        check_tensor(op, "pre", pre_slots, 4)
-        if tuple(pre_slots.shape[1:]) != (R, M, H) or pre_slots.stride()[2:] != (H, 1):
-            raise ValueError(f"{op}: pre's slots must be (P, {R}, {M}, {H}), contiguous within each run; got shape "
-                             f"{tuple(pre_slots.shape)}, strides {pre_slots.stride()}")
+        pre_slots, pre_parts, stride_pp = slots(op, "pre", pre_slots, 2)
+        pre_slots = as_runs(op, "pre", pre_slots, 2)
+        if tuple(pre_slots.shape) != (R, M, H) or pre_slots.stride()[1:] != (H, 1):
+            raise ValueError(f"{op}: pre's slots must be (P, {R}, {M}, {H}), contiguous within each run; got a slot "
+                             f"of shape {tuple(pre_slots.shape)}, strides {pre_slots.stride()}")
         b1 = as_runs(op, "b1", b1, 1)
         check_runs(op, "b1", b1, R, (H,))
     check_devices(op, h=h, w=w, b=b, losses=losses, dh=dh, dw=dw, db=db, pre=pre_slots, b1=b1)
     cfg = configs.lookup("d_head", h.device, M=M, N=1, K=H)
     n_split = _row_chunks(cfg, M) if partials else 1
     del cfg["SPLIT"]
-    for name, (n, _) in slots.items():
-        if n < n_split:
-            raise ValueError(f"{op}: {name} has {n} slots but this head's config splits the rows in {n_split}: "
-                             "allocate kernels.d_head.head_partials(...) slots")
-    stride_lp, stride_dwp, stride_dbp = (slots.get(name, (0, 0))[1] for name in ("losses", "dw", "db"))
+    for name, n in n_slots.items():
+        check_slots(op, name, n, n_split, "splits the rows in", "kernels.d_head.head_partials")
     return _d_head_kernel[(n_split, R)](
         h, pre_slots if pre is not None else h, b1 if pre is not None else h, w, b, losses, dh,
         dw if dw is not None else dh, db if db is not None else dh,
         M, H, split if two else M, float(t0), float(t1), w.stride(1),
         h.stride(0), w.stride(0), b.stride(0), losses.stride(0), dh.stride(0),
         dw.stride(0) if dw is not None else 0, db.stride(0) if db is not None else 0,
-        stride_lp, stride_dwp, stride_dbp,
-        pre_slots.stride(1) if pre is not None else 0, pre_slots.stride(0) if pre is not None else 0,
+        slot_strides["losses"], slot_strides["dw"], slot_strides["db"],
+        pre_slots.stride(0) if pre is not None else 0, stride_pp,
         b1.stride(0) if pre is not None else 0, b1.stride(1) if pre is not None else 0,
-        TWO_PARTS=two, NEED_DW=dw is not None, PRE_PARTS=pre_slots.shape[0] if pre is not None else 0,
+        TWO_PARTS=two, NEED_DW=dw is not None, PRE_PARTS=pre_parts,
         BLOCK_H=triton.next_power_of_2(H), enable_fp_fusion=FP_FUSION, **cfg,
     )

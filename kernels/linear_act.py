@@ -28,6 +28,13 @@ the P slots in a fixed order. No atomics, so the sums are deterministic and ever
 sweep still equals the run alone. Without `partials`, one program per dw tile walks the whole
 batch (the autograd Function does this).
 
+Split-N input gradient: with `partials=True` dx carries slots too: dx = g @ w^T is a sum over
+the layer's N outputs (784 deep for G's second layer), cut into SPLIT_N chunks (config;
+`dx_partials` says how many), chunk s written in full to slot s, slots past SPLIT_N left alone.
+The consumer is the previous layer's backward: `dy_partials=True` makes its dy such slots,
+added in slot order where g = dy * act'(y) is formed (fastgan's trainer: G1's backward finishes
+G2's dx), so the split costs no launch and stays deterministic.
+
 Split-K forward: with `partials=True`, y carries a leading axis of P slots and the K-deep sum is
 cut into SPLIT_K chunks (config; `forward_partials` says how many); chunk s writes its raw sum
 x[:, chunk] @ w[chunk] into slot s, without bias or activation: the consumer finishes
@@ -54,7 +61,15 @@ import triton
 import triton.language as tl
 
 from . import configs
-from ._checks import as_runs, check_devices, check_run_dense, check_runs, check_tensor
+from ._checks import (
+    as_runs,
+    check_devices,
+    check_run_dense,
+    check_runs,
+    check_slots,
+    check_tensor,
+    slots,
+)
 
 ACT_NONE, ACT_RELU, ACT_SIGMOID = 0, 1, 2
 PRECISIONS = ("ieee", "tf32x3", "tf32")
@@ -76,11 +91,16 @@ def _act_grad(y, ACT: tl.constexpr):
 
 
 @triton.jit
-def _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, ACT: tl.constexpr):
-    """The (rm, rn) tile of g = dy * act'(y), the gradient of the pre-activation (0 outside)."""
+def _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
+                  ACT: tl.constexpr, DY_PARTS: tl.constexpr):
+    """The (rm, rn) tile of g = dy * act'(y), the gradient of the pre-activation (0 outside);
+    dy is the sum of DY_PARTS slots, added in slot order."""
     mask = (rm[:, None] < M) & (rn[None, :] < N)
     y = tl.load(y_ptr + rm[:, None] * stride_ym + rn[None, :] * stride_yn, mask=mask, other=0.0)
-    dy = tl.load(dy_ptr + rm[:, None] * stride_dym + rn[None, :] * stride_dyn, mask=mask, other=0.0)
+    dy_tile = dy_ptr + rm[:, None] * stride_dym + rn[None, :] * stride_dyn
+    dy = tl.load(dy_tile, mask=mask, other=0.0)
+    for s in tl.static_range(1, DY_PARTS):
+        dy += tl.load(dy_tile + s * stride_dys, mask=mask, other=0.0)
     return dy * _act_grad(y, ACT)
 
 
@@ -154,18 +174,19 @@ def _linear_act_fwd_kernel(
 
 
 @triton.jit
-def _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr, tile, M, N, K,
-             stride_wk, stride_wn, stride_ym, stride_yn, stride_dym, stride_dyn,
-             ACT: tl.constexpr, PRECISION: tl.constexpr,
+def _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr, tile, n_lo, n_hi, M, N, K,
+             stride_wk, stride_wn, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
+             ACT: tl.constexpr, DY_PARTS: tl.constexpr, PRECISION: tl.constexpr,
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """dx[m, k] = sum_n g[m, n] w[k, n] for one (BLOCK_M, BLOCK_K) tile of dx."""
+    """dx[m, k] = sum_n g[m, n] w[k, n] over columns [n_lo, n_hi) for one (BLOCK_M, BLOCK_K) tile."""
     n_tiles_k = tl.cdiv(K, BLOCK_K)
     rm = (tile // n_tiles_k) * BLOCK_M + tl.arange(0, BLOCK_M)
     rk = (tile % n_tiles_k) * BLOCK_K + tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
-    for n0 in range(0, N, BLOCK_N):
+    for n0 in range(n_lo, n_hi, BLOCK_N):
         rn = n0 + tl.arange(0, BLOCK_N)
-        g = _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, ACT)
+        g = _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
+                          ACT, DY_PARTS)
         wt = tl.load(w_ptr + rn[:, None] * stride_wn + rk[None, :] * stride_wk,
                      mask=(rn[:, None] < N) & (rk[None, :] < K), other=0.0)
         acc = tl.dot(g, wt, acc, input_precision=PRECISION)
@@ -174,8 +195,8 @@ def _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr, tile, M, N, K,
 
 @triton.jit
 def _dw_tile(x_ptr, img_ptr, idx_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, tile, m_lo, m_hi, M, N, K, G,
-             stride_xm, stride_xk, stride_im, stride_ym, stride_yn, stride_dym, stride_dyn,
-             ACT: tl.constexpr, GATHER: tl.constexpr, PRECISION: tl.constexpr,
+             stride_xm, stride_xk, stride_im, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
+             ACT: tl.constexpr, DY_PARTS: tl.constexpr, GATHER: tl.constexpr, PRECISION: tl.constexpr,
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """dw[k, n] = sum_m x[m, k] g[m, n] over rows [m_lo, m_hi) for one (BLOCK_K, BLOCK_N) tile of
     dw; db[n] = sum_m g[m, n] on the first row of tiles."""
@@ -187,7 +208,8 @@ def _dw_tile(x_ptr, img_ptr, idx_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, tile, m_lo,
     dbias = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for m0 in range(m_lo, m_hi, BLOCK_M):
         rm = m0 + tl.arange(0, BLOCK_M)
-        g = _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, ACT)
+        g = _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
+                          ACT, DY_PARTS)
         rows = _row_pointers(x_ptr, img_ptr, idx_ptr, rm, M, G, stride_xm, stride_im, GATHER)
         xt = tl.load(rows[None, :] + rk[:, None] * stride_xk, mask=(rk[:, None] < K) & (rm[None, :] < M), other=0.0)
         acc = tl.dot(xt, g, acc, input_precision=PRECISION)
@@ -204,8 +226,8 @@ def _linear_act_bwd_kernel(
     idx_ptr,  # (R, G) int64 row numbers into images (only if GATHER)
     w_ptr,  # (R, K, N) weight
     y_ptr,  # (R, M, N) forward output (activation applied)
-    dy_ptr,  # (R, M, N) gradient of the output
-    dx_ptr,  # (R, M, K) out: gradient of x, contiguous within a run (unused unless NEED_DX)
+    dy_ptr,  # (DY_PARTS, R, M, N) gradient of the output, as slots summed here
+    dx_ptr,  # (P, R, M, K) out: gradient of x (partial sums over N chunks), contiguous within a run (unless NEED_DX: unused)
     dw_ptr,  # (P, R, K, N) out: partial sums of the gradient of w (unused unless NEED_DW)
     db_ptr,  # (P, R, N) out: partial sums of the gradient of b (unused unless NEED_DW)
     M, N, K, G,
@@ -214,18 +236,21 @@ def _linear_act_bwd_kernel(
     stride_wr, stride_wk, stride_wn,  # w strides
     stride_yr, stride_ym, stride_yn,  # y strides
     stride_dyr, stride_dym, stride_dyn,  # dy strides
+    stride_dys,  # dy's slot stride (DY_PARTS > 1)
     stride_dxr, stride_dwr, stride_dbr,  # run strides of the outputs
-    stride_dwp, stride_dbp,  # partial-slot strides of dw and db
+    stride_dxp, stride_dwp, stride_dbp,  # partial-slot strides of dx, dw and db
     ACT: tl.constexpr,  # 0 identity, 1 ReLU, 2 sigmoid
+    DY_PARTS: tl.constexpr,  # dy's slots (the next layer's split dx), added in order
     NEED_DX: tl.constexpr,  # launch dx tiles
     NEED_DW: tl.constexpr,  # launch dw (and db) tiles
     GATHER: tl.constexpr,  # the first G input rows come from images[idx]
     PRECISION: tl.constexpr,  # tl.dot input_precision
     SPLIT_M: tl.constexpr,  # dw partial sums over SPLIT_M chunks of the batch
+    SPLIT_N: tl.constexpr,  # dx partial sums over SPLIT_N chunks of N, the dx product's depth
     DX_BLOCK_M: tl.constexpr, DX_BLOCK_N: tl.constexpr, DX_BLOCK_K: tl.constexpr,
     DW_BLOCK_M: tl.constexpr, DW_BLOCK_N: tl.constexpr, DW_BLOCK_K: tl.constexpr,
 ):
-    # Programs [0, n_dx) own dx tiles, the rest (tile, chunk) pairs of dw. The two branches are
+    # Programs [0, n_dx) own (tile, N chunk) pairs of dx, the rest (tile, batch chunk) pairs of dw. The two branches are
     # separate functions: Triton merges variables assigned in both branches of a runtime `if`,
     # and the dx and dw accumulators have different shapes.
     pid = tl.program_id(0)
@@ -238,10 +263,21 @@ def _linear_act_bwd_kernel(
     dx_ptr += run * stride_dxr
     dw_ptr += run * stride_dwr
     db_ptr += run * stride_dbr
-    n_dx = tl.cdiv(M, DX_BLOCK_M) * tl.cdiv(K, DX_BLOCK_K) if NEED_DX else 0
+    n_dx_tiles = tl.cdiv(M, DX_BLOCK_M) * tl.cdiv(K, DX_BLOCK_K)
+    n_dx = n_dx_tiles * SPLIT_N if NEED_DX else 0
     if pid < n_dx:
-        _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr, pid, M, N, K, stride_wk, stride_wn, stride_ym, stride_yn,
-                 stride_dym, stride_dyn, ACT, PRECISION, DX_BLOCK_M, DX_BLOCK_N, DX_BLOCK_K)
+        if SPLIT_N == 1:
+            chunk = 0
+            n_lo = 0
+            n_hi = N
+        else:  # this program's chunk of N (a whole number of blocks)
+            chunk = pid // n_dx_tiles
+            n_per_chunk = tl.cdiv(tl.cdiv(N, DX_BLOCK_N), SPLIT_N) * DX_BLOCK_N
+            n_lo = chunk * n_per_chunk
+            n_hi = tl.minimum(n_lo + n_per_chunk, N)
+        _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr + chunk * stride_dxp, pid % n_dx_tiles, n_lo, n_hi, M, N, K,
+                 stride_wk, stride_wn, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
+                 ACT, DY_PARTS, PRECISION, DX_BLOCK_M, DX_BLOCK_N, DX_BLOCK_K)
     else:
         n_tiles = tl.cdiv(K, DW_BLOCK_K) * tl.cdiv(N, DW_BLOCK_N)
         part = (pid - n_dx) // n_tiles
@@ -250,7 +286,7 @@ def _linear_act_bwd_kernel(
         m_hi = tl.minimum(m_lo + rows_per_part, M)
         _dw_tile(x_ptr, img_ptr, idx_ptr, y_ptr, dy_ptr, dw_ptr + part * stride_dwp, db_ptr + part * stride_dbp,
                  (pid - n_dx) % n_tiles, m_lo, m_hi, M, N, K, G, stride_xm, stride_xk, stride_im,
-                 stride_ym, stride_yn, stride_dym, stride_dyn, ACT, GATHER, PRECISION,
+                 stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys, ACT, DY_PARTS, GATHER, PRECISION,
                  DW_BLOCK_M, DW_BLOCK_N, DW_BLOCK_K)
 
 
@@ -303,12 +339,18 @@ def backward_config(device, M, N, K, mode):
             key = f"{part}_BLOCK_{dim}"
             cfg[key] = configs.block(cfg[key], size)
     cfg["SPLIT_M"] = max(1, min(cfg["SPLIT_M"], triton.cdiv(M, cfg["DW_BLOCK_M"])))
+    cfg["SPLIT_N"] = max(1, min(cfg["SPLIT_N"], triton.cdiv(N, cfg["DX_BLOCK_N"])))
     return cfg
 
 
 def dw_partials(device, M, N, K, mode="dw"):
     """How many partial-sum slots a split-M backward of this layer writes (dw, db with partials=True)."""
     return backward_config(device, M, N, K, mode)["SPLIT_M"]
+
+
+def dx_partials(device, M, N, K, mode="dx+dw"):
+    """How many partial-sum slots a split-N backward of this layer writes (dx with partials=True)."""
+    return backward_config(device, M, N, K, mode)["SPLIT_N"]
 
 
 def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=False):
@@ -323,13 +365,9 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=Fa
     are what the tuner checks)."""
     op = _check_act(act)
     _check_precision(op, precision)
-    slots, stride_ys = 1, 0
+    n_slots, stride_ys = 1, 0
     if partials:
-        if not torch.is_tensor(y) or y.dim() not in (3, 4):
-            raise ValueError(f"{op}: with partials, y is (P, [R,] M, N) slots; got "
-                             f"{tuple(y.shape) if torch.is_tensor(y) else type(y).__name__}")
-        slots, stride_ys = y.shape[0], y.stride(0)
-        y = y[0]
+        y, n_slots, stride_ys = slots(op, "y", y, 2)
     x, w, b, y = (as_runs(op, n, t, d) for n, t, d in (("x", x, 2), ("w", w, 2), ("b", b, 1), ("y", y, 2)))
     R, Mx, K = x.shape
     if w.shape[1] != K:
@@ -347,9 +385,7 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=Fa
     cfg = _forward_config(x.device, M, N, K)
     if not partials:
         cfg["SPLIT_K"] = 1
-    elif slots < cfg["SPLIT_K"]:
-        raise ValueError(f"{op}: y has {slots} slots but this layer's config splits K in {cfg['SPLIT_K']}: "
-                         "allocate kernels.linear_act.forward_partials(...) slots")
+    check_slots(op, "y", n_slots, cfg["SPLIT_K"], "splits K in", "kernels.linear_act.forward_partials")
     grid = (triton.cdiv(M, cfg["BLOCK_M"]) * cfg["SPLIT_K"], triton.cdiv(N, cfg["BLOCK_N"]), R)
     return _linear_act_fwd_kernel[grid](
         x, images if rows is not None else x, idx if rows is not None else x, w, b, y, M, N, K, G,
@@ -359,16 +395,22 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=Fa
     )
 
 
-def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=None, partials=False):
+def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=None, partials=False,
+                        dy_partials=False):
     """Writes dx (if not None), dw and db (if dw is not None) for y = act(x @ w + b); one run's
     tensors, or R runs' with a leading run axis (see linear_act_forward), in one launch; `rows`
     as in the forward.
 
-    partials=True: dw (P, [R,] K, N) and db (P, [R,] N) hold P >= dw_partials(...) partial sums
-    of the gradient, the slots past that count kept zero by the caller (see module doc). Returns
-    what Triton's launch returns, as the forward."""
+    partials=True: the outputs carry a leading axis of partial-sum slots, the slots past the
+    config's split kept zero by the caller (see module doc): dx (P, [R,] M, K) with P >=
+    dx_partials(...), dw (P, [R,] K, N) and db (P, [R,] N) with P >= dw_partials(...).
+    dy_partials=True: dy is (P, [R,] M, N) slots (the next layer's dx with partials), added here
+    in slot order. Returns what Triton's launch returns, as the forward."""
     op = _check_act(act) + " backward"
     _check_precision(op, precision)
+    dy_parts, stride_dys = 1, 0
+    if dy_partials:
+        dy, dy_parts, stride_dys = slots(op, "dy", dy, 2)
     x, w, y, dy = (as_runs(op, n, t, 2) for n, t in (("x", x), ("w", w), ("y", y), ("dy", dy)))
     R, Mx, K = x.shape
     N = w.shape[2]
@@ -385,16 +427,12 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=Non
         raise ValueError(f"{op}: dw and db are computed together; pass both or neither")
     if dx is not None and rows is not None:
         raise ValueError(f"{op}: no dx with gathered rows (the images are data, not a layer's output)")
-    slots = 1
-    if partials and dw is not None:
-        if dw.dim() not in (3, 4) or db.dim() != dw.dim() - 1 or db.shape[0] != dw.shape[0]:
-            raise ValueError(f"{op}: with partials, dw is (P, [R,] K, N) and db (P, [R,] N), got "
-                             f"{tuple(dw.shape)} and {tuple(db.shape)}")
-        slots, stride_dwp, stride_dbp = dw.shape[0], dw.stride(0), db.stride(0)
-        dw, db = dw[0], db[0]
+    n_slots, slot_strides = {}, {"dx": 0, "dw": 0, "db": 0}
     outs = {}
     for name, t, shape in (("dx", dx, (M, K)), ("dw", dw, (K, N)), ("db", db, (N,))):
         if t is not None:
+            if partials:
+                t, n_slots[name], slot_strides[name] = slots(op, name, t, len(shape))
             t = outs[name] = as_runs(op, name, t, len(shape))
             check_runs(op, name, t, R, shape)
             check_run_dense(op, name, t)
@@ -402,24 +440,26 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=Non
     check_devices(op, x=x, w=w, y=y, dy=dy, dx=dx, dw=dw, db=db, images=images, idx=idx)
     mode = "dx+dw" if dx is not None and dw is not None else "dx" if dx is not None else "dw"
     cfg = backward_config(x.device, M, N, K, mode)
-    if not partials:
+    if not partials or dx is None:
+        cfg["SPLIT_N"] = 1
+    if not partials or dw is None:
         cfg["SPLIT_M"] = 1
-    elif dw is not None and slots < cfg["SPLIT_M"]:
-        raise ValueError(f"{op}: dw has {slots} partial slots but this layer's config splits the batch in "
-                         f"{cfg['SPLIT_M']}: allocate kernels.linear_act.dw_partials(...) slots")
-    if dw is None or not partials:
-        stride_dwp = stride_dbp = 0
-    n_dx = triton.cdiv(M, cfg["DX_BLOCK_M"]) * triton.cdiv(K, cfg["DX_BLOCK_K"]) if dx is not None else 0
+    for name, n in n_slots.items():
+        if name == "dx":
+            check_slots(op, name, n, cfg["SPLIT_N"], "splits N in", "kernels.linear_act.dx_partials")
+        else:
+            check_slots(op, name, n, cfg["SPLIT_M"], "splits the batch in", "kernels.linear_act.dw_partials")
+    n_dx = triton.cdiv(M, cfg["DX_BLOCK_M"]) * triton.cdiv(K, cfg["DX_BLOCK_K"]) * cfg["SPLIT_N"] if dx is not None else 0
     n_dw = triton.cdiv(K, cfg["DW_BLOCK_K"]) * triton.cdiv(N, cfg["DW_BLOCK_N"]) * cfg["SPLIT_M"] if dw is not None else 0
     return _linear_act_bwd_kernel[(n_dx + n_dw, R)](
         x, images if rows is not None else x, idx if rows is not None else x, w, y, dy,
         dx if dx is not None else y, dw if dw is not None else y, db if db is not None else y,
         M, N, K, G,
         *x.stride(), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
-        *w.stride(), *y.stride(), *dy.stride(),
+        *w.stride(), *y.stride(), *dy.stride(), stride_dys,
         dx.stride(0) if dx is not None else 0, dw.stride(0) if dw is not None else 0,
-        db.stride(0) if db is not None else 0, stride_dwp, stride_dbp,
-        ACT=act, NEED_DX=dx is not None, NEED_DW=dw is not None, GATHER=rows is not None,
+        db.stride(0) if db is not None else 0, slot_strides["dx"], slot_strides["dw"], slot_strides["db"],
+        ACT=act, DY_PARTS=dy_parts, NEED_DX=dx is not None, NEED_DW=dw is not None, GATHER=rows is not None,
         PRECISION=precision, enable_fp_fusion=FP_FUSION, **cfg,
     )
 

@@ -24,7 +24,7 @@ from fastgan.graph import GraphTrainer
 # (device, iterations, batch, iterations per replay, losses rtol, atol)
 # On a GPU machine the kernels are compiled, not interpreted, so only CUDA tensors can run them.
 # On a CPU, batch 16 (kernels/configs/interpreter.json): D1's forward split over K, its dW over the
-# batch and D's head over rows, as the GPU tables split them at batch 128.
+# batch, D's head over rows and G2's dx over N, as the GPU tables split them at batch 128.
 PARITY = [("cuda", 100, 128, 10, 1e-3, 1e-4)] if HAS_CUDA else [("cpu", 4, 16, 2, 1e-4, 1e-6)]
 
 
@@ -37,8 +37,8 @@ def test_graph_matches_eager_on_the_same_batches(device, iters, batch, K, rtol, 
     images = _images(device)
     graph = GraphTrainer(model.init_params(4, device), 1e-3, Batcher(images, batch, seed=0), K)
     eager = model.AdamStep(model.init_params(4, device), lr=1e-3)
-    splits = (graph.grad_flat["D"].shape[0], graph.log.shape[1], graph.hD_pre is not None)
-    assert splits[0] > 1 and splits[1] > 1 and splits[2], f"the splits are not exercised: {splits}"
+    splits = (graph.grad_flat["D"].shape[0], graph.log.shape[1], graph.hD_pre is not None, graph.dhG.shape[0])
+    assert splits[0] > 1 and splits[1] > 1 and splits[2] and splits[3] > 1, f"the splits are not exercised: {splits}"
     for _ in range(iters // K):
         graph.prepare(K)
         idx, z = graph.idx.clone(), graph.z.clone()

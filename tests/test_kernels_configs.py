@@ -15,7 +15,7 @@ from helpers import rel_err
 
 from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, configs, d_head, linear_act_backward, linear_act_forward
 from kernels.d_head import head_partials
-from kernels.linear_act import backward_config, dw_partials, forward_partials
+from kernels.linear_act import backward_config, dw_partials, dx_partials, forward_partials
 
 TABLES = sorted(configs.TABLE_DIR.glob("*.json"))
 ENTRIES = [(path.name, i, e) for path in TABLES for i, e in enumerate(configs.load(path))]
@@ -37,7 +37,8 @@ def test_default_table_ends_each_kernel_with_a_catch_all():
 def test_first_matching_entry_wins_and_blocks_are_clamped():
     cpu = torch.device("cpu")
     table = [{"kernel": "linear_act_fwd", "max_M": 64, "K": 784, "config": {"BLOCK_M": 16, "BLOCK_N": 128,
-                                                                           "BLOCK_K": 64, "num_warps": 2, "num_stages": 2}}]
+                                                                           "BLOCK_K": 64, "SPLIT_K": 1, "num_warps": 2,
+                                                                           "num_stages": 2}}]
     with configs.use(table):
         assert configs.lookup("linear_act_fwd", cpu, M=64, N=128, K=784)["num_warps"] == 2
         assert configs.lookup("linear_act_fwd", cpu, M=65, N=128, K=784) == configs.lookup(
@@ -57,7 +58,10 @@ def test_device_tables_are_named_by_the_device():
     ("{not json", "cannot read it"),
     ('{"entries": 3}', "expected a list of entries"),
     ('[{"kernel": "conv", "config": {}}]', "entry 0 needs a kernel from"),
-    ('[{"kernel": "adam", "config": {"BLOCK": 256}, "max_m": 3}]', r"entry 0 has unknown keys \['max_m'\]"),
+    ('[{"kernel": "adam", "config": {"BLOCK": 256, "num_warps": 4}, "max_m": 3}]', r"entry 0 has unknown keys \['max_m'\]"),
+    ('[{"kernel": "adam", "config": {"BLOCK": 256}}]', r"entry 0 \(adam\) config lacks \['num_warps'\] and has unknown \[\]"),
+    ('[{"kernel": "d_head", "config": {"BLOCK_M": 16, "SPLIT": 2, "num_warps": 4, "SPILT": 2}}]',
+     r"lacks \[\] and has unknown \['SPILT'\]"),
 ])
 def test_bad_tables_fail_in_one_line_naming_the_file(tmp_path, content, message):
     path = tmp_path / "t.json"
@@ -107,12 +111,12 @@ def test_every_forward_config_matches_float64(device, case):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "linear_act_bwd"], ids=_ids)
 def test_every_backward_config_matches_float64(device, case):
-    """dx and split-M dw/db partials (every chunk non-empty) at a shape larger than the blocks."""
+    """Split-N dx and split-M dw/db partials (every chunk non-empty) at a shape larger than the blocks."""
     _, _, entry = case
     c = entry["config"]
     M = max(c["DX_BLOCK_M"], c["DW_BLOCK_M"] * c["SPLIT_M"]) + 3
     K = max(c["DX_BLOCK_K"], c["DW_BLOCK_K"]) + 3
-    N = max(c["DX_BLOCK_N"], c["DW_BLOCK_N"]) + 5
+    N = max(c["DX_BLOCK_N"] * c["SPLIT_N"], c["DW_BLOCK_N"]) + 5
     x = torch.rand(M, K, device=device).requires_grad_()
     w = (torch.randn(K, N, device=device) / math.sqrt(K / 2)).requires_grad_()
     b = (torch.randn(N, device=device) * 0.1).requires_grad_()
@@ -123,11 +127,11 @@ def test_every_backward_config_matches_float64(device, case):
     y = yd.detach().float()
     with configs.use(_catch_all(entry)):
         slots = dw_partials(torch.device(device), M, N, K, "dx+dw")
-        assert slots == c["SPLIT_M"]
-        dx = torch.full((M, K), float("nan"), device=device)
+        assert slots == c["SPLIT_M"] and dx_partials(torch.device(device), M, N, K, "dx+dw") == c["SPLIT_N"]
+        dx = torch.full((c["SPLIT_N"], M, K), float("nan"), device=device)
         dw, db = torch.zeros(slots, K, N, device=device), torch.zeros(slots, N, device=device)
         linear_act_backward(x.detach(), w.detach(), y, dy, dx, dw, db, ACT_RELU, partials=True)
-    assert rel_err(dx, xd.grad) < TOL
+    assert rel_err(dx.sum(0), xd.grad) < TOL
     assert rel_err(dw.sum(0), wd.grad) < TOL
     terms = (dy.double() * (yd > 0)).abs().sum(0)  # db is a sum that can cancel: its bound (test_kernels_linear_act)
     assert ((db.sum(0).double() - bd.grad).norm() / terms.norm()).item() < TOL

@@ -123,7 +123,7 @@ def test_row_chunks_sum_to_float64(device, M, split):
         losses[:n], dw[:n], db[:n] = 0.0, 0.0, 0.0
         d_head(h, w, b, losses, dh, dw, db, split=split, partials=True)
         if n == 3:
-            with pytest.raises(ValueError, match="has 2 slots but this head's config splits the rows in 3"):
+            with pytest.raises(ValueError, match="has 2 slots but this launch's config splits the rows in 3"):
                 d_head(h, w, b, losses[:2], dh, dw[:2], db[:2], split=split, partials=True)
         h2, w2, b2 = torch.stack([h, h.flip(0)]), torch.stack([w, -w]), torch.stack([b, b + 1])
         l2, dw2, db2 = (torch.zeros(n, 2, *s, device=device) for s in ((3,), (H, 1), (1,)))

@@ -248,7 +248,7 @@ def _one_entry(config):
 
 
 SPLIT_CONFIG = {"DX_BLOCK_M": 16, "DX_BLOCK_N": 16, "DX_BLOCK_K": 16, "DW_BLOCK_M": 16, "DW_BLOCK_N": 16,
-                "DW_BLOCK_K": 16, "SPLIT_M": 3, "num_warps": 4, "num_stages": 1}
+                "DW_BLOCK_K": 16, "SPLIT_M": 3, "SPLIT_N": 1, "num_warps": 4, "num_stages": 1}
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -268,7 +268,7 @@ def test_split_m_partials_sum_to_the_gradient(device, M):
         assert kernels.linear_act.dw_partials(torch.device(device), M, N, K) == min(3, M)
         linear_act_backward(x, w, y, dy, None, dw, db, ACT_RELU, partials=True)
         if M > 32:
-            with pytest.raises(ValueError, match="has 2 partial slots but this layer's config splits the batch in 3"):
+            with pytest.raises(ValueError, match="dw has 2 slots but this launch's config splits the batch in 3"):
                 linear_act_backward(x, w, y, dy, None, dw[:2], db[:2], ACT_RELU, partials=True)
     split = min(3, M)
     assert torch.isnan(dw[split:]).all() and torch.isnan(db[split:]).all()
@@ -327,7 +327,58 @@ def test_split_k_slots_sum_to_the_pre_activation(device, K):
         n = kernels.linear_act.forward_partials(torch.device(device), M, N, K)
         assert n == min(3, -(-K // 16))
         linear_act_forward(x, w, b, y, ACT_SIGMOID, partials=True)
-        with pytest.raises(ValueError, match=f"y has 1 slots but this layer's config splits K in {n}"):
+        with pytest.raises(ValueError, match=f"y has 1 slots but this launch's config splits K in {n}"):
             linear_act_forward(x, w, b, y[:1], ACT_SIGMOID, partials=True)
     assert torch.isnan(y[n:]).all() and torch.isfinite(y[:n]).all()
     assert rel_err(y[:n].sum(0), x.double() @ w.double()) < IEEE_TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("N", [20, 70, 785])
+def test_split_n_dx_slots_sum_to_the_input_gradient(device, N):
+    """partials=True with SPLIT_N = 3 chunks of 16-wide blocks: dx's sum over the N outputs cut
+    into 3 of 4 slots that add up to float64's dx (at N = 20 only 2 chunks: the third slot is
+    written, the fourth left alone); dw, db unchanged by the split; too few slots refused."""
+    M, K = 9, 33
+    x, w, b = _inputs(M, K, N, device)
+    y = torch.empty(M, N, device=device)
+    linear_act_forward(x, w, b, y, ACT_SIGMOID)
+    dy = torch.randn(M, N, device=device)
+    dx = torch.full((4, M, K), float("nan"), device=device)
+    dw, db = torch.zeros(1, K, N, device=device), torch.zeros(1, N, device=device)
+    config = {**SPLIT_CONFIG, "SPLIT_M": 1, "SPLIT_N": 3}
+    with kernels.configs.use(_one_entry(config)):
+        n = kernels.linear_act.dx_partials(torch.device(device), M, N, K)
+        assert n == min(3, -(-N // 16))
+        linear_act_backward(x, w, y, dy, dx, dw, db, ACT_SIGMOID, partials=True)
+        with pytest.raises(ValueError, match=f"dx has 1 slots but this launch's config splits N in {n}"):
+            linear_act_backward(x, w, y, dy, dx[:1], dw, db, ACT_SIGMOID, partials=True)
+    assert torch.isnan(dx[n:]).all() and torch.isfinite(dx[:n]).all()
+    xd, wd, bd, yd = _reference(x, w, b, ACT_SIGMOID)
+    yd.backward(dy.double())
+    assert rel_err(dx[:n].sum(0), xd.grad) < IEEE_TOL
+    assert rel_err(dw[0], wd.grad) < IEEE_TOL and _db_err(db[0], bd.grad, dy, yd, ACT_SIGMOID) < IEEE_TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_dy_slots_are_added_in_slot_order(device):
+    """dy_partials=True: dy as 3 slots (the next layer's split dx), added in slot order where g
+    is formed, gives bitwise the dx, dw and db of dy pre-summed as ((s0 + s1) + s2), for one
+    run and for a 2-run launch (slot and run strides both in play); a dy without a slot axis is
+    refused."""
+    R, M, K, N = 2, 21, 17, 33
+    x = torch.rand(R, M, K, device=device)
+    w, b = torch.randn(R, K, N, device=device) / 4, torch.randn(R, N, device=device)
+    y = torch.empty(R, M, N, device=device)
+    linear_act_forward(x, w, b, y, ACT_RELU)
+    parts = torch.randn(3, R, M, N, device=device)
+    summed = (parts[0] + parts[1]) + parts[2]
+    for r in (slice(None), 0):  # both runs in one launch, then run 0 alone (no run axis)
+        part = parts[:, r]
+        outs = [(torch.empty_like(x[r]), torch.empty_like(w[r]), torch.empty_like(b[r])) for _ in range(2)]
+        linear_act_backward(x[r], w[r], y[r], part, *outs[0], ACT_RELU, dy_partials=True)
+        linear_act_backward(x[r], w[r], y[r], summed[r], *outs[1], ACT_RELU)
+        for got, want in zip(*outs):
+            assert torch.equal(got, want)
+    with pytest.raises(ValueError, match="with partials, dy has a leading axis of slots"):
+        linear_act_backward(x[0], w[0], y[0], summed[0], None, *outs[0][1:], ACT_RELU, dy_partials=True)

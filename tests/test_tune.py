@@ -38,16 +38,13 @@ def test_entries_load_and_the_smallest_measured_m_that_fits_wins(tmp_path):
 
 
 def test_every_candidate_is_a_complete_config():
-    """Each candidate has every key its kernel's launcher reads (a missing one would fail at launch)."""
-    keys = {"linear_act_fwd": {"BLOCK_M", "BLOCK_N", "BLOCK_K", "SPLIT_K", "num_warps", "num_stages"},
-            "linear_act_bwd": {"DX_BLOCK_M", "DX_BLOCK_N", "DX_BLOCK_K", "DW_BLOCK_M", "DW_BLOCK_N", "DW_BLOCK_K",
-                               "SPLIT_M", "num_warps", "num_stages"},
-            "d_head": {"BLOCK_M", "SPLIT", "num_warps"}}
-    default = configs.load(configs.DEFAULT_FILE)
+    """Each candidate has exactly the keys its kernel's launcher reads (configs.check refuses a
+    missing or unknown one: it would fail at launch, or be ignored), and every split fits the
+    MAX_SPLIT slots the trainer under tuning allocates."""
     for kernel, candidates in tune.CANDIDATES.items():
-        assert {frozenset(e["config"]) for e in default if e["kernel"] == kernel} == {frozenset(keys[kernel])}
-        assert all(set(c) == keys[kernel] for c in candidates)
-        assert all(c.get("SPLIT_M", c.get("SPLIT", c.get("SPLIT_K", 1))) <= tune.MAX_SPLIT for c in candidates)
+        configs.check([{"kernel": kernel, "config": c} for c in candidates], f"tune.CANDIDATES[{kernel!r}]")
+        for c in candidates:
+            assert all(c.get(k, 1) <= tune.MAX_SPLIT for k in ("SPLIT_M", "SPLIT_N", "SPLIT", "SPLIT_K")), c
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
