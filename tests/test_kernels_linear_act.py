@@ -247,6 +247,14 @@ def _one_entry(config):
     return [{"kernel": "linear_act_bwd", "config": config}]
 
 
+def _layer(M, K, N, act, device):
+    """Inputs, the kernel's forward output y and a random upstream gradient dy."""
+    x, w, b = _inputs(M, K, N, device)
+    y = torch.empty(M, N, device=device)
+    linear_act_forward(x, w, b, y, act)
+    return x, w, b, y, torch.randn(M, N, device=device)
+
+
 SPLIT_CONFIG = {"DX_BLOCK_M": 16, "DX_BLOCK_N": 16, "DX_BLOCK_K": 16, "DW_BLOCK_M": 16, "DW_BLOCK_N": 16,
                 "DW_BLOCK_K": 16, "SPLIT_M": 3, "SPLIT_N": 1, "num_warps": 4, "num_stages": 1}
 
@@ -258,10 +266,7 @@ def test_split_m_partials_sum_to_the_gradient(device, M):
     row, at M = 1 two chunks are empty and must be written as zeros) sum to float64's gradient;
     a fourth slot past the split is left as it was."""
     K, N = 20, 17
-    x, w, b = _inputs(M, K, N, device)
-    y = torch.empty(M, N, device=device)
-    linear_act_forward(x, w, b, y, ACT_RELU)
-    dy = torch.randn(M, N, device=device)
+    x, w, b, y, dy = _layer(M, K, N, ACT_RELU, device)
     dw = torch.full((4, K, N), float("nan"), device=device)
     db = torch.full((4, N), float("nan"), device=device)
     with kernels.configs.use(_one_entry(SPLIT_CONFIG)):
@@ -340,10 +345,7 @@ def test_split_n_dx_slots_sum_to_the_input_gradient(device, N):
     into 3 of 4 slots that add up to float64's dx (at N = 20 only 2 chunks: the third slot is
     written, the fourth left alone); dw, db unchanged by the split; too few slots refused."""
     M, K = 9, 33
-    x, w, b = _inputs(M, K, N, device)
-    y = torch.empty(M, N, device=device)
-    linear_act_forward(x, w, b, y, ACT_SIGMOID)
-    dy = torch.randn(M, N, device=device)
+    x, w, b, y, dy = _layer(M, K, N, ACT_SIGMOID, device)
     dx = torch.full((4, M, K), float("nan"), device=device)
     dw, db = torch.zeros(1, K, N, device=device), torch.zeros(1, N, device=device)
     config = {**SPLIT_CONFIG, "SPLIT_M": 1, "SPLIT_N": 3}
