@@ -19,6 +19,7 @@ LAUNCHERS = {  # the names fastgan.graph launches through -> the kernel's name i
     "linear_act_forward": "linear_act_fwd",
     "linear_act_backward": "linear_act_bwd",
     "d_head": "d_head",
+    "d_input_grad": "d_input_grad",
     "adam_update": "adam",
 }
 ACTS = {1: "relu", 2: "sigmoid"}
@@ -53,6 +54,9 @@ class Site:
         if self.kernel == "d_head":
             h = a[0]
             return h.shape[-2], 1, h.shape[-1], None
+        if self.kernel == "d_input_grad":
+            w1, dx = a[1], a[5]
+            return dx.shape[-2], w1.shape[-2], w1.shape[-1], None
         return a[0].shape[-1], 0, 0, None
 
     @property

@@ -4,8 +4,8 @@
     python -m benchmarks.tune --budget 120 --batch 128 --runs 1
     python -m benchmarks.tune --smoke --out /tmp/table.json     # CPU, Triton's interpreter: the plumbing only
 
-For every matrix-product launch of one iteration (kernels.linear_act forward and backward) and
-D's head, at the shapes the iteration really launches (benchmarks.sites), each candidate configuration below
+For every matrix-product launch of one iteration (kernels.linear_act forward and backward, D's
+input gradient) and D's head, at the shapes the iteration really launches (benchmarks.sites), each candidate configuration below
 is launched `--reps` times inside one CUDA graph (so launch overhead counts as the trainer pays
 it) and timed with CUDA events, at every --runs value (R GANs at once). A candidate that fails to
 compile or spills registers (the compiled kernel's n_spills) is skipped. Per launch shape the
@@ -56,6 +56,10 @@ def _bwd(dx, dw, split, warps=4, stages=1, split_n=1):
             "DW_BLOCK_K": dw[2], "SPLIT_M": split, "SPLIT_N": split_n, "num_warps": warps, "num_stages": stages}
 
 
+def _dig(bm, bk, split, warps=4, stages=1):
+    return {"BLOCK_M": bm, "BLOCK_K": bk, "SPLIT": split, "num_warps": warps, "num_stages": stages}
+
+
 # The search space: small tiles for the latency regime (batch 128), large ones for throughput
 # (8192), a few warp and stage counts. The backward pipelines only with small tiles (at 64x64x64,
 # 3 stages spilled ~1.7 KB; at 16x64x32 dx / 32x64x32 dW it does not).
@@ -63,6 +67,8 @@ CANDIDATES = {
     "linear_act_fwd": [_fwd(16, 32, 64), _fwd(16, 64, 64), _fwd(32, 64, 32), _fwd(32, 64, 64, 4, 2),
                        _fwd(64, 64, 64), _fwd(64, 64, 32, 4, 4), _fwd(64, 128, 32, 8, 3), _fwd(128, 64, 32, 8, 3),
                        _fwd(16, 32, 64, split=4), _fwd(16, 16, 64, split=2), _fwd(32, 32, 32, split=8)],
+    "d_input_grad": [_dig(16, 64, 8), _dig(16, 32, 8), _dig(32, 64, 4), _dig(32, 32, 8, 4, 2), _dig(32, 32, 8, 4, 3),
+                     _dig(64, 32, 8, 8, 2), _dig(128, 32, 8, 8, 2)],
     "d_head": [{"BLOCK_M": bm, "SPLIT": split, "num_warps": w}
                for bm, split, w in ((32, 4, 4), (32, 8, 4), (64, 4, 4), (64, 8, 4), (64, 8, 8), (128, 8, 8))],
     "linear_act_bwd": [_bwd((16, 64, 64), (64, 64, 64), 4), _bwd((16, 64, 32), (32, 64, 64), 2),
@@ -79,7 +85,8 @@ def _slots_table():
     """A table giving every split launch MAX_SPLIT slots (for the trainer under tuning)."""
     return [{"kernel": "linear_act_bwd", "config": _bwd((16, 16, 64), (16, 64, 64), MAX_SPLIT, split_n=MAX_SPLIT)},
             {"kernel": "linear_act_fwd", "config": _fwd(16, 16, 16, split=MAX_SPLIT)},
-            {"kernel": "d_head", "config": {"BLOCK_M": 16, "SPLIT": MAX_SPLIT, "num_warps": 4}}]
+            {"kernel": "d_head", "config": {"BLOCK_M": 16, "SPLIT": MAX_SPLIT, "num_warps": 4}},
+            {"kernel": "d_input_grad", "config": _dig(16, 16, MAX_SPLIT)}]
 
 
 def _key(site):

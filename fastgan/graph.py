@@ -11,7 +11,7 @@ bitwise those of the same run trained alone. R = 1 is an ordinary run.
 Per replay of K iterations, outside the graph and without any host sync, a few launches fill
 the static inputs: batch indices (the same shuffled epochs as the eager path), noise for the D
 and G steps, and each step's Adam terms per run (computed in float64 from the step number, so no
-host scalar is frozen into the graph). Inside the graph, per iteration (12 launches, any R):
+host scalar is frozen into the graph). Inside the graph, per iteration (11 launches, any R):
 
   D step   G1, G2 on [z_d; z_g] (G's params do not change in the D step, so G(z_g) for the G
            step is computed here too) | D1 on [real; fake], the real rows read from the images
@@ -19,7 +19,8 @@ host scalar is frozen into the graph). Inside the graph, per iteration (12 launc
            D head (D1's bias and ReLU on the chunks' sum, D2, both BCE means, their backward,
            over row chunks) | D1 backward (dW, db as split-M partial sums) | Adam on D's flat
            buffer (adds the partial sums first)
-  G step   D1 on G(z_g) | D head (target 1, dh only) | D1 backward (dx only) | G2 backward (dx, its
+  G step   D1 on G(z_g) | D's input gradient (D1's bias and ReLU on the chunks' sum, D2, the BCE
+           against 1 and its gradient through D to G(z_g), one launch) | G2 backward (dx, its
            784-deep sum in N-chunk slots; dW, db) | G1 backward (adds G2's dx slots; dW, db) |
            Adam on G's flat buffer
 
@@ -27,8 +28,8 @@ Launch configurations (tiles, split-M, warps) come from kernels/configs by layer
 same for every run, so a sweep's run equals the run alone bitwise. `precision` picks the
 products' input precision (kernels.linear_act: "ieee", "tf32x3", "tf32") for every layer.
 
-Each iteration's four losses per run land in row i of a (K, slots, R, 4) device buffer as the D
-heads' row-chunk shares; after a replay one launch sums the last row's slots into (R, 4), which
+Each iteration's four losses per run land in row i of a (K, slots, R, 4) device buffer as the
+row-chunk shares of D's head (the D step's three) and D's input gradient (G's loss); after a replay one launch sums the last row's slots into (R, 4), which
 the host copies asynchronously. Capture is safe by construction: `warm_up` compiles every kernel and captures
 the one K-iteration graph before training starts (nothing else touches the GPU then), each
 launch has one specialization whatever the iteration (per-iteration rows stay 16-byte
@@ -40,8 +41,18 @@ format: a run can move between backends.
 import torch
 
 import kernels
-from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, d_head, linear_act_backward, linear_act_forward
+from kernels import (
+    ACT_RELU,
+    ACT_SIGMOID,
+    adam_terms,
+    adam_update,
+    d_head,
+    d_input_grad,
+    linear_act_backward,
+    linear_act_forward,
+)
 from kernels.d_head import head_partials
+from kernels.d_input_grad import input_grad_partials
 from kernels.linear_act import PRECISIONS, dw_partials, dx_partials, forward_partials
 
 from .model import ADAM_BETAS, ADAM_EPS, D_SHAPES, G_SHAPES, H_DIM, X_DIM, Z_DIM
@@ -74,8 +85,8 @@ def grad_partials(batch, device):
 
 
 def loss_partials(batch, device):
-    """The slots of the logged losses: the larger row split of the two D heads."""
-    return max(head_partials(device, 2 * batch, H_DIM), head_partials(device, batch, H_DIM))
+    """The slots of the logged losses: the larger row split of D's head and D's input gradient."""
+    return max(head_partials(device, 2 * batch, H_DIM), input_grad_partials(device, batch, H_DIM, X_DIM))
 
 
 def bytes_per_run(batch, iters_per_replay, device="cpu"):
@@ -87,9 +98,10 @@ def bytes_per_run(batch, iters_per_replay, device="cpu"):
     n_params = sum((3 + slots[net]) * torch.Size(s).numel() for net, shapes in NETS.items() for s in shapes.values())
     device = torch.device(device)
     pre = sum(rows * s for rows in (2 * B, B) if (s := forward_partials(device, rows, H_DIM, X_DIM)) > 1)
+    hDg = 0 if forward_partials(device, B, H_DIM, X_DIM) > 1 else B  # G step's D1 as slots: no h buffer
     dhG = B * dx_partials(device, B, X_DIM, H_DIM)
     floats = (n_params + K * (2 * B * Z_DIM + 4 + 4 * loss_partials(B, device)) + 3 * B * X_DIM
-              + (8 * B + dhG + pre) * H_DIM)
+              + (6 * B + dhG + hDg + pre) * H_DIM)
     return 4 * floats + 8 * K * (B + 1)
 
 
@@ -172,13 +184,13 @@ class GraphTrainer:
         self.xx = zeros(R, 2 * B, X_DIM)  # per run [G(z_d); G(z_g)]; D1 reads the real rows in place
         self.hG = zeros(R, 2 * B, H_DIM)
         self.hD = zeros(R, 2 * B, H_DIM)
-        # D1's 784-deep products cut into K chunks where the config says so (slots of raw sums,
-        # finished by D's head: bias, ReLU, written to hD / hDg); None: D1 launches whole.
+        # D1's 784-deep products cut into K chunks where the config says so (slots of raw sums
+        # finished where they are read: bias, ReLU; D's head writes hD for D1's backward, the G
+        # step's input gradient needs no h); None: D1 launches whole (into hD / hDg).
         self.hD_pre = self._pre_slots(2 * B, device)
         self.hDg_pre = self._pre_slots(B, device)
         self.dhD = zeros(R, 2 * B, H_DIM)
-        self.hDg = zeros(R, B, H_DIM)
-        self.dhDg = zeros(R, B, H_DIM)
+        self.hDg = zeros(R, B, H_DIM) if self.hDg_pre is None else None  # D1's output on G(z_g), if not slots
         self.dfake = zeros(R, B, X_DIM)
         self.dhG = zeros(dx_partials(device, B, X_DIM, H_DIM), R, B, H_DIM)  # G2's dx in N-chunk slots, G1 adds them
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
@@ -188,7 +200,7 @@ class GraphTrainer:
         return torch.zeros(slots, self.R, rows, H_DIM, device=device) if slots > 1 else None
 
     def _d1(self, x, h, pre, rows=None):
-        """D1 forward: whole (bias and ReLU here), or as K-chunk slots that D's head finishes."""
+        """D1 forward: whole (bias and ReLU here), or as K-chunk slots that its reader finishes."""
         P, pr = self.P, self.precision
         if pre is None:
             linear_act_forward(x, P["D_W1"], P["D_b1"], h, ACT_RELU, pr, rows=rows)
@@ -216,8 +228,8 @@ class GraphTrainer:
         adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.hyper[i], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
         pre = self._d1(fake_g, self.hDg, self.hDg_pre)
-        d_head(self.hDg, P["D_W2"], P["D_b2"], self.log[i, :, :, 3:], self.dhDg, t0=1.0, partials=True, pre=pre)
-        linear_act_backward(fake_g, P["D_W1"], self.hDg, self.dhDg, self.dfake, None, None, ACT_RELU, pr)
+        d_input_grad(self.hDg, P["D_W1"], P["D_W2"], P["D_b2"], self.log[i, :, :, 3:], self.dfake, t=1.0, pre=pre,
+                     precision=pr)
         linear_act_backward(self.hG[:, B:], P["G_W2"], fake_g, self.dfake, self.dhG, Gr["G_W2"], Gr["G_b2"],
                             ACT_SIGMOID, pr, partials=True)
         linear_act_backward(z[:, B:], P["G_W1"], self.hG[:, B:], self.dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,

@@ -5,7 +5,8 @@ Differentiable ops (autograd Functions with Triton backward):
 Plain launchers (preallocated outputs, no allocation or host sync; CUDA-graph capturable; each
 takes one run's tensors or R runs' with a leading run axis, in one launch):
     linear_act_forward, linear_act_backward, sigmoid_bce_forward, sigmoid_bce_backward,
-    d_head (D's output layer + loss + its backward), adam_update (one launch per network)
+    d_head (D's output layer + loss + its backward), d_input_grad (D's gradient to its input for
+    G's loss, from D1's output or its split-K slots), adam_update (one launch per network)
 
 On a CPU-only machine set TRITON_INTERPRET=1 before importing this package to run the
 kernels in Triton's interpreter (slow; for tests).
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 
 from .adam import adam_terms, adam_update
 from .d_head import d_head
+from .d_input_grad import d_input_grad
 from .linear_act import (
     ACT_NONE,
     ACT_RELU,
@@ -39,5 +41,5 @@ __all__ = [
     "ACT_NONE", "ACT_RELU", "ACT_SIGMOID", "OPS",
     "linear", "linear_relu", "linear_sigmoid", "sigmoid_bce_with_logits",
     "linear_act_forward", "linear_act_backward", "sigmoid_bce_forward", "sigmoid_bce_backward",
-    "d_head", "adam_update", "adam_terms",
+    "d_head", "d_input_grad", "adam_update", "adam_terms",
 ]

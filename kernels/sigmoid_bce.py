@@ -45,6 +45,19 @@ def _log1p_small(e):
 
 
 @triton.jit
+def _bce_and_grad(logit, target):
+    """Sigmoid cross-entropy of logits against targets, elementwise, and its gradient
+    sigmoid(l) - t: the device math every loss kernel shares (sigmoid_bce, d_head, d_input_grad).
+    The loss is max(l, 0) - l t + log(1 + e^-|l|); the gradient avoids cancelling near 1: with
+    s = e / (1 + e), the smaller of sigmoid(l) and 1 - sigmoid(l), it is (1 - t) - s for l >= 0
+    and s - t for l < 0."""
+    e = tl.exp(-tl.abs(logit))
+    loss = tl.maximum(logit, 0.0) - logit * target + _log1p_small(e)
+    s = e / (1.0 + e)
+    return loss, tl.where(logit >= 0, (1.0 - target) - s, s - target)
+
+
+@triton.jit
 def _sigmoid_bce_fwd_kernel(
     logits_ptr,  # (n,) logits, contiguous
     target_ptr,  # (n,) targets, contiguous (unused unless TARGET_IS_TENSOR)
@@ -65,13 +78,8 @@ def _sigmoid_bce_fwd_kernel(
             target = tl.load(target_ptr + offs, mask=mask, other=0.0)
         else:
             target = tl.full((BLOCK,), target_value, tl.float32)
-        e = tl.exp(-tl.abs(logit))
-        loss = tl.maximum(logit, 0.0) - logit * target + _log1p_small(e)
+        loss, diff = _bce_and_grad(logit, target)
         acc += tl.where(mask, loss, 0.0)
-        # sigmoid(l) - t without cancelling near 1: with s = e / (1 + e), the smaller of
-        # sigmoid(l) and 1 - sigmoid(l), it is (1 - t) - s for l >= 0 and s - t for l < 0.
-        s = e / (1.0 + e)
-        diff = tl.where(logit >= 0, (1.0 - target) - s, s - target)
         tl.store(dlogits_ptr + offs, diff * inv_n, mask=mask)
     tl.store(loss_ptr, tl.sum(acc, axis=0) * inv_n)
 

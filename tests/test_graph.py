@@ -201,13 +201,15 @@ def test_memory_per_run_and_what_fits():
 
 
 def test_precision_reaches_every_product(monkeypatch):
-    """`precision` is passed to each of the iteration's 8 matrix-product launches; unknown refused."""
+    """`precision` is passed to each of the iteration's 8 matrix-product launches (7 linear ones
+    and D's input gradient); unknown refused."""
     import fastgan.graph as graph
 
     seen = []
-    for name, at in (("linear_act_forward", 5), ("linear_act_backward", 8)):
+    for name, at in (("linear_act_forward", 5), ("linear_act_backward", 8), ("d_input_grad", "precision")):
         fn = getattr(graph, name)
-        monkeypatch.setattr(graph, name, lambda *a, _fn=fn, _at=at, **kw: (seen.append(a[_at]), _fn(*a, **kw))[1])
+        monkeypatch.setattr(graph, name, lambda *a, _fn=fn, _at=at, **kw: (
+            seen.append(kw[_at] if isinstance(_at, str) else a[_at]), _fn(*a, **kw))[1])
     images = _images("cpu", n=64)
     trainer = GraphTrainer(model.init_params(0, "cpu"), 1e-3, Batcher(images, 8, seed=0), 1, capture=False,
                            precision="tf32x3")

@@ -13,8 +13,19 @@ import torch
 from conftest import DEVICES
 from helpers import rel_err
 
-from kernels import ACT_RELU, ACT_SIGMOID, adam_terms, adam_update, configs, d_head, linear_act_backward, linear_act_forward
+from kernels import (
+    ACT_RELU,
+    ACT_SIGMOID,
+    adam_terms,
+    adam_update,
+    configs,
+    d_head,
+    d_input_grad,
+    linear_act_backward,
+    linear_act_forward,
+)
 from kernels.d_head import head_partials
+from kernels.d_input_grad import input_grad_partials
 from kernels.linear_act import backward_config, dw_partials, dx_partials, forward_partials
 
 TABLES = sorted(configs.TABLE_DIR.glob("*.json"))
@@ -164,6 +175,33 @@ def test_every_d_head_config_matches_float64(device, case):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "d_input_grad"], ids=_ids)
+def test_every_d_input_grad_config_matches_float64(device, case):
+    """Rows split into the config's chunks (each non-empty, several row blocks in the last), dx
+    wider than one column tile, D1 finished from 2 slots; reference as in test_kernels_d_input_grad."""
+    _, _, entry = case
+    c = entry["config"]
+    M, H, K = c["BLOCK_M"] * (c["SPLIT"] + 1) + 3, 128, c["BLOCK_K"] + 9
+    x = torch.rand(M, K, device=device)
+    w1, b1 = torch.randn(K, H, device=device) / math.sqrt(K / 2), torch.randn(H, device=device) * 0.1
+    w2, b2 = torch.randn(H, 1, device=device) / math.sqrt(H / 2), torch.randn(1, device=device)
+    pre = torch.stack([x[:, : K // 2] @ w1[: K // 2], x[:, K // 2:] @ w1[K // 2:]])
+    h = torch.relu(pre[0] + pre[1] + b1).double()
+    dx = torch.full((M, K), float("nan"), device=device)
+    with configs.use(_catch_all(entry)):
+        slots = input_grad_partials(torch.device(device), M, H, K)
+        assert slots == c["SPLIT"]
+        losses = torch.zeros(slots, 1, device=device)
+        d_input_grad(None, w1, w2, b2, losses, dx, pre=(pre, b1))
+    hd = h.requires_grad_()
+    logit = hd @ w2.double() + b2.double()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
+    loss.backward()
+    assert rel_err(losses.sum(), loss) < 1e-5
+    assert rel_err(dx, (hd.grad * (hd > 0)) @ w1.double().T) < TOL
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "adam"], ids=_ids)
 def test_every_adam_config_matches_torch(device, case):
     """Over more than two blocks; tolerance as in test_kernels_adam."""
@@ -182,6 +220,6 @@ def test_every_adam_config_matches_torch(device, case):
 
 def test_every_table_entry_is_covered():
     """Each kernel with entries in a table has a parity test above (a new kernel needs one)."""
-    tested = {"linear_act_fwd", "linear_act_bwd", "d_head", "adam"}
+    tested = {"linear_act_fwd", "linear_act_bwd", "d_head", "d_input_grad", "adam"}
     assert {e["kernel"] for _, _, e in ENTRIES} <= tested == set(configs.KERNELS)
     assert json.loads(configs.DEFAULT_FILE.read_text())["entries"]

@@ -1,0 +1,164 @@
+"""D's gradient with respect to its input for G's loss, in one launch: what the G step needs
+from D.
+
+Fused
+  For D(x) = relu(x W1 + b1) w2 + b2 (w2: (H, 1)) and a constant target t: D1's output h (read,
+  or finished here from D1's split-K slots: relu(their sum in slot order + b1)), the logit
+  l = h w2 + b2, the mean sigmoid cross-entropy of l against t, d mean / d l (never stored),
+  g = dl w2^T * [h > 0] (D1's pre-activation gradient, never stored) and dx = g W1^T. The G step
+  otherwise launches D's head (loss, dh) and D1's backward (dx): two dependent launches and a
+  round trip of h and dh through memory become one launch. At batch 8192 D1's dx programs read h
+  and dh 13 times over (once per 64-wide column tile of dx); here only h (or its slots).
+
+Grid: (row chunks x column tiles of dx, runs). Each program holds a (H, BLOCK_K) tile of W1^T
+in registers and walks the row blocks of its chunk: every program recomputes its rows' logits
+(a 128-wide dot per row, cheap next to the product), so no program waits on another.
+
+Losses: the rows are cut into SPLIT chunks (a config value; `input_grad_partials` says how
+many); the programs of column tile 0 write their chunk's share of the mean (already divided by
+M) into slot `chunk` of `losses` (P, [R,] 1), P >= that count. Slots past it are left alone: the
+caller keeps them zero and adds the slots in order (fastgan's trainer: once per replay). No
+atomics: deterministic, and each run of a sweep equals the run alone bitwise.
+
+Limits: H <= 256 (one block of hidden columns: the W1^T tile and g are held whole). float32.
+`precision` as in kernels.linear_act. Not yet timed on a GPU: see benchmarks/NOTES.md.
+"""
+
+import triton
+import triton.language as tl
+
+from . import configs
+from ._checks import (
+    as_runs,
+    check_devices,
+    check_run_dense,
+    check_runs,
+    check_slots,
+    slots,
+)
+from .d_head import _d1_output, d1_slots
+from .linear_act import PRECISIONS
+from .sigmoid_bce import _bce_and_grad
+
+MAX_H = 256
+FP_FUSION = True  # FMA contraction, set explicitly (Triton 3.10 changes its default)
+
+
+@triton.jit
+def _d_input_grad_kernel(
+    h_ptr,  # (R, M, H) D1's output (ReLU applied), contiguous within a run (only if not PRE_PARTS)
+    pre_ptr,  # (PRE_PARTS, R, M, H) D1's raw K-chunk sums, contiguous within a run (only if PRE_PARTS)
+    b1_ptr,  # (R, H) D1's bias (only if PRE_PARTS)
+    w1_ptr,  # (R, K, H) D1's weight, stored (in, out)
+    w2_ptr,  # (R, H, 1) D2's weight
+    b2_ptr,  # (R, 1) D2's bias
+    loss_ptr,  # (P, R, 1) out: each row chunk's share of the mean loss, per run
+    dx_ptr,  # (R, M, K) out: d mean loss / d x, contiguous within a run
+    M, H, K,
+    t,  # the constant target
+    inv_m,  # 1 / M
+    stride_hr, stride_prer, stride_pres, stride_b1r, stride_b1,  # h's, pre's (run, slot) and b1's strides
+    stride_w1r, stride_w1k, stride_w1h, stride_w2r, stride_w2, stride_b2r,  # weights' strides
+    stride_lr, stride_lp, stride_dxr,  # losses' run and slot strides, dx's run stride
+    PRE_PARTS: tl.constexpr,  # 0: h is given; n: h = relu(sum of n slots of pre + b1)
+    PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee", "tf32x3" or "tf32"
+    BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    n_tiles_k = tl.cdiv(K, BLOCK_K)
+    chunk = tl.program_id(0) // n_tiles_k  # a chunk of rows: slot `chunk` of the losses
+    tile_k = tl.program_id(0) % n_tiles_k
+    run = tl.program_id(1)  # one GAN of a sweep
+    h_ptr += run * stride_hr
+    pre_ptr += run * stride_prer
+    b1_ptr += run * stride_b1r
+    w1_ptr += run * stride_w1r
+    w2_ptr += run * stride_w2r
+    b2_ptr += run * stride_b2r
+    loss_ptr += run * stride_lr + chunk * stride_lp
+    dx_ptr += run * stride_dxr
+    rows_per_chunk = tl.cdiv(tl.cdiv(M, BLOCK_M), tl.num_programs(0) // n_tiles_k) * BLOCK_M
+    m_lo = chunk * rows_per_chunk
+    m_hi = tl.minimum(m_lo + rows_per_chunk, M)
+    cols = tl.arange(0, BLOCK_H)
+    cmask = cols < H
+    rk = tile_k * BLOCK_K + tl.arange(0, BLOCK_K)
+    kmask = rk < K
+    w1t = tl.load(w1_ptr + cols[:, None] * stride_w1h + rk[None, :] * stride_w1k,
+                  mask=cmask[:, None] & kmask[None, :], other=0.0)  # (BLOCK_H, BLOCK_K) tile of W1^T
+    w2 = tl.load(w2_ptr + cols * stride_w2, mask=cmask, other=0.0)
+    b1 = tl.load(b1_ptr + cols * stride_b1, mask=cmask & (PRE_PARTS > 0), other=0.0)
+    b2 = tl.load(b2_ptr)
+    total = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for m0 in range(m_lo, m_hi, BLOCK_M):
+        rows = m0 + tl.arange(0, BLOCK_M)
+        rmask = rows < M
+        mask = rmask[:, None] & cmask[None, :]
+        h = _d1_output(h_ptr, pre_ptr, b1, rows[:, None] * H + cols[None, :], mask, stride_pres, PRE_PARTS)
+        logit = tl.sum(h * w2[None, :], axis=1) + b2
+        loss, diff = _bce_and_grad(logit, t)
+        total += tl.where(rmask, loss, 0.0)
+        dlogit = tl.where(rmask, diff * inv_m, 0.0)
+        g = (dlogit[:, None] * w2[None, :]) * (h > 0).to(tl.float32)  # dh, then D1's ReLU'
+        dx = tl.dot(g, w1t, input_precision=PRECISION)
+        tl.store(dx_ptr + rows[:, None] * K + rk[None, :], dx, mask=rmask[:, None] & kmask[None, :])
+    if tile_k == 0:
+        tl.store(loss_ptr, tl.sum(total, axis=0) * inv_m)
+
+
+def _config(device, M, H, K):
+    cfg = configs.lookup("d_input_grad", device, M=M, N=K, K=H)
+    cfg["BLOCK_M"] = configs.block(cfg["BLOCK_M"], M)
+    cfg["BLOCK_K"] = configs.block(cfg["BLOCK_K"], K)
+    cfg["SPLIT"] = max(1, min(cfg["SPLIT"], triton.cdiv(M, cfg["BLOCK_M"])))
+    return cfg
+
+
+def input_grad_partials(device, M, H, K):
+    """How many loss slots d_input_grad writes for M rows, D1 of width H on K inputs."""
+    return _config(device, M, H, K)["SPLIT"]
+
+
+def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
+    """One launch: the mean sigmoid cross-entropy of D(x) against t, as row-chunk shares in the
+    slots of `losses` (P, [R,] 1) with P >= input_grad_partials(...), and dx = its gradient with
+    respect to D's input (M, K), written in full (see module doc).
+
+    h: D1's output (M, H), or None with pre=(slots (P, [R,] M, H), b1 ([R,] H)): D1's split-K
+    raw sums, finished here. w1 (K, H), w2 (H, 1), b2 (1,). R runs at once: every tensor with a
+    leading run axis. Returns what Triton's launch returns (on a GPU the compiled kernel)."""
+    op = "d_input_grad"
+    if precision not in PRECISIONS:
+        raise ValueError(f"{op}: precision must be one of {PRECISIONS}, got {precision!r}")
+    w1, w2, b2 = as_runs(op, "w1", w1, 2), as_runs(op, "w2", w2, 2), as_runs(op, "b2", b2, 1)
+    R, K, H = w1.shape
+    if H > MAX_H:
+        raise ValueError(f"{op}: hidden width {H} exceeds {MAX_H}; the kernel holds W1^T's (H, BLOCK_K) tiles whole")
+    losses, n_slots, stride_lp = slots(op, "losses", losses, 1)
+    losses, dx = as_runs(op, "losses", losses, 1), as_runs(op, "dx", dx, 2)
+    M = dx.shape[1]
+    check_runs(op, "losses", losses, R, (1,))
+    check_runs(op, "dx", dx, R, (M, K))
+    check_run_dense(op, "dx", dx)
+    check_runs(op, "w2", w2, R, (H, 1))
+    check_runs(op, "b2", b2, R, (1,))
+    if (h is None) == (pre is None):
+        raise ValueError(f"{op}: pass D1's output h, or h=None and pre=(slots, b1) to finish it here")
+    pre_slots, pre_parts, stride_pres, b1 = d1_slots(op, pre, R, M, H) if pre is not None else (None, 0, 0, None)
+    if h is not None:
+        h = as_runs(op, "h", h, 2)
+        check_runs(op, "h", h, R, (M, H))
+        check_run_dense(op, "h", h)
+    check_devices(op, h=h, pre=pre_slots, b1=b1, w1=w1, w2=w2, b2=b2, losses=losses, dx=dx)
+    cfg = _config(w1.device, M, H, K)
+    n_chunks = cfg.pop("SPLIT")
+    check_slots(op, "losses", n_slots, n_chunks, "splits the rows in", "kernels.d_input_grad.input_grad_partials")
+    given = h if pre is None else pre_slots
+    return _d_input_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]), R)](
+        given, given, b1 if b1 is not None else given, w1, w2, b2, losses, dx,
+        M, H, K, float(t), 1.0 / M,
+        given.stride(0), given.stride(0), stride_pres, *(b1.stride() if b1 is not None else (0, 0)),
+        *w1.stride(), w2.stride(0), w2.stride(1), b2.stride(0),
+        losses.stride(0), stride_lp, dx.stride(0),
+        PRE_PARTS=pre_parts, PRECISION=precision, BLOCK_H=max(16, triton.next_power_of_2(H)), enable_fp_fusion=FP_FUSION,
+        **cfg,
+    )
