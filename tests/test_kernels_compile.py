@@ -91,10 +91,13 @@ def test_no_spills_at_batch_128_and_8192_on_sm90(reports):
 
 @pytest.mark.parametrize("arch", aot.ARCHS)
 def test_tensor_core_precisions_compile_to_tensor_core_products(reports, arch):
-    products = [r for r in reports[arch] if r["precision"] in TENSOR_CORES and r["kernel"].startswith("linear_act")]
-    assert products and all(r["dot"] in ("mma", "wgmma") for r in products), \
+    """Every launch with a matrix product (linear_act's, d_input_grad's: `dot` is "-" for the
+    others) uses the tensor cores in tf32x3/tf32 and the FMA units in ieee."""
+    products = [r for r in reports[arch] if r["precision"] in TENSOR_CORES and r["dot"] != "-"]
+    assert {r["kernel"] for r in products} >= {"linear_act_fwd", "linear_act_bwd", "d_input_grad"}
+    assert all(r["dot"] in ("mma", "wgmma") for r in products), \
         [(r["precision"], r["kernel"], r["shape"], r["dot"]) for r in products if r["dot"] not in ("mma", "wgmma")]
-    assert all(r["dot"] == "fma" for r in reports[arch] if r["precision"] == "ieee" and r["kernel"].startswith("linear_act"))
+    assert all(r["dot"] == "fma" for r in reports[arch] if r["precision"] == "ieee" and r["dot"] != "-")
 
 
 @pytest.mark.parametrize("table", DEVICE_TABLES, ids=lambda p: p.name)
