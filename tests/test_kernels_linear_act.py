@@ -348,7 +348,7 @@ def test_split_n_dx_slots_sum_to_the_input_gradient(device, N):
     x, w, b, y, dy = _layer(M, K, N, ACT_SIGMOID, device)
     dx = torch.full((4, M, K), float("nan"), device=device)
     dw, db = torch.zeros(1, K, N, device=device), torch.zeros(1, N, device=device)
-    config = {**SPLIT_CONFIG, "SPLIT_M": 1, "SPLIT_N": 3}
+    config = {**SPLIT_CONFIG, "SPLIT_M": 1, "SPLIT_N": 3, "DW_BLOCK_N": 64, "DW_BLOCK_K": 64}  # few dW programs: fast
     with kernels.configs.use(_one_entry(config)):
         n = kernels.linear_act.dx_partials(torch.device(device), M, N, K)
         assert n == min(3, -(-N // 16))
