@@ -159,6 +159,6 @@ def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
         given.stride(0), given.stride(0), stride_pres, *(b1.stride() if b1 is not None else (0, 0)),
         *w1.stride(), w2.stride(0), w2.stride(1), b2.stride(0),
         losses.stride(0), stride_lp, dx.stride(0),
-        PRE_PARTS=pre_parts, PRECISION=precision, BLOCK_H=max(16, triton.next_power_of_2(H)), enable_fp_fusion=FP_FUSION,
-        **cfg,
+        PRE_PARTS=pre_parts, PRECISION=precision, BLOCK_H=max(16, triton.next_power_of_2(H)),
+        enable_fp_fusion=FP_FUSION, **cfg,
     )

@@ -227,7 +227,7 @@ def _linear_act_bwd_kernel(
     w_ptr,  # (R, K, N) weight
     y_ptr,  # (R, M, N) forward output (activation applied)
     dy_ptr,  # (DY_PARTS, R, M, N) gradient of the output, as slots summed here
-    dx_ptr,  # (P, R, M, K) out: gradient of x (partial sums over N chunks), contiguous within a run (unless NEED_DX: unused)
+    dx_ptr,  # (P, R, M, K) out: gradient of x as N-chunk partial sums, contiguous per run (only if NEED_DX)
     dw_ptr,  # (P, R, K, N) out: partial sums of the gradient of w (unused unless NEED_DW)
     db_ptr,  # (P, R, N) out: partial sums of the gradient of b (unused unless NEED_DW)
     M, N, K, G,
@@ -250,9 +250,9 @@ def _linear_act_bwd_kernel(
     DX_BLOCK_M: tl.constexpr, DX_BLOCK_N: tl.constexpr, DX_BLOCK_K: tl.constexpr,
     DW_BLOCK_M: tl.constexpr, DW_BLOCK_N: tl.constexpr, DW_BLOCK_K: tl.constexpr,
 ):
-    # Programs [0, n_dx) own (tile, N chunk) pairs of dx, the rest (tile, batch chunk) pairs of dw. The two branches are
-    # separate functions: Triton merges variables assigned in both branches of a runtime `if`,
-    # and the dx and dw accumulators have different shapes.
+    # Programs [0, n_dx) own (tile, N chunk) pairs of dx, the rest (tile, batch chunk) pairs of
+    # dw. The two branches are separate functions: Triton merges variables assigned in both
+    # branches of a runtime `if`, and the dx and dw accumulators have different shapes.
     pid = tl.program_id(0)
     run = tl.program_id(1)  # one GAN of a sweep
     x_ptr += run * stride_xr
@@ -449,8 +449,8 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=Non
             check_slots(op, name, n, cfg["SPLIT_N"], "splits N in", "kernels.linear_act.dx_partials")
         else:
             check_slots(op, name, n, cfg["SPLIT_M"], "splits the batch in", "kernels.linear_act.dw_partials")
-    n_dx = triton.cdiv(M, cfg["DX_BLOCK_M"]) * triton.cdiv(K, cfg["DX_BLOCK_K"]) * cfg["SPLIT_N"] if dx is not None else 0
-    n_dw = triton.cdiv(K, cfg["DW_BLOCK_K"]) * triton.cdiv(N, cfg["DW_BLOCK_N"]) * cfg["SPLIT_M"] if dw is not None else 0
+    n_dx = 0 if dx is None else triton.cdiv(M, cfg["DX_BLOCK_M"]) * triton.cdiv(K, cfg["DX_BLOCK_K"]) * cfg["SPLIT_N"]
+    n_dw = 0 if dw is None else triton.cdiv(K, cfg["DW_BLOCK_K"]) * triton.cdiv(N, cfg["DW_BLOCK_N"]) * cfg["SPLIT_M"]
     return _linear_act_bwd_kernel[(n_dx + n_dw, R)](
         x, images if rows is not None else x, idx if rows is not None else x, w, y, dy,
         dx if dx is not None else y, dw if dw is not None else y, db if db is not None else y,
