@@ -18,7 +18,7 @@ import fastgan.graph as graph
 LAUNCHERS = {  # the names fastgan.graph launches through -> the kernel's name in kernels/configs
     "linear_act_forward": "linear_act_fwd",
     "linear_act_backward": "linear_act_bwd",
-    "d_head": "d_head",
+    "d_grad": "d_grad",
     "d_input_grad": "d_input_grad",
     "adam_update": "adam",
 }
@@ -51,9 +51,10 @@ class Site:
             gathered = kw["rows"][1].shape[-1] if kw.get("rows") is not None else 0
             mode = "dx+dw" if dx is not None and dw is not None else "dx" if dx is not None else "dw"
             return x.shape[-2] + gathered, w.shape[-1], w.shape[-2], mode
-        if self.kernel == "d_head":
-            h = a[0]
-            return h.shape[-2], 1, h.shape[-1], None
+        if self.kernel == "d_grad":
+            x, w2 = a[0], a[1]
+            gathered = kw["rows"][1].shape[-1] if kw.get("rows") is not None else 0
+            return x.shape[-2] + gathered, w2.shape[-2], x.shape[-1], None
         if self.kernel == "d_input_grad":
             w1, dx = a[1], a[5]
             return dx.shape[-2], w1.shape[-2], w1.shape[-1], None

@@ -5,8 +5,8 @@
     python -m benchmarks.tune --smoke --out /tmp/table.json     # CPU, Triton's interpreter: the plumbing only
 
 For every matrix-product launch of one iteration (kernels.linear_act forward and backward, D's
-input gradient) and D's head, at the shapes the iteration really launches (benchmarks.sites), each candidate configuration below
-is launched `--reps` times inside one CUDA graph (so launch overhead counts as the trainer pays
+input gradient, D's gradients), at the shapes the iteration really launches (benchmarks.sites),
+each candidate configuration below is launched `--reps` times inside one CUDA graph (so launch overhead counts as the trainer pays
 it) and timed with CUDA events, at every --runs value (R GANs at once). A candidate that fails to
 compile or spills registers (the compiled kernel's n_spills) is skipped. Per launch shape the
 candidate with the smallest sum over R of time / default time wins; configs are keyed by shape
@@ -16,10 +16,9 @@ in order of batch (128 first) until the budget runs out; the rest keep the defau
 Writes kernels/configs/<device>.json (kernels.configs.device_file; --out to put it elsewhere)
 with each entry's measured µs per R and the default's beside it; the launchers read it on that
 card from then on. Commit it. Adam keeps its defaults (a memory-bound elementwise update). The
-Adam cost of more split-M slots (one extra
-read of the gradients per slot) is not in a backward candidate's time, nor the cost to D's head
-of summing a split-K forward's slots in a forward candidate's, nor the cost to G1's backward of
-summing a split-N dx's slots.
+Adam cost of more gradient slots (one extra read of the gradients per slot) is not in a
+candidate's time, nor the cost to d_grad and d_input_grad of summing a split-K forward's slots
+in a forward candidate's, nor the cost to G1's backward of summing a split-N dx's slots.
 """
 
 import argparse
@@ -56,7 +55,7 @@ def _bwd(dx, dw, split, warps=4, stages=1, split_n=1):
             "DW_BLOCK_K": dw[2], "SPLIT_M": split, "SPLIT_N": split_n, "num_warps": warps, "num_stages": stages}
 
 
-def _dig(bm, bk, split, warps=4, stages=1):
+def _dig(bm, bk, split, warps=4, stages=1):  # d_input_grad's and d_grad's configs
     return {"BLOCK_M": bm, "BLOCK_K": bk, "SPLIT": split, "num_warps": warps, "num_stages": stages}
 
 
@@ -69,14 +68,15 @@ CANDIDATES = {
                        _fwd(16, 32, 64, split=4), _fwd(16, 16, 64, split=2), _fwd(32, 32, 32, split=8)],
     "d_input_grad": [_dig(16, 64, 8), _dig(16, 32, 8), _dig(32, 64, 4), _dig(32, 32, 8, 4, 2), _dig(32, 32, 8, 4, 3),
                      _dig(64, 32, 8, 8, 2), _dig(128, 32, 8, 8, 2)],
-    "d_head": [{"BLOCK_M": bm, "SPLIT": split, "num_warps": w}
-               for bm, split, w in ((32, 4, 4), (32, 8, 4), (64, 4, 4), (64, 8, 4), (64, 8, 8), (128, 8, 8))],
+    "d_grad": [_dig(32, 32, 4, 8), _dig(16, 16, 4, 4, 2), _dig(32, 16, 4), _dig(16, 32, 8, 4, 2), _dig(32, 32, 8, 8),
+               _dig(16, 16, 8, 4, 2), _dig(64, 32, 8, 8)],
     "linear_act_bwd": [_bwd((16, 64, 64), (64, 64, 64), 4), _bwd((16, 64, 32), (32, 64, 64), 2),
                        _bwd((32, 64, 64), (64, 64, 64), 1), _bwd((32, 64, 64), (64, 64, 64), 8),
                        _bwd((64, 64, 64), (64, 64, 64), 5), _bwd((64, 64, 64), (64, 64, 32), 8, 8),
                        _bwd((64, 32, 64), (128, 64, 64), 2, 8), _bwd((16, 64, 32), (32, 64, 32), 2, 4, 3),
                        _bwd((16, 64, 64), (16, 16, 16), 1, 4, 3), _bwd((16, 64, 32), (32, 64, 32), 4, 4, 2),
-                       _bwd((16, 64, 32), (32, 64, 32), 2, 4, 3, split_n=4), _bwd((16, 64, 32), (32, 64, 32), 2, 4, 3, split_n=2),
+                       _bwd((16, 64, 32), (32, 64, 32), 2, 4, 3, split_n=4),
+                       _bwd((16, 64, 32), (32, 64, 32), 2, 4, 3, split_n=2),
                        _bwd((16, 32, 32), (32, 64, 32), 4, 4, 2, split_n=8)],
 }
 
@@ -85,7 +85,7 @@ def _slots_table():
     """A table giving every split launch MAX_SPLIT slots (for the trainer under tuning)."""
     return [{"kernel": "linear_act_bwd", "config": _bwd((16, 16, 64), (16, 64, 64), MAX_SPLIT, split_n=MAX_SPLIT)},
             {"kernel": "linear_act_fwd", "config": _fwd(16, 16, 16, split=MAX_SPLIT)},
-            {"kernel": "d_head", "config": {"BLOCK_M": 16, "SPLIT": MAX_SPLIT, "num_warps": 4}},
+            {"kernel": "d_grad", "config": _dig(16, 16, MAX_SPLIT)},
             {"kernel": "d_input_grad", "config": _dig(16, 16, MAX_SPLIT)}]
 
 

@@ -11,14 +11,14 @@ bitwise those of the same run trained alone. R = 1 is an ordinary run.
 Per replay of K iterations, outside the graph and without any host sync, a few launches fill
 the static inputs: batch indices (the same shuffled epochs as the eager path), noise for the D
 and G steps, and each step's Adam terms per run (computed in float64 from the step number, so no
-host scalar is frozen into the graph). Inside the graph, per iteration (11 launches, any R):
+host scalar is frozen into the graph). Inside the graph, per iteration (10 launches, any R):
 
   D step   G1, G2 on [z_d; z_g] (G's params do not change in the D step, so G(z_g) for the G
            step is computed here too) | D1 on [real; fake], the real rows read from the images
            through the batch's indices (no gather launch), its 784-deep product in K chunks |
-           D head (D1's bias and ReLU on the chunks' sum, D2, both BCE means, their backward,
-           over row chunks) | D1 backward (dW, db as split-M partial sums) | Adam on D's flat
-           buffer (adds the partial sums first)
+           D's gradients (D1's bias and ReLU on the chunks' sum, D2, both BCE means, and the
+           backward to every D weight, as row-chunk partial sums: one launch) | Adam on D's
+           flat buffer (adds the partial sums first)
   G step   D1 on G(z_g) | D's input gradient (D1's bias and ReLU on the chunks' sum, D2, the BCE
            against 1 and its gradient through D to G(z_g), one launch) | G2 backward (dx, its
            784-deep sum in N-chunk slots; dW, db) | G1 backward (adds G2's dx slots; dW, db) |
@@ -29,7 +29,7 @@ same for every run, so a sweep's run equals the run alone bitwise. `precision` p
 products' input precision (kernels.linear_act: "ieee", "tf32x3", "tf32") for every layer.
 
 Each iteration's four losses per run land in row i of a (K, slots, R, 4) device buffer as the
-row-chunk shares of D's head (the D step's three) and D's input gradient (G's loss); after a
+row-chunk shares of D's gradients (the D step's three) and D's input gradient (G's loss); after a
 replay, elementwise adds (one per slot, in slot order: the same numbers for any R) sum the last
 row's slots into (R, 4), which the host copies asynchronously. Capture is safe by
 construction: `warm_up` compiles every kernel and captures the one K-iteration graph before
@@ -48,12 +48,12 @@ from kernels import (
     ACT_SIGMOID,
     adam_terms,
     adam_update,
-    d_head,
+    d_grad,
     d_input_grad,
     linear_act_backward,
     linear_act_forward,
 )
-from kernels.d_head import head_partials
+from kernels.d_grad import grad_partials as d_grad_partials
 from kernels.d_input_grad import input_grad_partials
 from kernels.linear_act import PRECISIONS, dw_partials, dx_partials, forward_partials
 
@@ -78,17 +78,17 @@ def _flat_views(flat, shapes):
 
 def grad_partials(batch, device):
     """Per network, the gradient slots its split weight gradients need (kernels.linear_act's
-    split-M backward, D's head split over rows): the largest split among its launches."""
+    split-M backward, kernels.d_grad's row chunks): the largest split among its launches."""
     B = batch
     return {
-        "D": max(dw_partials(device, 2 * B, H_DIM, X_DIM, "dw"), head_partials(device, 2 * B, H_DIM)),
+        "D": d_grad_partials(device, 2 * B, H_DIM, X_DIM),
         "G": max(dw_partials(device, B, X_DIM, H_DIM, "dx+dw"), dw_partials(device, B, H_DIM, Z_DIM, "dw")),
     }
 
 
 def loss_partials(batch, device):
-    """The slots of the logged losses: the larger row split of D's head and D's input gradient."""
-    return max(head_partials(device, 2 * batch, H_DIM), input_grad_partials(device, batch, H_DIM, X_DIM))
+    """The slots of the logged losses: the larger row split of D's gradients and D's input gradient."""
+    return max(d_grad_partials(device, 2 * batch, H_DIM, X_DIM), input_grad_partials(device, batch, H_DIM, X_DIM))
 
 
 def bytes_per_run(batch, iters_per_replay, device="cpu"):
@@ -100,10 +100,11 @@ def bytes_per_run(batch, iters_per_replay, device="cpu"):
     n_params = sum((3 + slots[net]) * torch.Size(s).numel() for net, shapes in NETS.items() for s in shapes.values())
     device = torch.device(device)
     pre = sum(rows * s for rows in (2 * B, B) if (s := forward_partials(device, rows, H_DIM, X_DIM)) > 1)
-    hDg = 0 if forward_partials(device, B, H_DIM, X_DIM) > 1 else B  # G step's D1 as slots: no h buffer
+    # D1's outputs: slots of raw sums where D1 is split, else h (2B rows in the D step, B in the G step)
+    h = sum(rows for rows in (2 * B, B) if forward_partials(device, rows, H_DIM, X_DIM) == 1)
     dhG = B * dx_partials(device, B, X_DIM, H_DIM)
     floats = (n_params + K * (2 * B * Z_DIM + 4 + 4 * loss_partials(B, device)) + 3 * B * X_DIM
-              + (6 * B + dhG + hDg + pre) * H_DIM)
+              + (2 * B + dhG + h + pre) * H_DIM)
     return 4 * floats + 8 * K * (B + 1)
 
 
@@ -179,20 +180,20 @@ class GraphTrainer:
         # Per iteration and run [lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1, pad]: rows of 16 bytes,
         # so every iteration's rows are as aligned as the first: one Adam specialization for all.
         self.hyper = zeros(K, R, 4)
-        # Per iteration, slot and run: shares of [d_loss, d_real, d_fake, g_loss] from the D heads'
-        # row chunks (slots a head does not split into stay zero); `losses` is their sum, per replay.
+        # Per iteration, slot and run: shares of [d_loss, d_real, d_fake, g_loss] from d_grad's and
+        # d_input_grad's row chunks (slots a launch does not split into stay zero); `losses` is their
+        # sum, per replay.
         self.log = zeros(K, loss_partials(B, device), R, 4)
         self.losses = zeros(R, 4)
         self.xx = zeros(R, 2 * B, X_DIM)  # per run [G(z_d); G(z_g)]; D1 reads the real rows in place
         self.hG = zeros(R, 2 * B, H_DIM)
-        self.hD = zeros(R, 2 * B, H_DIM)
-        # D1's 784-deep products cut into K chunks where the config says so (slots of raw sums
-        # finished where they are read: bias, ReLU; D's head writes hD for D1's backward, the G
-        # step's input gradient needs no h); None: D1 launches whole (into hD / hDg).
+        # D1's 784-deep products cut into K chunks where the config says so: slots of raw sums that
+        # d_grad / d_input_grad finish (bias, ReLU) where they read them. Else D1 launches whole,
+        # into hD / hDg (its outputs on [real; fake] and on G(z_g)), which are None where it is split.
         self.hD_pre = self._pre_slots(2 * B, device)
         self.hDg_pre = self._pre_slots(B, device)
-        self.dhD = zeros(R, 2 * B, H_DIM)
-        self.hDg = zeros(R, B, H_DIM) if self.hDg_pre is None else None  # D1's output on G(z_g), if not slots
+        self.hD = zeros(R, 2 * B, H_DIM) if self.hD_pre is None else None
+        self.hDg = zeros(R, B, H_DIM) if self.hDg_pre is None else None
         self.dfake = zeros(R, B, X_DIM)
         self.dhG = zeros(dx_partials(device, B, X_DIM, H_DIM), R, B, H_DIM)  # G2's dx in N-chunk slots, G1 adds them
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
@@ -223,10 +224,8 @@ class GraphTrainer:
         linear_act_forward(z, P["G_W1"], P["G_b1"], self.hG, ACT_RELU, pr)
         linear_act_forward(self.hG, P["G_W2"], P["G_b2"], xx, ACT_SIGMOID, pr)
         pre = self._d1(fake_d, self.hD, self.hD_pre, rows=real)
-        d_head(self.hD, P["D_W2"], P["D_b2"], self.log[i, :, :, :3], self.dhD, Gr["D_W2"], Gr["D_b2"],
-               split=B, t0=1.0, t1=0.0, partials=True, pre=pre)
-        linear_act_backward(fake_d, P["D_W1"], self.hD, self.dhD, None, Gr["D_W1"], Gr["D_b1"], ACT_RELU, pr,
-                            rows=real, partials=True)
+        d_grad(fake_d, P["D_W2"], P["D_b2"], self.log[i, :, :, :3], Gr["D_W1"], Gr["D_b1"], Gr["D_W2"], Gr["D_b2"],
+               split=B, t0=1.0, t1=0.0, h=self.hD, pre=pre, rows=real, precision=pr)
         adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.hyper[i], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
         pre = self._d1(fake_g, self.hDg, self.hDg_pre)

@@ -5,8 +5,9 @@ Differentiable ops (autograd Functions with Triton backward):
 Plain launchers (preallocated outputs, no allocation or host sync; CUDA-graph capturable; each
 takes one run's tensors or R runs' with a leading run axis, in one launch):
     linear_act_forward, linear_act_backward, sigmoid_bce_forward, sigmoid_bce_backward,
-    d_head (D's output layer + loss + its backward), d_input_grad (D's gradient to its input for
-    G's loss, from D1's output or its split-K slots), adam_update (one launch per network)
+    d_grad (the D step: D's output layer, both losses and every gradient of D), d_input_grad
+    (the G step's pass through D: G's loss and its gradient to D's input), adam_update (one
+    launch per network)
 
 On a CPU-only machine set TRITON_INTERPRET=1 before importing this package to run the
 kernels in Triton's interpreter (slow; for tests).
@@ -15,7 +16,7 @@ kernels in Triton's interpreter (slow; for tests).
 from types import SimpleNamespace
 
 from .adam import adam_terms, adam_update
-from .d_head import d_head
+from .d_grad import d_grad
 from .d_input_grad import d_input_grad
 from .linear_act import (
     ACT_NONE,
@@ -41,5 +42,5 @@ __all__ = [
     "ACT_NONE", "ACT_RELU", "ACT_SIGMOID", "OPS",
     "linear", "linear_relu", "linear_sigmoid", "sigmoid_bce_with_logits",
     "linear_act_forward", "linear_act_backward", "sigmoid_bce_forward", "sigmoid_bce_backward",
-    "d_head", "d_input_grad", "adam_update", "adam_terms",
+    "d_grad", "d_input_grad", "adam_update", "adam_terms",
 ]

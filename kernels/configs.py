@@ -40,7 +40,7 @@ CONFIG_KEYS = {
     "linear_act_fwd": {"BLOCK_M", "BLOCK_N", "BLOCK_K", "SPLIT_K", "num_warps", "num_stages"},
     "linear_act_bwd": {"DX_BLOCK_M", "DX_BLOCK_N", "DX_BLOCK_K", "DW_BLOCK_M", "DW_BLOCK_N", "DW_BLOCK_K",
                        "SPLIT_M", "SPLIT_N", "num_warps", "num_stages"},
-    "d_head": {"BLOCK_M", "SPLIT", "num_warps"},
+    "d_grad": {"BLOCK_M", "BLOCK_K", "SPLIT", "num_warps", "num_stages"},
     "d_input_grad": {"BLOCK_M", "BLOCK_K", "SPLIT", "num_warps", "num_stages"},
     "adam": {"BLOCK", "num_warps"},
 }

@@ -5,10 +5,12 @@ Fused
   For D(x) = relu(x W1 + b1) w2 + b2 (w2: (H, 1)) and a constant target t: D1's output h (read,
   or finished here from D1's split-K slots: relu(their sum in slot order + b1)), the logit
   l = h w2 + b2, the mean sigmoid cross-entropy of l against t, d mean / d l (never stored),
-  g = dl w2^T * [h > 0] (D1's pre-activation gradient, never stored) and dx = g W1^T. The G step
-  otherwise launches D's head (loss, dh) and D1's backward (dx): two dependent launches and a
+  g = dl w2^T * [h > 0] (D1's pre-activation gradient, never stored) and dx = g W1^T. Unfused, the
+  G step would launch a loss head (loss, dh) and D1's backward (dx): two dependent launches and a
   round trip of h and dh through memory become one launch. At batch 8192 D1's dx programs read h
   and dh 13 times over (once per 64-wide column tile of dx); here only h (or its slots).
+  kernels.d_grad is the D step's counterpart (D's weight gradients); both finish D1 with
+  `_d1_output`.
 
 Grid: (row chunks x column tiles of dx, runs). Each program holds a (H, BLOCK_K) tile of W1^T
 in registers and walks the row blocks of its chunk: every program recomputes its rows' logits
@@ -36,7 +38,7 @@ from ._checks import (
     check_slots,
     slots,
 )
-from .d_head import _d1_output, d1_slots
+from .d_grad import _d1_output, d1_slots
 from .linear_act import PRECISIONS
 from .sigmoid_bce import _bce_and_grad
 

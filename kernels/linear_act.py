@@ -38,8 +38,8 @@ G2's dx), so the split costs no launch and stays deterministic.
 Split-K forward: with `partials=True`, y carries a leading axis of P slots and the K-deep sum is
 cut into SPLIT_K chunks (config; `forward_partials` says how many); chunk s writes its raw sum
 x[:, chunk] @ w[chunk] into slot s, without bias or activation: the consumer finishes
-y = act(sum of the slots + b) (fastgan's trainer: D's head, for D1's 784-deep products). Slots
-past SPLIT_K are left alone (kept zero by the caller).
+y = act(sum of the slots + b) (fastgan's trainer: kernels.d_grad and d_input_grad, for D1's
+784-deep products). Slots past SPLIT_K are left alone (kept zero by the caller).
 
 Precision: `precision` is tl.dot's input_precision: "ieee" (default; exact fp32 products, what
 the tests compare at 2e-5), "tf32x3" (three TF32 products per product, close to fp32, on the

@@ -47,7 +47,7 @@ def _log1p_small(e):
 @triton.jit
 def _bce_and_grad(logit, target):
     """Sigmoid cross-entropy of logits against targets, elementwise, and its gradient
-    sigmoid(l) - t: the device math every loss kernel shares (sigmoid_bce, d_head, d_input_grad).
+    sigmoid(l) - t: the device math every loss kernel shares (sigmoid_bce, d_grad, d_input_grad).
     The loss is max(l, 0) - l t + log(1 + e^-|l|); the gradient avoids cancelling near 1: with
     s = e / (1 + e), the smaller of sigmoid(l) and 1 - sigmoid(l), it is (1 - t) - s for l >= 0
     and s - t for l < 0."""

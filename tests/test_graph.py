@@ -23,8 +23,9 @@ from fastgan.graph import GraphTrainer
 
 # (device, iterations, batch, iterations per replay, losses rtol, atol)
 # On a GPU machine the kernels are compiled, not interpreted, so only CUDA tensors can run them.
-# On a CPU, batch 16 (kernels/configs/interpreter.json): D1's forward split over K, its dW over the
-# batch, D's head over rows and G2's dx over N, as the GPU tables split them at batch 128.
+# On a CPU, batch 16 (kernels/configs/interpreter.json): D1's forward split over K, D's gradients
+# over row chunks (d_grad; d_input_grad has one chunk at 16 rows) and G2's dx over N, as the GPU
+# tables split them at batch 128.
 PARITY = [("cuda", 100, 128, 10, 1e-3, 1e-4)] if HAS_CUDA else [("cpu", 4, 16, 2, 1e-4, 1e-6)]
 
 
@@ -201,12 +202,13 @@ def test_memory_per_run_and_what_fits():
 
 
 def test_precision_reaches_every_product(monkeypatch):
-    """`precision` is passed to each of the iteration's 8 matrix-product launches (7 linear ones
-    and D's input gradient); unknown refused."""
+    """`precision` is passed to each of the iteration's 8 matrix-product launches (6 linear ones,
+    D's gradients and D's input gradient); unknown refused."""
     import fastgan.graph as graph
 
     seen = []
-    for name, at in (("linear_act_forward", 5), ("linear_act_backward", 8), ("d_input_grad", "precision")):
+    for name, at in (("linear_act_forward", 5), ("linear_act_backward", 8), ("d_grad", "precision"),
+                     ("d_input_grad", "precision")):
         fn = getattr(graph, name)
         monkeypatch.setattr(graph, name, lambda *a, _fn=fn, _at=at, **kw: (
             seen.append(kw[_at] if isinstance(_at, str) else a[_at]), _fn(*a, **kw))[1])

@@ -6,7 +6,7 @@ the rest in float64: logit = h w2 + b2, the mean BCE against t, and dx through D
 [h > 0] and W1. (Recomputing h in float64 from x could flip the mask of an element whose
 pre-activation rounds across 0, an O(1) difference that is not the kernel's.)
 
-Tolerances as in test_kernels_d_head: the loss is an fp32 mean (1e-5 relative); dx is an fp32
+Tolerances as in test_kernels_d_grad: the loss is an fp32 mean (1e-5 relative); dx is an fp32
 dot product over H <= 128 terms of O(1/M) gradients times O(1) weights: 2e-5 normwise relative
 (a wrong row, column or mask gives O(1)). TF32 on a GPU: 3e-3 and 5e-5 as in
 test_kernels_linear_act.

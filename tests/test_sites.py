@@ -1,5 +1,5 @@
 """benchmarks.sites, which the tuner and the breakdown time: one iteration's launch sites are
-the trainer's 11 launches in order, each site's shape is exactly the key its launcher looks
+the trainer's 10 launches in order, each site's shape is exactly the key its launcher looks
 its config up by (or a tuned table would never apply), and calling a site launches it again
 into the trainer's buffers."""
 
@@ -25,12 +25,12 @@ def test_sites_are_the_iteration_and_their_shapes_are_the_lookup_keys(monkeypatc
 
     monkeypatch.setattr(kernels.configs, "lookup", recording)
     sites = iteration_sites(trainer)
-    assert [s.kernel for s in sites] == ["linear_act_fwd"] * 3 + ["d_head", "linear_act_bwd", "adam", "linear_act_fwd",
-                                                                  "d_input_grad"] + ["linear_act_bwd"] * 2 + ["adam"]
+    assert [s.kernel for s in sites] == ["linear_act_fwd"] * 3 + ["d_grad", "adam", "linear_act_fwd", "d_input_grad"] + [
+        "linear_act_bwd"] * 2 + ["adam"]
     keys = [(s.kernel, *s.shape()) for s in sites]
     assert keys == looked_up  # one lookup per launch
-    assert keys[2] == ("linear_act_fwd", 16, 128, 784, None) and keys[4][-1] == "dw" and keys[8][-1] == "dx+dw"
-    assert keys[7] == ("d_input_grad", 8, 784, 128, None)
+    assert keys[2] == ("linear_act_fwd", 16, 128, 784, None) and keys[7][-1] == "dx+dw"
+    assert keys[3] == ("d_grad", 16, 128, 784, None) and keys[6] == ("d_input_grad", 8, 784, 128, None)
     trainer.hG.zero_()
     sites[0]()  # G1's forward again (with the parameters as Adam left them), into the trainer's buffer
     again = trainer.hG.clone()
