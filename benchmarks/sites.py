@@ -48,9 +48,8 @@ class Site:
             return x.shape[-2] + gathered, w.shape[-1], w.shape[-2], None
         if self.kernel == "linear_act_bwd":
             x, w, dx, dw = a[0], a[1], a[4], a[5]
-            gathered = kw["rows"][1].shape[-1] if kw.get("rows") is not None else 0
             mode = "dx+dw" if dx is not None and dw is not None else "dx" if dx is not None else "dw"
-            return x.shape[-2] + gathered, w.shape[-1], w.shape[-2], mode
+            return x.shape[-2], w.shape[-1], w.shape[-2], mode
         if self.kernel == "d_grad":
             x, w2 = a[0], a[1]
             gathered = kw["rows"][1].shape[-1] if kw.get("rows") is not None else 0

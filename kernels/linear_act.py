@@ -16,9 +16,10 @@ weights and outputs); the runs are a grid axis, so R runs are one launch, and ea
 numbers are bitwise those of the same run launched alone (same tiles, same order).
 Inputs may be strided; outputs must be contiguous within a run. float32 only.
 
-Gathered rows: `rows=(images, idx)` makes the first G = len(idx) rows of the input images[idx]
-(the batch's real images, read in place) and the rest x's rows, in the forward and the
-backward alike: D's first layer reads the gathered batch without a gather launch or a copy.
+Gathered rows (forward): `rows=(images, idx)` makes the first G = len(idx) rows of the input
+images[idx] (the batch's real images, read in place) and the rest x's rows: D's first layer
+reads the gathered batch without a gather launch or a copy (kernels.d_grad, its backward, reads
+them the same way, through `_row_pointers`).
 
 Split-M weight gradient: with `partials=True`, dw and db carry a leading axis of P partial
 sums; the batch is cut into SPLIT_M chunks (a config value, `dw_partials` tells how many) and
@@ -194,9 +195,9 @@ def _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr, tile, n_lo, n_hi, M, N, K,
 
 
 @triton.jit
-def _dw_tile(x_ptr, img_ptr, idx_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, tile, m_lo, m_hi, M, N, K, G,
-             stride_xm, stride_xk, stride_im, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
-             ACT: tl.constexpr, DY_PARTS: tl.constexpr, GATHER: tl.constexpr, PRECISION: tl.constexpr,
+def _dw_tile(x_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, tile, m_lo, m_hi, M, N, K,
+             stride_xm, stride_xk, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
+             ACT: tl.constexpr, DY_PARTS: tl.constexpr, PRECISION: tl.constexpr,
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """dw[k, n] = sum_m x[m, k] g[m, n] over rows [m_lo, m_hi) for one (BLOCK_K, BLOCK_N) tile of
     dw; db[n] = sum_m g[m, n] on the first row of tiles."""
@@ -210,8 +211,8 @@ def _dw_tile(x_ptr, img_ptr, idx_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, tile, m_lo,
         rm = m0 + tl.arange(0, BLOCK_M)
         g = _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
                           ACT, DY_PARTS)
-        rows = _row_pointers(x_ptr, img_ptr, idx_ptr, rm, M, G, stride_xm, stride_im, GATHER)
-        xt = tl.load(rows[None, :] + rk[:, None] * stride_xk, mask=(rk[:, None] < K) & (rm[None, :] < M), other=0.0)
+        xt = tl.load(x_ptr + rm[None, :] * stride_xm + rk[:, None] * stride_xk,
+                     mask=(rk[:, None] < K) & (rm[None, :] < M), other=0.0)
         acc = tl.dot(xt, g, acc, input_precision=PRECISION)
         dbias += tl.sum(g, axis=0)
     tl.store(dw_ptr + rk[:, None] * N + rn[None, :], acc, mask=(rk[:, None] < K) & (rn[None, :] < N))
@@ -221,18 +222,15 @@ def _dw_tile(x_ptr, img_ptr, idx_ptr, y_ptr, dy_ptr, dw_ptr, db_ptr, tile, m_lo,
 
 @triton.jit
 def _linear_act_bwd_kernel(
-    x_ptr,  # (R, M - G, K) forward input (the rows after the gathered ones)
-    img_ptr,  # (n, K) images the first G rows were gathered from (only if GATHER)
-    idx_ptr,  # (R, G) int64 row numbers into images (only if GATHER)
+    x_ptr,  # (R, M, K) forward input
     w_ptr,  # (R, K, N) weight
     y_ptr,  # (R, M, N) forward output (activation applied)
     dy_ptr,  # (DY_PARTS, R, M, N) gradient of the output, as slots summed here
     dx_ptr,  # (P, R, M, K) out: gradient of x as N-chunk partial sums, contiguous per run (only if NEED_DX)
     dw_ptr,  # (P, R, K, N) out: partial sums of the gradient of w (unused unless NEED_DW)
     db_ptr,  # (P, R, N) out: partial sums of the gradient of b (unused unless NEED_DW)
-    M, N, K, G,
-    stride_xr, stride_xm, stride_xk,  # x strides (stride_xk is 1 if GATHER)
-    stride_im, stride_idxr,  # images' row stride, idx's run stride
+    M, N, K,
+    stride_xr, stride_xm, stride_xk,  # x strides
     stride_wr, stride_wk, stride_wn,  # w strides
     stride_yr, stride_ym, stride_yn,  # y strides
     stride_dyr, stride_dym, stride_dyn,  # dy strides
@@ -243,7 +241,6 @@ def _linear_act_bwd_kernel(
     DY_PARTS: tl.constexpr,  # dy's slots (the next layer's split dx), added in order
     NEED_DX: tl.constexpr,  # launch dx tiles
     NEED_DW: tl.constexpr,  # launch dw (and db) tiles
-    GATHER: tl.constexpr,  # the first G input rows come from images[idx]
     PRECISION: tl.constexpr,  # tl.dot input_precision
     SPLIT_M: tl.constexpr,  # dw partial sums over SPLIT_M chunks of the batch
     SPLIT_N: tl.constexpr,  # dx partial sums over SPLIT_N chunks of N, the dx product's depth
@@ -256,7 +253,6 @@ def _linear_act_bwd_kernel(
     pid = tl.program_id(0)
     run = tl.program_id(1)  # one GAN of a sweep
     x_ptr += run * stride_xr
-    idx_ptr += run * stride_idxr
     w_ptr += run * stride_wr
     y_ptr += run * stride_yr
     dy_ptr += run * stride_dyr
@@ -284,9 +280,9 @@ def _linear_act_bwd_kernel(
         rows_per_part = tl.cdiv(tl.cdiv(M, DW_BLOCK_M), SPLIT_M) * DW_BLOCK_M
         m_lo = part * rows_per_part
         m_hi = tl.minimum(m_lo + rows_per_part, M)
-        _dw_tile(x_ptr, img_ptr, idx_ptr, y_ptr, dy_ptr, dw_ptr + part * stride_dwp, db_ptr + part * stride_dbp,
-                 (pid - n_dx) % n_tiles, m_lo, m_hi, M, N, K, G, stride_xm, stride_xk, stride_im,
-                 stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys, ACT, DY_PARTS, GATHER, PRECISION,
+        _dw_tile(x_ptr, y_ptr, dy_ptr, dw_ptr + part * stride_dwp, db_ptr + part * stride_dbp,
+                 (pid - n_dx) % n_tiles, m_lo, m_hi, M, N, K, stride_xm, stride_xk,
+                 stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys, ACT, DY_PARTS, PRECISION,
                  DW_BLOCK_M, DW_BLOCK_N, DW_BLOCK_K)
 
 
@@ -395,11 +391,9 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=Fa
     )
 
 
-def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=None, partials=False,
-                        dy_partials=False):
+def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", partials=False, dy_partials=False):
     """Writes dx (if not None), dw and db (if dw is not None) for y = act(x @ w + b); one run's
-    tensors, or R runs' with a leading run axis (see linear_act_forward), in one launch; `rows`
-    as in the forward.
+    tensors, or R runs' with a leading run axis (see linear_act_forward), in one launch.
 
     partials=True: the outputs carry a leading axis of partial-sum slots, the slots past the
     config's split kept zero by the caller (see module doc): dx (P, [R,] M, K) with P >=
@@ -412,12 +406,8 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=Non
     if dy_partials:
         dy, dy_parts, stride_dys = slots(op, "dy", dy, 2)
     x, w, y, dy = (as_runs(op, n, t, 2) for n, t in (("x", x), ("w", w), ("y", y), ("dy", dy)))
-    R, Mx, K = x.shape
+    R, M, K = x.shape
     N = w.shape[2]
-    images, idx, G = _gathered(op, rows, R, K)
-    if rows is not None and x.stride(2) != 1:
-        raise ValueError(f"{op}: with gathered rows, x's rows must be contiguous (strides {x.stride()})")
-    M = G + Mx
     check_runs(op, "w", w, R, (K, N))
     check_runs(op, "y", y, R, (M, N))
     check_runs(op, "dy", dy, R, (M, N))
@@ -425,8 +415,6 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=Non
         raise ValueError(f"{op}: nothing to compute (dx and dw are both None)")
     if (dw is None) != (db is None):
         raise ValueError(f"{op}: dw and db are computed together; pass both or neither")
-    if dx is not None and rows is not None:
-        raise ValueError(f"{op}: no dx with gathered rows (the images are data, not a layer's output)")
     n_slots, slot_strides = {}, {"dx": 0, "dw": 0, "db": 0}
     outs = {}
     for name, t, shape in (("dx", dx, (M, K)), ("dw", dw, (K, N)), ("db", db, (N,))):
@@ -437,7 +425,7 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=Non
             check_runs(op, name, t, R, shape)
             check_run_dense(op, name, t)
     dx, dw, db = outs.get("dx"), outs.get("dw"), outs.get("db")
-    check_devices(op, x=x, w=w, y=y, dy=dy, dx=dx, dw=dw, db=db, images=images, idx=idx)
+    check_devices(op, x=x, w=w, y=y, dy=dy, dx=dx, dw=dw, db=db)
     mode = "dx+dw" if dx is not None and dw is not None else "dx" if dx is not None else "dw"
     cfg = backward_config(x.device, M, N, K, mode)
     if not partials or dx is None:
@@ -452,14 +440,11 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", rows=Non
     n_dx = 0 if dx is None else triton.cdiv(M, cfg["DX_BLOCK_M"]) * triton.cdiv(K, cfg["DX_BLOCK_K"]) * cfg["SPLIT_N"]
     n_dw = 0 if dw is None else triton.cdiv(K, cfg["DW_BLOCK_K"]) * triton.cdiv(N, cfg["DW_BLOCK_N"]) * cfg["SPLIT_M"]
     return _linear_act_bwd_kernel[(n_dx + n_dw, R)](
-        x, images if rows is not None else x, idx if rows is not None else x, w, y, dy,
-        dx if dx is not None else y, dw if dw is not None else y, db if db is not None else y,
-        M, N, K, G,
-        *x.stride(), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
-        *w.stride(), *y.stride(), *dy.stride(), stride_dys,
+        x, w, y, dy, dx if dx is not None else y, dw if dw is not None else y, db if db is not None else y,
+        M, N, K, *x.stride(), *w.stride(), *y.stride(), *dy.stride(), stride_dys,
         dx.stride(0) if dx is not None else 0, dw.stride(0) if dw is not None else 0,
         db.stride(0) if db is not None else 0, slot_strides["dx"], slot_strides["dw"], slot_strides["db"],
-        ACT=act, DY_PARTS=dy_parts, NEED_DX=dx is not None, NEED_DW=dw is not None, GATHER=rows is not None,
+        ACT=act, DY_PARTS=dy_parts, NEED_DX=dx is not None, NEED_DW=dw is not None,
         PRECISION=precision, enable_fp_fusion=FP_FUSION, **cfg,
     )
 
