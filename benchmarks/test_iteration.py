@@ -12,7 +12,7 @@ Backends:
   compile          the same step with G and D wrapped in torch.compile
   fused            fastgan.graph.GraphTrainer launched un-captured (`--backend fused`)
   graph            the same, ITERS_PER_REPLAY iterations per CUDA-graph replay (`--backend graph`):
-                   static buffers, 11 Triton launches per iteration (any number of runs)
+                   static buffers, 10 Triton launches per iteration (any number of runs)
 
 On a CPU-only machine only small cases run (fused under Triton's interpreter at batch 8).
 """
