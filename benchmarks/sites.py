@@ -56,7 +56,7 @@ class Site:
             return x.shape[-2] + gathered, w2.shape[-2], x.shape[-1], None
         if self.kernel == "d_input_grad":
             w1, dx = a[1], a[5]
-            return dx.shape[-2], w1.shape[-2], w1.shape[-1], None
+            return dx.shape[-2], w1.shape[-1], w1.shape[-2], None
         return a[0].shape[-1], 0, 0, None
 
     @property

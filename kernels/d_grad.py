@@ -154,9 +154,17 @@ def _d_grad_kernel(
         tl.store(db2_ptr, tl.sum(db2, axis=0))
 
 
-def d1_slots(op, pre, R, M, H):
-    """pre=(slots (P, [R,] M, H), b1 ([R,] H)): D1's split-K raw sums and its bias, checked;
-    returns (slot 0 as (R, M, H), P, the slot stride, b1 as (R, H)) for a _d1_output kernel."""
+def d1_input(op, h, pre, R, M, H):
+    """D1's output for a _d1_output kernel, checked: h (M, H) as given, or h=None and
+    pre=(slots (P, [R,] M, H), b1 ([R,] H)), D1's split-K raw sums and bias. Returns (the tensor
+    the kernel reads, (R, M, H): h or slot 0; P (0 for h); the slot stride; b1 as (R, H) or None)."""
+    if (h is None) == (pre is None):
+        raise ValueError(f"{op}: pass D1's output h, or h=None and pre=(slots, b1) to finish it here")
+    if pre is None:
+        h = as_runs(op, "h", h, 2)
+        check_runs(op, "h", h, R, (M, H))
+        check_run_dense(op, "h", h)
+        return h, 0, 0, None
     first, parts, stride = slots(op, "pre", pre[0], 2)
     first = as_runs(op, "pre", first, 2)
     if tuple(first.shape) != (R, M, H) or first.stride()[1:] != (H, 1):
@@ -167,8 +175,11 @@ def d1_slots(op, pre, R, M, H):
     return first, parts, stride, b1
 
 
-def _config(device, M, H, K):
-    cfg = configs.lookup("d_grad", device, M=M, N=H, K=K)
+def row_chunk_config(kernel, device, M, H, K):
+    """The config of a row-chunked D kernel (d_grad, d_input_grad) for M rows, D1 of width H on K
+    inputs (the lookup key: M, N = H, K): BLOCK_M clamped to M, BLOCK_K (its tiles of D's K
+    inputs) to K, and SPLIT to M's row blocks."""
+    cfg = configs.lookup(kernel, device, M=M, N=H, K=K)
     cfg["BLOCK_M"] = configs.block(cfg["BLOCK_M"], M)
     cfg["BLOCK_K"] = configs.block(cfg["BLOCK_K"], K)
     cfg["SPLIT"] = max(1, min(cfg["SPLIT"], triton.cdiv(M, cfg["BLOCK_M"])))
@@ -177,7 +188,7 @@ def _config(device, M, H, K):
 
 def grad_partials(device, M, H, K):
     """How many slots d_grad writes (losses and every gradient) for M rows, D1 of width H on K inputs."""
-    return _config(device, M, H, K)["SPLIT"]
+    return row_chunk_config("d_grad", device, M, H, K)["SPLIT"]
 
 
 def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None, pre=None, rows=None,
@@ -206,13 +217,7 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     check_runs(op, "b2", b2, R, (1,))
     if not 0 < split < M:
         raise ValueError(f"{op}: split must be in 1..{M - 1} (both parts non-empty), got {split}")
-    if (h is None) == (pre is None):
-        raise ValueError(f"{op}: pass D1's output h, or h=None and pre=(slots, b1) to finish it here")
-    pre_slots, pre_parts, stride_pres, b1 = d1_slots(op, pre, R, M, H) if pre is not None else (None, 0, 0, None)
-    if h is not None:
-        h = as_runs(op, "h", h, 2)
-        check_runs(op, "h", h, R, (M, H))
-        check_run_dense(op, "h", h)
+    given, pre_parts, stride_pres, b1 = d1_input(op, h, pre, R, M, H)
     outs, n_slots, slot_strides = {}, {}, {}
     for name, t, shape in (("losses", losses, (3,)), ("dw1", dw1, (K, H)), ("db1", db1, (H,)), ("dw2", dw2, (H, 1)),
                            ("db2", db2, (1,))):
@@ -220,12 +225,11 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
         t = outs[name] = as_runs(op, name, t, len(shape))
         check_runs(op, name, t, R, shape)
         check_run_dense(op, name, t)
-    check_devices(op, x=x, images=images, idx=idx, h=h, pre=pre_slots, b1=b1, w2=w2, b2=b2, **outs)
-    cfg = _config(x.device, M, H, K)
+    check_devices(op, x=x, images=images, idx=idx, h=given, b1=b1, w2=w2, b2=b2, **outs)
+    cfg = row_chunk_config("d_grad", x.device, M, H, K)
     n_chunks = cfg.pop("SPLIT")
     for name, n in n_slots.items():
         check_slots(op, name, n, n_chunks, "splits the rows in", "kernels.d_grad.grad_partials")
-    given = h if pre is None else pre_slots
     losses, dw1, db1, dw2, db2 = outs.values()
     return _d_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]), R)](
         x, images if rows is not None else x, idx if rows is not None else x, given, given,

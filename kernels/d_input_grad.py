@@ -29,7 +29,6 @@ Limits: H <= 256 (one block of hidden columns: the W1^T tile and g are held whol
 import triton
 import triton.language as tl
 
-from . import configs
 from ._checks import (
     as_runs,
     check_devices,
@@ -38,7 +37,7 @@ from ._checks import (
     check_slots,
     slots,
 )
-from .d_grad import _d1_output, d1_slots
+from .d_grad import _d1_output, d1_input, row_chunk_config
 from .linear_act import PRECISIONS
 from .sigmoid_bce import _bce_and_grad
 
@@ -107,17 +106,9 @@ def _d_input_grad_kernel(
         tl.store(loss_ptr, tl.sum(total, axis=0) * inv_m)
 
 
-def _config(device, M, H, K):
-    cfg = configs.lookup("d_input_grad", device, M=M, N=K, K=H)
-    cfg["BLOCK_M"] = configs.block(cfg["BLOCK_M"], M)
-    cfg["BLOCK_K"] = configs.block(cfg["BLOCK_K"], K)
-    cfg["SPLIT"] = max(1, min(cfg["SPLIT"], triton.cdiv(M, cfg["BLOCK_M"])))
-    return cfg
-
-
 def input_grad_partials(device, M, H, K):
     """How many loss slots d_input_grad writes for M rows, D1 of width H on K inputs."""
-    return _config(device, M, H, K)["SPLIT"]
+    return row_chunk_config("d_input_grad", device, M, H, K)["SPLIT"]
 
 
 def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
@@ -143,18 +134,11 @@ def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
     check_run_dense(op, "dx", dx)
     check_runs(op, "w2", w2, R, (H, 1))
     check_runs(op, "b2", b2, R, (1,))
-    if (h is None) == (pre is None):
-        raise ValueError(f"{op}: pass D1's output h, or h=None and pre=(slots, b1) to finish it here")
-    pre_slots, pre_parts, stride_pres, b1 = d1_slots(op, pre, R, M, H) if pre is not None else (None, 0, 0, None)
-    if h is not None:
-        h = as_runs(op, "h", h, 2)
-        check_runs(op, "h", h, R, (M, H))
-        check_run_dense(op, "h", h)
-    check_devices(op, h=h, pre=pre_slots, b1=b1, w1=w1, w2=w2, b2=b2, losses=losses, dx=dx)
-    cfg = _config(w1.device, M, H, K)
+    given, pre_parts, stride_pres, b1 = d1_input(op, h, pre, R, M, H)
+    check_devices(op, h=given, b1=b1, w1=w1, w2=w2, b2=b2, losses=losses, dx=dx)
+    cfg = row_chunk_config("d_input_grad", w1.device, M, H, K)
     n_chunks = cfg.pop("SPLIT")
     check_slots(op, "losses", n_slots, n_chunks, "splits the rows in", "kernels.d_input_grad.input_grad_partials")
-    given = h if pre is None else pre_slots
     return _d_input_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]), R)](
         given, given, b1 if b1 is not None else given, w1, w2, b2, losses, dx,
         M, H, K, float(t), 1.0 / M,

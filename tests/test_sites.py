@@ -30,7 +30,7 @@ def test_sites_are_the_iteration_and_their_shapes_are_the_lookup_keys(monkeypatc
     keys = [(s.kernel, *s.shape()) for s in sites]
     assert keys == looked_up  # one lookup per launch
     assert keys[2] == ("linear_act_fwd", 16, 128, 784, None) and keys[7][-1] == "dx+dw"
-    assert keys[3] == ("d_grad", 16, 128, 784, None) and keys[6] == ("d_input_grad", 8, 784, 128, None)
+    assert keys[3] == ("d_grad", 16, 128, 784, None) and keys[6] == ("d_input_grad", 8, 128, 784, None)
     trainer.hG.zero_()
     sites[0]()  # G1's forward again (with the parameters as Adam left them), into the trainer's buffer
     again = trainer.hG.clone()
