@@ -58,7 +58,7 @@ def _d_input_grad_kernel(
     M, H, K,
     t,  # the constant target
     inv_m,  # 1 / M
-    stride_hr, stride_prer, stride_pres, stride_b1r, stride_b1,  # h's, pre's (run, slot) and b1's strides
+    stride_hr, stride_pres, stride_b1r, stride_b1,  # h's (or pre's) run stride, pre's slot stride, b1's
     stride_w1r, stride_w1k, stride_w1h, stride_w2r, stride_w2, stride_b2r,  # weights' strides
     stride_lr, stride_lp, stride_dxr,  # losses' run and slot strides, dx's run stride
     PRE_PARTS: tl.constexpr,  # 0: h is given; n: h = relu(sum of n slots of pre + b1)
@@ -70,7 +70,7 @@ def _d_input_grad_kernel(
     tile_k = tl.program_id(0) % n_tiles_k
     run = tl.program_id(1)  # one GAN of a sweep
     h_ptr += run * stride_hr
-    pre_ptr += run * stride_prer
+    pre_ptr += run * stride_hr
     b1_ptr += run * stride_b1r
     w1_ptr += run * stride_w1r
     w2_ptr += run * stride_w2r
@@ -142,7 +142,7 @@ def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
     return _d_input_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]), R)](
         given, given, b1 if b1 is not None else given, w1, w2, b2, losses, dx,
         M, H, K, float(t), 1.0 / M,
-        given.stride(0), given.stride(0), stride_pres, *(b1.stride() if b1 is not None else (0, 0)),
+        given.stride(0), stride_pres, *(b1.stride() if b1 is not None else (0, 0)),
         *w1.stride(), w2.stride(0), w2.stride(1), b2.stride(0),
         losses.stride(0), stride_lp, dx.stride(0),
         PRE_PARTS=pre_parts, PRECISION=precision, BLOCK_H=max(16, triton.next_power_of_2(H)),
