@@ -24,8 +24,8 @@ already divided by the part's row count). Slots past SPLIT are left alone: the c
 zero and adds the slots in order (fastgan's trainer: Adam for the gradients, one sum per replay
 for the logged losses). The programs of dW1's row tile 0 write the chunk's db1, dw2, db2, losses.
 
-D1's output is finished by `_d1_output` (and its slots checked by `d1_slots`): shared with
-kernels.d_input_grad, the G step's pass through D.
+D1's output (`_d1_output`, checked by `d1_input`) and the row chunks (`_row_chunk`,
+`row_chunk_config`) are shared with kernels.d_input_grad, the G step's pass through D.
 
 Limits: H <= 256 (one block of hidden columns). float32. `precision` as in kernels.linear_act.
 Not yet timed on a GPU: see benchmarks/NOTES.md.
@@ -43,7 +43,7 @@ from ._checks import (
     check_slots,
     slots,
 )
-from .linear_act import PRECISIONS, _gathered, _row_pointers
+from .linear_act import _check_precision, _gathered, _row_pointers
 from .sigmoid_bce import _bce_and_grad
 
 MAX_H = 256
@@ -51,16 +51,26 @@ FP_FUSION = True  # FMA contraction, set explicitly (Triton 3.10 changes its def
 
 
 @triton.jit
-def _d1_output(h_ptr, pre_ptr, b1, offs, mask, stride_pres, PRE_PARTS: tl.constexpr):
-    """D1's output h at offsets `offs` (0 outside `mask`): loaded from h, or with PRE_PARTS > 0
-    finished from D1's split-K forward: relu(its slots summed in slot order + b1)."""
+def _d1_output(h_ptr, b1, offs, mask, stride_pres, PRE_PARTS: tl.constexpr):
+    """D1's output h at offsets `offs` (0 outside `mask`): h_ptr is h itself (PRE_PARTS = 0), or
+    slot 0 of D1's split-K forward, finished here: relu(the slots summed in slot order + b1)."""
+    h = tl.load(h_ptr + offs, mask=mask, other=0.0)
     if PRE_PARTS > 0:
-        h = tl.load(pre_ptr + offs, mask=mask, other=0.0)
         for s in tl.static_range(1, PRE_PARTS):
-            h += tl.load(pre_ptr + s * stride_pres + offs, mask=mask, other=0.0)
-        return tl.where(mask, tl.maximum(h + b1[None, :], 0.0), 0.0)
-    else:
-        return tl.load(h_ptr + offs, mask=mask, other=0.0)
+            h += tl.load(h_ptr + s * stride_pres + offs, mask=mask, other=0.0)
+        h = tl.where(mask, tl.maximum(h + b1[None, :], 0.0), 0.0)
+    return h
+
+
+@triton.jit
+def _row_chunk(M, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, K):
+    """This program's (chunk, column tile, first row, end row): program ids enumerate (row chunk,
+    BLOCK_K-wide tile of K) pairs, the chunks a whole number of BLOCK_M-row blocks each."""
+    n_tiles_k = tl.cdiv(K, BLOCK_K)
+    chunk = tl.program_id(0) // n_tiles_k
+    rows_per_chunk = tl.cdiv(tl.cdiv(M, BLOCK_M), tl.num_programs(0) // n_tiles_k) * BLOCK_M
+    m_lo = chunk * rows_per_chunk
+    return chunk, tl.program_id(0) % n_tiles_k, m_lo, tl.minimum(m_lo + rows_per_chunk, M)
 
 
 @triton.jit
@@ -68,8 +78,7 @@ def _d_grad_kernel(
     x_ptr,  # (R, M - G, K) D's input rows after the gathered ones
     img_ptr,  # (n, K) images the first G rows are gathered from (only if GATHER)
     idx_ptr,  # (R, G) int64 row numbers into images (only if GATHER)
-    h_ptr,  # (R, M, H) D1's output (ReLU applied), contiguous within a run (only if not PRE_PARTS)
-    pre_ptr,  # (PRE_PARTS, R, M, H) D1's raw K-chunk sums, contiguous within a run (only if PRE_PARTS)
+    h_ptr,  # (R, M, H) D1's output (ReLU applied), or slot 0 of its (PRE_PARTS, R, M, H) raw K-chunk sums
     b1_ptr,  # (R, H) D1's bias (only if PRE_PARTS)
     w2_ptr,  # (R, H, 1) D2's weight
     b2_ptr,  # (R, 1) D2's bias
@@ -91,14 +100,11 @@ def _d_grad_kernel(
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee", "tf32x3" or "tf32"
     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    n_tiles_k = tl.cdiv(K, BLOCK_K)
-    chunk = tl.program_id(0) // n_tiles_k  # a chunk of rows: slot `chunk` of every output
-    tile_k = tl.program_id(0) % n_tiles_k
+    chunk, tile_k, m_lo, m_hi = _row_chunk(M, BLOCK_M, BLOCK_K, K)  # chunk: the slot of every output
     run = tl.program_id(1)  # one GAN of a sweep
     x_ptr += run * stride_xr
     idx_ptr += run * stride_idxr
     h_ptr += run * stride_hr
-    pre_ptr += run * stride_hr
     b1_ptr += run * stride_b1r
     w2_ptr += run * stride_w2r
     b2_ptr += run * stride_b2r
@@ -107,9 +113,6 @@ def _d_grad_kernel(
     db1_ptr += run * stride_db1r + chunk * stride_db1p
     dw2_ptr += run * stride_dw2r + chunk * stride_dw2p
     db2_ptr += run * stride_db2r + chunk * stride_db2p
-    rows_per_chunk = tl.cdiv(tl.cdiv(M, BLOCK_M), tl.num_programs(0) // n_tiles_k) * BLOCK_M
-    m_lo = chunk * rows_per_chunk
-    m_hi = tl.minimum(m_lo + rows_per_chunk, M)
     cols = tl.arange(0, BLOCK_H)
     cmask = cols < H
     rk = tile_k * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -128,7 +131,7 @@ def _d_grad_kernel(
         rows = m0 + tl.arange(0, BLOCK_M)
         rmask = rows < M
         mask = rmask[:, None] & cmask[None, :]
-        h = _d1_output(h_ptr, pre_ptr, b1, rows[:, None] * H + cols[None, :], mask, stride_pres, PRE_PARTS)
+        h = _d1_output(h_ptr, b1, rows[:, None] * H + cols[None, :], mask, stride_pres, PRE_PARTS)
         logit = tl.sum(h * w2[None, :], axis=1) + b2
         in0 = rows < split
         loss, diff = _bce_and_grad(logit, tl.where(in0, t0, t1))
@@ -202,8 +205,7 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     db1 (P, H), dw2 (P, H, 1), db2 (P, 1). R runs at once: every tensor (but images) with a run
     axis after the slot axis. Returns what Triton's launch returns (on a GPU the compiled kernel)."""
     op = "d_grad"
-    if precision not in PRECISIONS:
-        raise ValueError(f"{op}: precision must be one of {PRECISIONS}, got {precision!r}")
+    _check_precision(op, precision)
     x, w2, b2 = as_runs(op, "x", x, 2), as_runs(op, "w2", w2, 2), as_runs(op, "b2", b2, 1)
     R, Mx, K = x.shape
     H = w2.shape[1]
@@ -232,8 +234,7 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
         check_slots(op, name, n, n_chunks, "splits the rows in", "kernels.d_grad.grad_partials")
     losses, dw1, db1, dw2, db2 = outs.values()
     return _d_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]), R)](
-        x, images if rows is not None else x, idx if rows is not None else x, given, given,
-        b1 if b1 is not None else given, w2, b2, losses, dw1, db1, dw2, db2,
+        x, images if rows is not None else x, idx if rows is not None else x, given, b1 if b1 is not None else given, w2, b2, losses, dw1, db1, dw2, db2,
         M, H, K, G, split, float(t0), float(t1),
         x.stride(0), x.stride(1), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
         given.stride(0), stride_pres, *(b1.stride() if b1 is not None else (0, 0)),

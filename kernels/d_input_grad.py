@@ -37,8 +37,8 @@ from ._checks import (
     check_slots,
     slots,
 )
-from .d_grad import _d1_output, d1_input, row_chunk_config
-from .linear_act import PRECISIONS
+from .d_grad import _d1_output, _row_chunk, d1_input, row_chunk_config
+from .linear_act import _check_precision
 from .sigmoid_bce import _bce_and_grad
 
 MAX_H = 256
@@ -47,8 +47,7 @@ FP_FUSION = True  # FMA contraction, set explicitly (Triton 3.10 changes its def
 
 @triton.jit
 def _d_input_grad_kernel(
-    h_ptr,  # (R, M, H) D1's output (ReLU applied), contiguous within a run (only if not PRE_PARTS)
-    pre_ptr,  # (PRE_PARTS, R, M, H) D1's raw K-chunk sums, contiguous within a run (only if PRE_PARTS)
+    h_ptr,  # (R, M, H) D1's output (ReLU applied), or slot 0 of its (PRE_PARTS, R, M, H) raw K-chunk sums
     b1_ptr,  # (R, H) D1's bias (only if PRE_PARTS)
     w1_ptr,  # (R, K, H) D1's weight, stored (in, out)
     w2_ptr,  # (R, H, 1) D2's weight
@@ -65,21 +64,15 @@ def _d_input_grad_kernel(
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee", "tf32x3" or "tf32"
     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    n_tiles_k = tl.cdiv(K, BLOCK_K)
-    chunk = tl.program_id(0) // n_tiles_k  # a chunk of rows: slot `chunk` of the losses
-    tile_k = tl.program_id(0) % n_tiles_k
+    chunk, tile_k, m_lo, m_hi = _row_chunk(M, BLOCK_M, BLOCK_K, K)  # chunk: the slot of the losses
     run = tl.program_id(1)  # one GAN of a sweep
     h_ptr += run * stride_hr
-    pre_ptr += run * stride_hr
     b1_ptr += run * stride_b1r
     w1_ptr += run * stride_w1r
     w2_ptr += run * stride_w2r
     b2_ptr += run * stride_b2r
     loss_ptr += run * stride_lr + chunk * stride_lp
     dx_ptr += run * stride_dxr
-    rows_per_chunk = tl.cdiv(tl.cdiv(M, BLOCK_M), tl.num_programs(0) // n_tiles_k) * BLOCK_M
-    m_lo = chunk * rows_per_chunk
-    m_hi = tl.minimum(m_lo + rows_per_chunk, M)
     cols = tl.arange(0, BLOCK_H)
     cmask = cols < H
     rk = tile_k * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -94,7 +87,7 @@ def _d_input_grad_kernel(
         rows = m0 + tl.arange(0, BLOCK_M)
         rmask = rows < M
         mask = rmask[:, None] & cmask[None, :]
-        h = _d1_output(h_ptr, pre_ptr, b1, rows[:, None] * H + cols[None, :], mask, stride_pres, PRE_PARTS)
+        h = _d1_output(h_ptr, b1, rows[:, None] * H + cols[None, :], mask, stride_pres, PRE_PARTS)
         logit = tl.sum(h * w2[None, :], axis=1) + b2
         loss, diff = _bce_and_grad(logit, t)
         total += tl.where(rmask, loss, 0.0)
@@ -120,8 +113,7 @@ def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
     raw sums, finished here. w1 (K, H), w2 (H, 1), b2 (1,). R runs at once: every tensor with a
     leading run axis. Returns what Triton's launch returns (on a GPU the compiled kernel)."""
     op = "d_input_grad"
-    if precision not in PRECISIONS:
-        raise ValueError(f"{op}: precision must be one of {PRECISIONS}, got {precision!r}")
+    _check_precision(op, precision)
     w1, w2, b2 = as_runs(op, "w1", w1, 2), as_runs(op, "w2", w2, 2), as_runs(op, "b2", b2, 1)
     R, K, H = w1.shape
     if H > MAX_H:
@@ -140,7 +132,7 @@ def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
     n_chunks = cfg.pop("SPLIT")
     check_slots(op, "losses", n_slots, n_chunks, "splits the rows in", "kernels.d_input_grad.input_grad_partials")
     return _d_input_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]), R)](
-        given, given, b1 if b1 is not None else given, w1, w2, b2, losses, dx,
+        given, b1 if b1 is not None else given, w1, w2, b2, losses, dx,
         M, H, K, float(t), 1.0 / M,
         given.stride(0), stride_pres, *(b1.stride() if b1 is not None else (0, 0)),
         *w1.stride(), w2.stride(0), w2.stride(1), b2.stride(0),
