@@ -1,9 +1,12 @@
-"""Small synthetic MNIST-format data for tests (random strokes, never zeros)."""
+"""Test helpers: small synthetic MNIST-format data (random strokes, never zeros), error measures,
+and the D kernels' inputs."""
 
 import gzip
+import math
 import struct
 
 import numpy as np
+import torch
 
 
 def fake_arrays(n_train, n_test, seed=0):
@@ -66,3 +69,15 @@ def write_mnist_sized(folder):
         "test_labels": rng.integers(0, 10, 10000).astype(np.uint8),
     })
     return folder
+
+
+def d_inputs(M, H, K, device, runs=()):
+    """D's input and parameters as in the GAN (x ~ U(0, 1) like pixels, weights of the seed's
+    scale, small biases) and D1's float32 output h = relu(x W1 + b1): (x, w1, b1, w2, b2, h),
+    each with leading `runs` dimensions. For the tests of the D kernels (d_grad, d_input_grad)."""
+    x = torch.rand(*runs, M, K, device=device)
+    w1 = torch.randn(*runs, K, H, device=device) / math.sqrt(K / 2)
+    b1 = torch.randn(*runs, H, device=device) * 0.1
+    w2 = torch.randn(*runs, H, 1, device=device) / math.sqrt(H / 2)
+    b2 = torch.randn(*runs, 1, device=device)
+    return x, w1, b1, w2, b2, torch.relu(x @ w1 + b1.unsqueeze(-2))

@@ -13,28 +13,17 @@ db2 are sums of terms of both signs that can cancel: measured against the sum of
 magnitudes (as test_kernels_linear_act's db). TF32 on a GPU: 3e-3 and 5e-5.
 """
 
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import DEVICES, requires_cuda
-from helpers import rel_err
+from helpers import d_inputs, rel_err
 
 from kernels import configs, d_grad
 from kernels.d_grad import grad_partials
 
 NAN = float("nan")
-
-
-def _inputs(M, H, K, device, runs=()):
-    x = torch.rand(*runs, M, K, device=device)
-    w1 = torch.randn(*runs, K, H, device=device) / math.sqrt(K / 2)
-    b1 = torch.randn(*runs, H, device=device) * 0.1
-    w2 = torch.randn(*runs, H, 1, device=device) / math.sqrt(H / 2)
-    b2 = torch.randn(*runs, 1, device=device)
-    h = torch.relu(x @ w1 + b1.unsqueeze(-2))
-    return x, h, b1, w2, b2
 
 
 def _outputs(slots, M, H, K, device, runs=()):
@@ -74,7 +63,7 @@ def _check(got, want, n):
 def test_matches_float64(device, M, H, K, split):
     """Every output slot up to the split written (poisoned with NaN before), the slot past it
     left alone, the slots' sums the float64 losses and gradients."""
-    x, h, _, w2, b2 = _inputs(M, H, K, device)
+    x, _, _, w2, b2, h = d_inputs(M, H, K, device)
     n = grad_partials(torch.device(device), M, H, K)
     got = _outputs(n + 1, M, H, K, device)
     d_grad(x, w2, b2, *got, split=split, h=h)
@@ -88,7 +77,7 @@ def test_row_chunks_sum_to_float64(device, M):
     """SPLIT = 3 chunks of 16-row blocks and 16-row dW1 tiles (at M = 33 the last chunk is one
     row; at M = 2 one chunk, the other slots untouched); too few slots refused."""
     H, K = 20, 37
-    x, h, _, w2, b2 = _inputs(M, H, K, device)
+    x, _, _, w2, b2, h = d_inputs(M, H, K, device)
     table = [{"kernel": "d_grad", "config": {"BLOCK_M": 16, "BLOCK_K": 16, "SPLIT": 3, "num_warps": 4, "num_stages": 1}}]
     got = _outputs(4, M, H, K, device)
     with configs.use(table):
@@ -121,7 +110,7 @@ def test_pre_slots_and_gathered_rows_equal_the_plain_inputs_bitwise(device):
     as images[idx] in place: bitwise the outputs of that h and the rows gathered beforehand;
     mismatched slots, h with pre, and a split outside the rows are refused."""
     M, H, K, G = 21, 128, 100, 9
-    _, _, b1, w2, b2 = _inputs(M, H, K, device)
+    _, _, b1, w2, b2, _ = d_inputs(M, H, K, device)
     parts = torch.randn(3, M, H, device=device)
     h = torch.relu(((parts[0] + parts[1]) + parts[2]) + b1)
     images, idx = torch.rand(50, K, device=device), torch.randint(0, 50, (G,), device=device)
@@ -142,7 +131,7 @@ def test_pre_slots_and_gathered_rows_equal_the_plain_inputs_bitwise(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_runs_equal_each_run_alone_bitwise(device):
     R, M, H, K = 2, 19, 33, 40
-    x, h, _, w2, b2 = _inputs(M, H, K, device, runs=(R,))
+    x, _, _, w2, b2, h = d_inputs(M, H, K, device, runs=(R,))
     got = _outputs(2, M, H, K, device, runs=(R,))
     d_grad(x, w2, b2, *got, split=7, h=h)
     for r in range(R):
@@ -152,7 +141,7 @@ def test_runs_equal_each_run_alone_bitwise(device):
 
 
 def test_bad_inputs_are_refused_in_one_line():
-    x, h, _, w2, b2 = _inputs(4, 8, 10, "cpu")
+    x, _, _, w2, b2, h = d_inputs(4, 8, 10, "cpu")
     out = _outputs(2, 4, 8, 10, "cpu")
     cases = [
         (lambda: d_grad(x, w2, b2, *out, split=2), "pass D1's output h, or h=None and pre"),
@@ -173,7 +162,7 @@ def test_bad_inputs_are_refused_in_one_line():
 @pytest.mark.parametrize("precision,tol", [("tf32x3", 5e-5), ("tf32", 3e-3)])
 def test_tensor_core_precisions_against_float64(precision, tol):
     M, H, K = 256, 128, 784
-    x, h, _, w2, b2 = _inputs(M, H, K, "cuda")
+    x, _, _, w2, b2, h = d_inputs(M, H, K, "cuda")
     n = grad_partials(torch.device("cuda"), M, H, K)
     got = _outputs(n, M, H, K, "cuda")
     d_grad(x, w2, b2, *got, split=128, h=h, precision=precision)

@@ -12,28 +12,17 @@ dot product over H <= 128 terms of O(1/M) gradients times O(1) weights: 2e-5 nor
 test_kernels_linear_act.
 """
 
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import DEVICES, requires_cuda
-from helpers import rel_err
+from helpers import d_inputs, rel_err
 
 from kernels import configs, d_input_grad
 from kernels.d_input_grad import input_grad_partials
 
 NAN = float("nan")
-
-
-def _inputs(M, H, K, device, runs=()):
-    x = torch.rand(*runs, M, K, device=device)
-    w1 = torch.randn(*runs, K, H, device=device) / math.sqrt(K / 2)
-    b1 = torch.randn(*runs, H, device=device) * 0.1
-    w2 = torch.randn(*runs, H, 1, device=device) / math.sqrt(H / 2)
-    b2 = torch.randn(*runs, 1, device=device)
-    h = torch.relu(x @ w1 + b1.unsqueeze(-2))
-    return h, w1, b1, w2, b2
 
 
 def _reference(h, w1, w2, b2, t):
@@ -54,7 +43,7 @@ def _outputs(slots, M, K, device, runs=()):
 def test_matches_float64(device, M, H, K, t):
     """Every element of dx written (poisoned with NaN before), the loss slots past the row split
     left alone, their sum the float64 mean."""
-    h, w1, _, w2, b2 = _inputs(M, H, K, device)
+    _, w1, _, w2, b2, h = d_inputs(M, H, K, device)
     n = input_grad_partials(torch.device(device), M, H, K)
     losses, dx = _outputs(n + 1, M, K, device)
     d_input_grad(h, w1, w2, b2, losses, dx, t=t)
@@ -70,7 +59,7 @@ def test_row_chunks_sum_to_float64(device, M):
     """SPLIT = 3 chunks of 16-row blocks and 16-wide dx tiles (at M = 33 the last chunk is one row;
     at M = 2 one chunk, the other slots untouched); too few slots refused."""
     H, K = 20, 37
-    h, w1, _, w2, b2 = _inputs(M, H, K, device)
+    _, w1, _, w2, b2, h = d_inputs(M, H, K, device)
     table = [{"kernel": "d_input_grad",
               "config": {"BLOCK_M": 16, "BLOCK_K": 16, "SPLIT": 3, "num_warps": 4, "num_stages": 1}}]
     losses, dx = _outputs(4, M, K, device)
@@ -92,7 +81,7 @@ def test_pre_slots_equal_the_finished_h_bitwise(device):
     """pre=(3 slots, b1): D1 finished here as relu(((s0 + s1) + s2) + b1) gives bitwise the loss
     and dx of that h computed beforehand; mismatched slots and h with pre are refused."""
     M, H, K = 21, 128, 100
-    _, w1, b1, w2, b2 = _inputs(M, H, K, device)
+    _, w1, b1, w2, b2, _ = d_inputs(M, H, K, device)
     parts = torch.randn(3, M, H, device=device)
     h = torch.relu(((parts[0] + parts[1]) + parts[2]) + b1)
     got, want = _outputs(2, M, K, device), _outputs(2, M, K, device)
@@ -108,7 +97,7 @@ def test_pre_slots_equal_the_finished_h_bitwise(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_runs_equal_each_run_alone_bitwise(device):
     R, M, H, K = 2, 19, 33, 40
-    h, w1, _, w2, b2 = _inputs(M, H, K, device, runs=(R,))
+    _, w1, _, w2, b2, h = d_inputs(M, H, K, device, runs=(R,))
     losses, dx = _outputs(2, M, K, device, runs=(R,))
     d_input_grad(h, w1, w2, b2, losses, dx)
     for r in range(R):
@@ -119,7 +108,7 @@ def test_runs_equal_each_run_alone_bitwise(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_bad_inputs_are_refused_in_one_line(device):
-    h, w1, _, w2, b2 = _inputs(4, 8, 10, device)
+    _, w1, _, w2, b2, h = d_inputs(4, 8, 10, device)
     losses, dx = _outputs(2, 4, 10, device)
     cases = [
         (lambda: d_input_grad(None, w1, w2, b2, losses, dx), "pass D1's output h, or h=None and pre"),
@@ -140,7 +129,7 @@ def test_bad_inputs_are_refused_in_one_line(device):
 @pytest.mark.parametrize("precision,tol", [("tf32x3", 5e-5), ("tf32", 3e-3)])
 def test_tensor_core_precisions_against_float64(precision, tol):
     M, H, K = 128, 128, 784
-    h, w1, _, w2, b2 = _inputs(M, H, K, "cuda")
+    _, w1, _, w2, b2, h = d_inputs(M, H, K, "cuda")
     losses, dx = _outputs(input_grad_partials(torch.device("cuda"), M, H, K), M, K, "cuda")
     d_input_grad(h, w1, w2, b2, losses, dx, precision=precision)
     want_loss, want_dx = _reference(h, w1, w2, b2, 1.0)
