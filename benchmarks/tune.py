@@ -6,8 +6,8 @@
 
 For every matrix-product launch of one iteration (kernels.linear_act forward and backward, D's
 input gradient, D's gradients), at the shapes the iteration really launches (benchmarks.sites),
-each candidate configuration below is launched `--reps` times inside one CUDA graph (so launch overhead counts as the trainer pays
-it) and timed with CUDA events, at every --runs value (R GANs at once). A candidate that fails to
+each candidate configuration below is launched `--reps` times inside one CUDA graph (so launch
+overhead counts as the trainer pays it) and timed with CUDA events, at every --runs value (R GANs at once). A candidate that fails to
 compile or spills registers (the compiled kernel's n_spills) is skipped. Per launch shape the
 candidate with the smallest sum over R of time / default time wins; configs are keyed by shape
 only, never by R, so a sweep's run still equals the run alone bitwise. Launch shapes are tuned
