@@ -4,11 +4,14 @@
 #   here, once:  mkdir -p data && cp ~/.cache/fastgan/mnist.npz ~/.cache/fastgan/classifier-mnist.pt data/
 #   device run:  command "bash benchmarks/gpu_check.sh", carry ["data"], timeout_s 590
 #
+# The summary opens with the card, its driver, and the torch, Triton and CUDA versions that ran.
 # Steps, each under `timeout -k` and its own budget, none stopping the next: the GPU tests
 # (the kernel, trainer and capture tests; tests/test_kernels_compile.py and the device-independent
 # rest are left to CI), the per-launch breakdown of one iteration at batch 128 and 8192 with the default
 # configs, the tuner (writes $OUT/configs.json, then installed as this card's table in
-# kernels/configs/ for the steps after it: commit it from $OUT), the kernel benchmarks, the
+# kernels/configs/ for the steps after it: commit it from $OUT), the compile report of every launch
+# at batch 128 and 8192 with this card's Triton and table (registers, spills: the kernels that
+# the timings after it ran), the kernel benchmarks, the
 # iteration benchmarks one cell (backend x batch) per process
 # and per JSON file (a time-out loses one cell, not all), their report and chart, and the
 # seed's full 1,000,000-iteration schedule, time-boxed: stopped with SIGINT (Ctrl-C: it writes
@@ -34,9 +37,18 @@ log="$OUT/log.txt"
 say() { echo "$*" | tee -a "$summary"; }
 FAILED=0  # steps that failed or timed out: the exit status, so CI's smoke run catches a rotten step
 
+# The card, driver and versions first: the numbers below are theirs.
+python3 -c "
+import torch, triton
+print('torch', torch.__version__, '| triton', triton.__version__, '| cuda', torch.version.cuda,
+      '| cuda available', torch.cuda.is_available())" 2>&1 | tee -a "$summary"
+if [ $SMOKE = 0 ]; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | tee -a "$summary"
+fi
 if [ $SMOKE = 1 ]; then
-    TOTAL=360; TESTS_BUDGET=60; BREAKDOWN_BUDGET=60; TUNE_BUDGET=120; KERNELS_BUDGET=60; CELL_BUDGET=60
+    TOTAL=390; TESTS_BUDGET=60; BREAKDOWN_BUDGET=60; TUNE_BUDGET=120; REPORT_BUDGET=30; KERNELS_BUDGET=60; CELL_BUDGET=60
     CELLS_BUDGET=90; FULL_BUDGET=15
+    REPORT_FLAGS=(--arch 90 --batch 8 --backend graph --precision ieee)
     TUNE_FLAGS=(--smoke --budget 40)  # stops timing new candidates after 40 s; the table holds what was timed
     BREAKDOWN_FLAGS=(--batch 8 --iters 1)
     DEVICE=cpu
@@ -56,8 +68,10 @@ save_cache(Path(sys.argv[1]) / 'mnist.npz', {
     'test_labels': rng.integers(0, 10, 10000, dtype=np.uint8)})" "$DATA" >> "$log" 2>&1
     say "smoke mode: CPU, tiny sizes, synthetic data"
 else
-    TOTAL=540; TESTS_BUDGET=110; BREAKDOWN_BUDGET=40; TUNE_BUDGET=150; KERNELS_BUDGET=30; CELL_BUDGET=40
-    CELLS_BUDGET=110; FULL_BUDGET=60
+    TOTAL=540; TESTS_BUDGET=110; BREAKDOWN_BUDGET=40; TUNE_BUDGET=150; REPORT_BUDGET=40; KERNELS_BUDGET=30
+    CELL_BUDGET=40; CELLS_BUDGET=95; FULL_BUDGET=45
+    arch=$(python3 -c "import torch; c = torch.cuda.get_device_capability(); print(10 * c[0] + c[1])" 2>> "$log")
+    REPORT_FLAGS=(--arch "${arch:-90}" --batch 128 8192 --backend graph --precision ieee tf32x3 tf32)
     TUNE_FLAGS=(--budget 120)
     BREAKDOWN_FLAGS=(--batch 128 8192)
     DEVICE=cuda
@@ -74,9 +88,7 @@ else
            compile-128 compile-1024 compile-8192)
     DATA=data
     FULL_FLAGS=()
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$summary" 2>&1
 fi
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$summary"
 
 # budget SECONDS: the step's limit, cut to what is left of TOTAL (keeping 20 s for the end).
 budget() { local left=$((TOTAL - 20 - SECONDS)); [ "$1" -lt "$left" ] && echo "$1" || echo $((left > 0 ? left : 0)); }
@@ -117,6 +129,12 @@ from kernels import configs
 shutil.copy(sys.argv[1], configs.device_file(torch.cuda.get_device_name()))" "$OUT/configs.json" >> "$log" 2>&1 \
         && say "installed as this card's table" || { say "could not install the tuned table"; FAILED=$((FAILED + 1)); }
 fi
+
+say "== compile report: every launch with this Triton$([ -s "$OUT/configs.json" ] && echo " and the tuned table")"
+[ -s "$OUT/configs.json" ] && REPORT_FLAGS+=(--table "$OUT/configs.json")
+step kernel_report "$(budget $REPORT_BUDGET)" python3 -m benchmarks.kernel_report "${REPORT_FLAGS[@]}" \
+    --out "$WORK/kernel_report.md"
+cat "$WORK/kernel_report.md" >> "$summary" 2>/dev/null
 
 say "== kernel benchmarks"
 step kernels "$(budget $KERNELS_BUDGET)" python3 -m pytest -q -p no:cacheprovider benchmarks/test_kernels.py \

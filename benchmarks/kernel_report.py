@@ -21,11 +21,13 @@ import contextlib
 import json
 import os
 import sys
+from pathlib import Path
 
 if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     sys.exit("error: kernel_report compiles kernels; run it with TRITON_INTERPRET unset")
 
 import torch
+import triton
 
 import kernels
 from kernels import aot, configs
@@ -141,6 +143,7 @@ def main(argv=None):
     p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["ieee"], help="products' precision (graph)")
     p.add_argument("--table", help="a launch-config table to use before the default (e.g. a tuned card's)")
     p.add_argument("--json", action="store_true", help="print the records as a JSON list")
+    p.add_argument("--out", help="write the report to this file instead of printing it")
     args = p.parse_args(argv)
     missing = aot.toolchain_missing()
     if missing:
@@ -148,7 +151,11 @@ def main(argv=None):
         return 2
     with configs.use(args.table) if args.table else contextlib.nullcontext():
         records = report(tuple(args.arch or (90,)), args.batch, args.backend, args.runs, args.precision)
-    print(json.dumps(records, indent=1) if args.json else markdown(records))
+    text = json.dumps(records, indent=1) if args.json else f"Triton {triton.__version__}\n\n{markdown(records)}"
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    else:
+        print(text)
     return 1 if any(r["error"] for r in records) else 0
 
 

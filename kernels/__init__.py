@@ -15,6 +15,12 @@ kernels in Triton's interpreter (slow; for tests).
 
 from types import SimpleNamespace
 
+from ._checks import INTERPRETED
+from ._compat import patch_interpreter
+
+if INTERPRETED:
+    patch_interpreter()  # before any launch: see kernels/_compat.py
+
 from .adam import adam_terms, adam_update
 from .d_grad import d_grad
 from .d_input_grad import d_input_grad

@@ -212,10 +212,11 @@ def test_precision_reaches_every_product(monkeypatch):
         fn = getattr(graph, name)
         monkeypatch.setattr(graph, name, lambda *a, _fn=fn, _at=at, **kw: (
             seen.append(kw[_at] if isinstance(_at, str) else a[_at]), _fn(*a, **kw))[1])
-    images = _images("cpu", n=64)
-    trainer = GraphTrainer(model.init_params(0, "cpu"), 1e-3, Batcher(images, 8, seed=0), 1, capture=False,
+    device = DEVICES[0]  # gpu_check.sh runs this file on a GPU, where launchers refuse CPU tensors
+    images = _images(device, n=64)
+    trainer = GraphTrainer(model.init_params(0, device), 1e-3, Batcher(images, 8, seed=0), 1, capture=False,
                            precision="tf32x3")
     trainer.advance(1)
     assert seen == ["tf32x3"] * 8
     with pytest.raises(ValueError, match="precision must be one of ieee, tf32x3, tf32, got 'fp16'"):
-        GraphTrainer(model.init_params(0, "cpu"), 1e-3, Batcher(images, 8, seed=0), 1, capture=False, precision="fp16")
+        GraphTrainer(model.init_params(0, device), 1e-3, Batcher(images, 8, seed=0), 1, capture=False, precision="fp16")

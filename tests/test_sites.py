@@ -4,6 +4,7 @@ its config up by (or a tuned table would never apply), and calling a site launch
 into the trainer's buffers."""
 
 import torch
+from conftest import DEVICES
 
 import kernels
 from benchmarks.sites import iteration_sites
@@ -13,8 +14,9 @@ from fastgan.graph import GraphTrainer
 
 
 def test_sites_are_the_iteration_and_their_shapes_are_the_lookup_keys(monkeypatch):
-    images = torch.rand(64, model.X_DIM)
-    trainer = GraphTrainer([model.init_params(r, "cpu") for r in range(2)], [1e-3, 2e-4],
+    device = DEVICES[0]  # gpu_check.sh runs this file on a GPU, where launchers refuse CPU tensors
+    images = torch.rand(64, model.X_DIM, device=device)
+    trainer = GraphTrainer([model.init_params(r, device) for r in range(2)], [1e-3, 2e-4],
                            [Batcher(images, 8, seed=r) for r in range(2)], 1, capture=False)
     looked_up = []
     lookup = kernels.configs.lookup
