@@ -6,7 +6,8 @@ import sys
 from fastgan.config import BACKENDS, DEFAULT_ITERS, DEVICES, PRECISIONS, Config
 from fastgan.data import DATASETS
 from fastgan.errors import FastganError
-from fastgan.run import Interrupted, train
+from fastgan.interrupt import Interrupted
+from fastgan.run import train
 
 
 def parse_args(argv=None):

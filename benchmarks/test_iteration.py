@@ -103,14 +103,14 @@ def _runner(backend, batch):
 
 def _sweep_runner(backend, batch, runs):
     """k iterations of `runs` GANs at once: one Triton trainer (graph, fused) or a loop (eager)."""
-    from fastgan import run as fastgan_run
+    from fastgan import backends
     from fastgan.config import Config
 
     images = _images(batch)
-    inits = [fastgan_run.RunInit(init_params(r, DEVICE), 1e-3, 0.9, Batcher(images, batch, seed=r)) for r in range(runs)]
+    inits = [backends.RunInit(init_params(r, DEVICE), 1e-3, 0.9, Batcher(images, batch, seed=r)) for r in range(runs)]
     k_replay = ITERS_PER_REPLAY if HAS_CUDA else 1
     cfg = Config(iters_per_replay=k_replay, backend=backend)
-    trainer = fastgan_run.make_trainer(backend, inits, cfg, DEVICE, log=print)
+    trainer = backends.make_trainer(backend, inits, cfg, DEVICE, log=print)
     trainer.advance(k_replay)
 
     def run(k):

@@ -1,6 +1,9 @@
-"""The seed's defaults, as one dataclass; `train.py` fills it from flags."""
+"""The seed's defaults, as one read-only dataclass; `train.py` fills it from flags, and a run
+resolves it once (fastgan.resume, fastgan.sweep_driver) into a new one before validating it."""
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Optional
 
 from .data import DATASETS
@@ -16,7 +19,7 @@ DEFAULT_ITERS = 1_000_000
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     iters: Optional[int] = None  # None: DEFAULT_ITERS, or a resumed run's own target
     batch_size: int = 128
@@ -42,8 +45,6 @@ class Config:
     def validate(self):
         for name in ("iters", "batch_size", "sample_every", "ckpt_every", "keep", "log_every", "iters_per_replay", "eval_every"):
             value = getattr(self, name)
-            if name == "iters" and value is None:
-                continue  # resolved by the run: DEFAULT_ITERS, or the resumed run's target
             if not isinstance(value, int) or value <= 0:
                 raise FastganError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
@@ -68,3 +69,8 @@ class Config:
 
     def to_dict(self):
         return asdict(self)
+
+
+def default_out():
+    """A new run's folder when --out is not given: runs/<date-time>."""
+    return str(Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))

@@ -73,3 +73,24 @@ class Group:
     def close(self):
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+class Alone:
+    """A sweep's "group" when one process trains all of it (no torchrun): the same calls as Group."""
+
+    rank, size = 0, 1
+
+    def share(self, items):
+        return items
+
+    def broadcast(self, obj):
+        return obj
+
+    def gather(self, obj):
+        return [obj]
+
+    def barrier(self):
+        pass
+
+    def close(self):
+        pass

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from . import checkpoint
+from .backends import pick_device
 from .data import default_data_dir, images_to_tensor, load_dataset
 from .errors import FastganError
 from .model import Z_DIM, generator
@@ -220,9 +221,7 @@ def main(argv=None):
             raise FastganError(f"--samples must be at least 2, got {args.samples}")
         path = checkpoint.resolve_best(args.checkpoint, "checkpoint")
         state = checkpoint.load(path)
-        device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
-        if args.device == "cuda" and device.type != "cuda":
-            raise FastganError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        device = pick_device(args.device, log=lambda m: None)
         dataset = state.get("config", {}).get("dataset", "mnist")
         say = (lambda m: print(m, file=sys.stderr))
         arrays = load_dataset(dataset, args.data_dir, log=say)

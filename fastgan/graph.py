@@ -121,9 +121,9 @@ def _per_run(value, runs, what):
 
 
 class GraphTrainer:
-    """advance(n) runs n iterations (replaying a captured graph on CUDA) and returns the last
-    iteration's [d_loss, d_real_loss, d_fake_loss, g_loss] as a device tensor: (4,) for one run,
-    (R, 4) for R runs.
+    """A trainer (fastgan.backends.Trainer): advance(n) runs n iterations (replaying a captured
+    graph on CUDA) and returns the last iteration's [d_loss, d_real_loss, d_fake_loss, g_loss]
+    per run as an (R, 4) device tensor.
 
     params, lr, beta1 and batcher are one run's, or lists of R runs' (a sweep: the batchers share
     one images tensor and batch size); beta2 is shared. With one run, `params` are its tensors;
@@ -151,6 +151,7 @@ class GraphTrainer:
         self.R, self.B, self.K, self.images, self.precision = R, B, iters_per_replay, images, precision
         self.capture = device.type == "cuda" if capture is None else capture
         K = iters_per_replay
+        self.chunk = K if self.capture else None  # a captured graph replays K iterations; else any n <= K
 
         def zeros(*shape, dtype=torch.float32):
             return torch.zeros(shape, dtype=dtype, device=device)
@@ -302,7 +303,7 @@ class GraphTrainer:
         self.losses.copy_(last[0])
         for slot in last[1:]:
             self.losses.add_(slot)
-        return self.losses[0] if self.single else self.losses
+        return self.losses
 
     def advance(self, n):
         if not 1 <= n <= self.K:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
+from .backends import pick_device
 from .errors import FastganError, os_error
 from .model import Z_DIM, generator
 from .plots import save_grid
@@ -75,9 +76,7 @@ def main(argv=None):
         _free(out, args.force)
         if args.npz:
             _free(npz, args.force)
-        device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
-        if args.device == "cuda" and device.type != "cuda":
-            raise FastganError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        device = pick_device(args.device, log=lambda m: None)
         if args.interpolate:
             z, rows, cols = walks(args.interpolate, args.seed), args.interpolate, STEPS
         else:

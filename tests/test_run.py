@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import train as train_cli
-from fastgan import checkpoint, run
+from fastgan import checkpoint, loop, run
 from fastgan.config import Config
 from fastgan.errors import FastganError
 
@@ -61,14 +61,15 @@ def test_resume_from_file_restores_run_settings(data_dir, tmp_path):
     _train(_cfg(data_dir, tmp_path / "r", iters=10))
     logs = []
     cfg = _cfg(data_dir, None, iters=20, batch_size=16, resume=str(tmp_path / "r" / "checkpoints" / "0000010.pt"))
-    run.train(cfg, log=logs.append, show_progress=False)
-    assert cfg.batch_size == 8
+    out = run.train(cfg, log=logs.append, show_progress=False)
+    assert out == tmp_path / "r" and json.loads((out / "config.json").read_text())["batch_size"] == 8
+    assert cfg.batch_size == 16  # the caller's config is read-only: the run resolved a new one
     assert any("--batch-size 8" in m for m in logs)
 
 
 def _wrap_advance(monkeypatch, before):
     """Make the run's trainer call before(trainer, it) ahead of each advance from iteration it."""
-    real_make_trainer = run.make_trainer
+    real_make_trainer = loop.make_trainer
 
     def make_trainer(*args):
         trainer = real_make_trainer(*args)
@@ -83,7 +84,7 @@ def _wrap_advance(monkeypatch, before):
         trainer.advance = wrapped
         return trainer
 
-    monkeypatch.setattr(run, "make_trainer", make_trainer)
+    monkeypatch.setattr(loop, "make_trainer", make_trainer)
 
 
 def test_ctrl_c_checkpoints_and_stops(data_dir, tmp_path, monkeypatch):
@@ -124,7 +125,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
     def poison(trainer, it):
         if it == 20:
             with torch.no_grad():
-                trainer.params["D_W2"].fill_(float("nan"))
+                trainer.run_params(0)["D_W2"].fill_(float("nan"))
 
     _wrap_advance(monkeypatch, poison)
     with pytest.raises(FastganError, match=r"non-finite loss at iteration 25 .*last good checkpoint is .*0000020\.pt"):
@@ -136,7 +137,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
 
 @pytest.mark.parametrize("it,want", [(0, 5), (4, 5), (5, 10), (9, 10), (28, 30), (29, 30)])
 def test_next_stop(it, want):
-    assert run.next_stop(it, _cfg("d", "o", iters=30, log_every=5, sample_every=10, ckpt_every=7)) == min(want, 7 * (it // 7 + 1))
+    assert loop.next_stop(it, _cfg("d", "o", iters=30, log_every=5, sample_every=10, ckpt_every=7)) == min(want, 7 * (it // 7 + 1))
 
 
 # --- bad input: one clear line, exit code 2, nothing lost ------------------------------------

@@ -1,0 +1,132 @@
+"""Device and backend choice, the trainer interface every backend implements, and the eager trainer.
+
+A trainer trains R runs in lockstep (R = 1: an ordinary run; R > 1: a sweep). `eager` is the
+plain-PyTorch reference (fastgan.model.AdamStep, one per run); `fused` and `graph` are the
+Triton trainer (fastgan.graph.GraphTrainer), launched un-captured or replayed from a CUDA graph.
+"""
+
+import os
+from collections import namedtuple
+from typing import Optional, Protocol
+
+import torch
+
+from . import distributed
+from .errors import FastganError
+from .model import ADAM_BETAS, TORCH_OPS, AdamStep
+
+RunInit = namedtuple("RunInit", "params lr beta1 batcher")
+
+
+class Trainer(Protocol):
+    """What the training loop asks of a backend."""
+
+    backend: str  # its name: eager, fused or graph
+    ops: object  # the forward ops (fastgan.model) that run_params are drawn with
+    batchers: list  # one per run (fastgan.data.Batcher): the trainer draws from them, the loop saves them
+    chunk: Optional[int]  # the iterations per advance() it needs (a captured graph's length), or None: any
+
+    def advance(self, n: int) -> torch.Tensor:
+        """Train n iterations; the last one's [d_loss, d_real, d_fake, g_loss] per run, an (R, 4)
+        device tensor, without waiting for the device."""
+
+    def run_params(self, r: int) -> dict:
+        """Run r's parameters: name -> tensor, as in fastgan.model."""
+
+    def state_dict(self, r: int) -> dict:
+        """Run r's {"params", "adam"} in the checkpoint format (fastgan.checkpoint)."""
+
+    def load_state_dict(self, state: dict, r: int) -> None:
+        """Continue run r from a state_dict or a checkpoint."""
+
+
+def pick_device(name, log):
+    """The training device: under torchrun, this process's GPU (cuda:LOCAL_RANK)."""
+    if name == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", distributed.world()[2] % torch.cuda.device_count())
+    if name == "cuda":
+        raise FastganError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    log("notice: no CUDA device found; training on the CPU (slow)")
+    return torch.device("cpu")
+
+
+def pick_backend(name, device):
+    if name == "auto":
+        return "graph" if device.type == "cuda" else "eager"
+    return name
+
+
+class EagerTrainer:
+    """The plain-PyTorch reference as a trainer: per run, one `AdamStep` call per iteration."""
+
+    backend = "eager"
+    ops = TORCH_OPS
+    chunk = None
+
+    def __init__(self, runs):
+        self.steps = [AdamStep(r.params, r.lr, betas=(r.beta1, ADAM_BETAS[1])) for r in runs]
+        self.batchers = [r.batcher for r in runs]
+
+    def advance(self, n):
+        last = []
+        for step, batcher in zip(self.steps, self.batchers):
+            for _ in range(n):
+                losses = step(*batcher.next())
+            last.append(losses)
+        return torch.stack(last)
+
+    def run_params(self, r):
+        return self.steps[r].params
+
+    def state_dict(self, r):
+        return self.steps[r].state_dict()
+
+    def load_state_dict(self, state, r):
+        self.steps[r].load_state_dict(state)
+
+
+def make_trainer(backend, runs, cfg, device, log=print):
+    """A trainer for `runs` (a list of RunInit) on `device`; `auto` falls back to eager if the
+    graph fails at start-up."""
+    if backend == "eager":
+        if cfg.precision != "ieee":
+            log(f"notice: --precision {cfg.precision} applies to the Triton backends; the eager backend "
+                f"({'auto on a CPU' if cfg.backend == 'auto' else 'eager'}) computes in IEEE fp32")
+        return EagerTrainer(runs)
+    if device.type == "cpu":
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
+    try:
+        import kernels  # noqa: F401  (is Triton there?)
+    except ImportError as e:
+        raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
+    from .graph import GraphTrainer, bytes_per_run, runs_that_fit
+
+    if device.type == "cuda" and len(runs) > 1:
+        free = torch.cuda.mem_get_info(device)[0]
+        fit = runs_that_fit(cfg.batch_size, cfg.iters_per_replay, free, device=device)
+        if len(runs) > fit:
+            need = len(runs) * bytes_per_run(cfg.batch_size, cfg.iters_per_replay, device)
+            raise FastganError(f"{len(runs)} runs at batch {cfg.batch_size} need about {need / 2**30:.1f} GiB of GPU "
+                               f"memory and {free / 2**30:.1f} GiB is free: at most {fit} runs fit; sweep fewer runs "
+                               "at a time, or lower --iters-per-replay (each run holds that many iterations of noise)")
+    trainer = GraphTrainer([r.params for r in runs], [r.lr for r in runs], [r.batcher for r in runs],
+                           cfg.iters_per_replay, capture=None if backend == "graph" else False,
+                           betas=([r.beta1 for r in runs], ADAM_BETAS[1]), precision=cfg.precision)
+    trainer.backend = backend
+    try:
+        trainer.warm_up()  # compile, capture and check the graph now, while nothing else uses the GPU
+    except Exception as e:  # a compile, capture or replay-check failure: say it in one line
+        what = f"{type(e).__name__}: {_first_line(e)}"
+        if cfg.backend != "auto":
+            raise FastganError(f"--backend graph failed at start-up ({what}); try --backend eager") from None
+        fp32 = " in IEEE fp32" if cfg.precision != "ieee" else ""
+        log(f"notice: the CUDA-graph backend failed at start-up ({what}); training with the eager backend{fp32} instead")
+        return EagerTrainer(runs)
+    return trainer
+
+
+def _first_line(e):
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0] if lines else "no message"

@@ -1,0 +1,134 @@
+"""The training loop: one run, or a sweep's runs in one trainer, from a resolved config to its
+last checkpoint.
+
+The loop only enqueues device work. Once per log interval the four losses are copied to pinned
+host memory without waiting (fastgan.metrics); grids, checkpoints and measurements are device
+snapshots handed to one background writer (fastgan.outputs).
+"""
+
+import time
+
+import torch
+from tqdm import tqdm
+
+from .backends import RunInit, make_trainer, pick_backend, pick_device
+from .data import Batcher, images_to_tensor, load_dataset
+from .errors import FastganError
+from .interrupt import Interrupted, StopOnSigint
+from .model import init_params
+from .outputs import BestByDistance, RunOutputs, Writer
+from .resume import load_states
+
+CHECK_SECONDS = 0.25  # a trainer that takes any chunk gets chunks of about this long: Ctrl-C acts quickly
+
+
+def next_stop(it, cfg):
+    """The next iteration at which something is logged, drawn, saved, measured, or the run ends."""
+    every = (cfg.log_every, cfg.sample_every, cfg.ckpt_every, cfg.eval_every)
+    return min(cfg.iters, *(it // e * e + e for e in every))
+
+
+def train_runs(cfg, members, log, show_progress):
+    """Train the runs [(folder, its config, checkpoint state or None)] together to cfg.iters."""
+    device = pick_device(cfg.device, log)
+    data = load_dataset(cfg.dataset, cfg.data_dir, log)
+    images = images_to_tensor(data["train_images"], device)
+    runs = [RunOutputs(*m) for m in members]
+    inits = [RunInit(init_params(r.cfg.seed, device), r.cfg.lr, r.cfg.beta1, Batcher(images, cfg.batch_size, r.cfg.seed))
+             for r in runs]
+    trainer = make_trainer(pick_backend(cfg.backend, device), inits, cfg, device, log)
+    start = load_states(trainer, [r.state for r in runs])
+    if start >= cfg.iters:
+        log(f"nothing to do: the checkpoint is at iteration {start} and --iters is {cfg.iters}")
+        return
+    for run in runs:
+        run.create(trainer.backend, device)
+    R = len(runs)
+    log(f"training iterations {start + 1}..{cfg.iters} on {device} ({trainer.backend} backend), writing to "
+        f"{runs[0].out if R == 1 else f'{R} run folders'}")
+
+    def snapshot(r, it):
+        return {"iter": it, **trainer.state_dict(r), "sampler": trainer.batchers[r].state_dict(),
+                "config": runs[r].cfg.to_dict()}
+
+    def sample(it):
+        for r, run in enumerate(runs):
+            run.sample(writer, trainer.run_params(r), trainer.ops, it)
+
+    def checkpoint(it):
+        for r, run in enumerate(runs):
+            run.checkpoint(writer, snapshot(r, it), cfg.keep)
+
+    evaluator = None
+    if cfg.iters // cfg.eval_every > start // cfg.eval_every:  # at least one measurement ahead
+        from .evaluate import Evaluator
+
+        evaluator = Evaluator(data, cfg.dataset, cfg.data_dir, device, seed=cfg.seed, log=log)
+    writer = Writer(max_pending=4 * R + 16)  # a few intervals' grids, checkpoints and measurements
+    bar = tqdm(total=cfg.iters, initial=start, unit="it" if R == 1 else "GAN-it", unit_scale=R if R > 1 else False,
+               disable=not show_progress, dynamic_ncols=True)
+    quiet = tqdm(disable=True)  # the other runs' logs do not move the bar
+    say = bar.write if show_progress else log
+    it = start
+    failed = True
+    # On the CPU, Adam's second moments of rarely-used weights decay into denormal floats, which
+    # x86 cores handle ~100x slower: 13% of D's were denormal after 261k seed iterations, and
+    # training ran 3x slower than with them flushed to zero. Flushing moves no weight by more
+    # than ~1e-30 (a denormal moment over eps = 1e-8). Restored when the loop ends.
+    flush = device.type == "cpu" and torch.set_flush_denormal(True)
+    chunk = trainer.chunk or 1  # a captured graph's length; else sized to about CHECK_SECONDS below
+    try:
+        with StopOnSigint() as stop:
+            for r, run in enumerate(runs):
+                prefix = "" if R == 1 else f"[{run.out.name}] "
+                run.open_log(device, start, bar if r == 0 else quiet, (lambda m, p=prefix: say(p + m)), log)
+            measure = evaluator and BestByDistance(evaluator, runs)
+            while it < cfg.iters and not stop.requested:
+                n = min(chunk, next_stop(it, cfg) - it)
+                t0 = time.perf_counter()
+                losses = trainer.advance(n)
+                if trainer.chunk is None:
+                    rate = n / max(time.perf_counter() - t0, 1e-9)
+                    chunk = max(1, min(cfg.iters_per_replay, int(rate * CHECK_SECONDS)))
+                it += n
+                if it % cfg.log_every == 0 or it == cfg.iters:
+                    for r, run in enumerate(runs):
+                        run.losslog.push(it, losses[r])
+                    writer.check()
+                if it % cfg.sample_every == 0:
+                    sample(it)
+                if it % cfg.ckpt_every == 0:
+                    checkpoint(it)
+                if evaluator and it % cfg.eval_every == 0:
+                    writer.submit(measure, [snapshot(r, it) for r in range(R)])
+            if runs[0].losslog.last[0] != it:
+                for r, run in enumerate(runs):
+                    run.losslog.push(it, losses[r])
+            if it % cfg.sample_every:
+                sample(it)
+            if it % cfg.ckpt_every:
+                checkpoint(it)
+            writer.close()
+            for run in runs:
+                run.losslog.drain(wait=True)
+            failed = False
+            if stop.requested:
+                again = runs[0].out if R == 1 else runs[0].out.parent
+                log(f"\nstopped at iteration {it}; continue with: python train.py --resume {again}")
+    except KeyboardInterrupt:
+        writer.close(raise_errors=False)  # a checkpoint being written is finished, not torn
+        raise Interrupted(f"interrupted at once (second Ctrl-C) near iteration {it}, without a stop checkpoint; "
+                          f"{runs[0].last_good()}") from None
+    except FastganError as e:
+        writer.close(raise_errors=False)
+        raise FastganError(f"{e}; {runs[0].last_good()}") from None
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)
+        bar.close()
+        if failed:
+            writer.close(raise_errors=False)
+        for run in runs:
+            run.close()
+    for run in runs:
+        run.plot_losses()
