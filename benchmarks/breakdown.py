@@ -26,7 +26,7 @@ if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from fastgan import model  # noqa: E402
-from fastgan.data import Batcher  # noqa: E402
+from fastgan.batcher import Batcher  # noqa: E402
 from fastgan.graph import GraphTrainer  # noqa: E402
 
 from .sites import iteration_sites, time_site  # noqa: E402

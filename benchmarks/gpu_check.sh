@@ -79,7 +79,7 @@ else
     # (CLI, run folder, sweeps, data) is device-independent and passes in CI. Each new kernel
     # specialization compiles here (~1 s each): the whole suite would not fit the budget.
     TESTS=(tests/test_graph.py tests/test_kernels_linear_act.py tests/test_kernels_d_grad.py tests/test_kernels_d_input_grad.py
-           tests/test_kernels_adam.py tests/test_kernels_sigmoid_bce.py tests/test_kernels_configs.py tests/test_fused_step.py
+           tests/test_kernels_adam.py tests/test_kernels_sigmoid_bce.py tests/test_kernels_configs.py tests/test_kernels_ops.py
            tests/test_sites.py)
     # Most telling first: a time-out drops the cells at the end (torch.compile's are the slowest).
     # backend-batch: one GAN; backend-batch-runs: that many GANs in one trainer (a sweep).

@@ -31,10 +31,10 @@ import triton
 
 import kernels
 from kernels import aot, configs
-from kernels.linear_act import PRECISIONS
+from kernels.shared import PRECISIONS
 
 from fastgan import model
-from fastgan.data import Batcher
+from fastgan.batcher import Batcher
 from fastgan.graph import GraphTrainer
 
 BATCHES = (1, 8, 128, 1024, 8192)

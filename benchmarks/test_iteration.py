@@ -20,7 +20,7 @@ On a CPU-only machine only small cases run (fused under Triton's interpreter at 
 import pytest
 import torch
 
-from fastgan.data import Batcher
+from fastgan.batcher import Batcher
 from fastgan.model import TORCH_OPS, Z_DIM, AdamStep, init_params
 
 from .conftest import DEVICE, HAS_CUDA, environment, sync

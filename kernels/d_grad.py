@@ -24,8 +24,8 @@ already divided by the part's row count). Slots past SPLIT are left alone: the c
 zero and adds the slots in order (fastgan's trainer: Adam for the gradients, one sum per replay
 for the logged losses). The programs of dW1's row tile 0 write the chunk's db1, dw2, db2, losses.
 
-D1's output (`_d1_output`, checked by `d1_input`) and the row chunks (`_row_chunk`,
-`row_chunk_config`) are shared with kernels.d_input_grad, the G step's pass through D.
+D's output layer and its gradient (`d_head`), the row chunks (`d_program`, `row_chunk_config`)
+and D1's input checks (`d1_input`) are kernels.shared's, as kernels.d_input_grad uses them too.
 
 Limits: H <= 256 (one block of hidden columns). float32. `precision` as in kernels.linear_act.
 Not yet timed on a GPU: see benchmarks/NOTES.md.
@@ -34,43 +34,19 @@ Not yet timed on a GPU: see benchmarks/NOTES.md.
 import triton
 import triton.language as tl
 
-from . import configs
-from ._checks import (
-    as_runs,
-    check_devices,
-    check_run_dense,
-    check_runs,
-    check_slots,
-    slots,
+from ._checks import as_runs, check_devices, check_run_dense, check_runs, check_slots, slots
+from .shared import (
+    FP_FUSION,
+    MAX_H,
+    check_precision,
+    d1_input,
+    d_head,
+    d_head_weights,
+    d_program,
+    gathered,
+    row_chunk_config,
+    row_pointers,
 )
-from .linear_act import _check_precision, _gathered, _row_pointers
-from .sigmoid_bce import _bce_and_grad
-
-MAX_H = 256
-FP_FUSION = True  # FMA contraction, set explicitly (Triton 3.10 changes its default)
-
-
-@triton.jit
-def _d1_output(h_ptr, b1, offs, mask, stride_pres, PRE_PARTS: tl.constexpr):
-    """D1's output h at offsets `offs` (0 outside `mask`): h_ptr is h itself (PRE_PARTS = 0), or
-    slot 0 of D1's split-K forward, finished here: relu(the slots summed in slot order + b1)."""
-    h = tl.load(h_ptr + offs, mask=mask, other=0.0)
-    if PRE_PARTS > 0:
-        for s in tl.static_range(1, PRE_PARTS):
-            h += tl.load(h_ptr + s * stride_pres + offs, mask=mask, other=0.0)
-        h = tl.where(mask, tl.maximum(h + b1[None, :], 0.0), 0.0)
-    return h
-
-
-@triton.jit
-def _row_chunk(M, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, K):
-    """This program's (chunk, column tile, first row, end row): program ids enumerate (row chunk,
-    BLOCK_K-wide tile of K) pairs, the chunks a whole number of BLOCK_M-row blocks each."""
-    n_tiles_k = tl.cdiv(K, BLOCK_K)
-    chunk = tl.program_id(0) // n_tiles_k
-    rows_per_chunk = tl.cdiv(tl.cdiv(M, BLOCK_M), tl.num_programs(0) // n_tiles_k) * BLOCK_M
-    m_lo = chunk * rows_per_chunk
-    return chunk, tl.program_id(0) % n_tiles_k, m_lo, tl.minimum(m_lo + rows_per_chunk, M)
 
 
 @triton.jit
@@ -100,25 +76,12 @@ def _d_grad_kernel(
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee", "tf32x3" or "tf32"
     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    chunk, tile_k, m_lo, m_hi = _row_chunk(M, BLOCK_M, BLOCK_K, K)  # chunk: the slot of every output
-    run = tl.program_id(1)  # one GAN of a sweep
-    x_ptr += run * stride_xr
-    idx_ptr += run * stride_idxr
+    # run: one GAN of a sweep; chunk: the slot of every output; rows [m_lo, m_hi), dW1 rows rk
+    run, chunk, tile_k, m_lo, m_hi, cols, rk = d_program(M, K, BLOCK_M, BLOCK_K, BLOCK_H)
     h_ptr += run * stride_hr
-    b1_ptr += run * stride_b1r
-    w2_ptr += run * stride_w2r
-    b2_ptr += run * stride_b2r
-    loss_ptr += run * stride_lr + chunk * stride_lp
-    dw1_ptr += run * stride_dw1r + chunk * stride_dw1p
-    db1_ptr += run * stride_db1r + chunk * stride_db1p
-    dw2_ptr += run * stride_dw2r + chunk * stride_dw2p
-    db2_ptr += run * stride_db2r + chunk * stride_db2p
-    cols = tl.arange(0, BLOCK_H)
     cmask = cols < H
-    rk = tile_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    w2 = tl.load(w2_ptr + cols * stride_w2, mask=cmask, other=0.0)
-    b1 = tl.load(b1_ptr + cols * stride_b1, mask=cmask & (PRE_PARTS > 0), other=0.0)
-    b2 = tl.load(b2_ptr)
+    w2, b1, b2 = d_head_weights(w2_ptr, b1_ptr, b2_ptr, run, cols, H, stride_w2r, stride_w2, stride_b1r, stride_b1,
+                                stride_b2r, PRE_PARTS)
     inv0 = 1.0 / split
     inv1 = 1.0 / (M - split)
     dw1 = tl.zeros((BLOCK_K, BLOCK_H), dtype=tl.float32)
@@ -129,15 +92,11 @@ def _d_grad_kernel(
     acc1 = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for m0 in range(m_lo, m_hi, BLOCK_M):
         rows = m0 + tl.arange(0, BLOCK_M)
-        rmask = rows < M
-        mask = rmask[:, None] & cmask[None, :]
-        h = _d1_output(h_ptr, b1, rows[:, None] * H + cols[None, :], mask, stride_pres, PRE_PARTS)
-        logit = tl.sum(h * w2[None, :], axis=1) + b2
         in0 = rows < split
-        loss, diff = _bce_and_grad(logit, tl.where(in0, t0, t1))
-        dlogit = tl.where(rmask, diff * tl.where(in0, inv0, inv1), 0.0)
-        g = (dlogit[:, None] * w2[None, :]) * (h > 0).to(tl.float32)  # dh, then D1's ReLU'
-        src = _row_pointers(x_ptr, img_ptr, idx_ptr, rows, M, G, stride_xm, stride_im, GATHER)
+        h, loss, dlogit, g, rmask = d_head(h_ptr, b1, w2, b2, rows, cols, M, H, stride_pres,
+                                           tl.where(in0, t0, t1), tl.where(in0, inv0, inv1), PRE_PARTS)
+        src = row_pointers(x_ptr + run * stride_xr, img_ptr, idx_ptr + run * stride_idxr, rows, M, G, stride_xm,
+                           stride_im, GATHER)
         xt = tl.load(src[None, :] + rk[:, None], mask=(rk[:, None] < K) & rmask[None, :], other=0.0)
         dw1 = tl.dot(xt, g, dw1, input_precision=PRECISION)
         db1 += tl.sum(g, axis=0)
@@ -145,48 +104,18 @@ def _d_grad_kernel(
         db2 += dlogit
         acc0 += tl.where(rmask & in0, loss, 0.0)
         acc1 += tl.where(rmask & (rows >= split), loss, 0.0)
+    dw1_ptr += run * stride_dw1r + chunk * stride_dw1p
     tl.store(dw1_ptr + rk[:, None] * H + cols[None, :], dw1, mask=(rk[:, None] < K) & cmask[None, :])
-    if tile_k == 0:
+    if tile_k == 0:  # the chunk's sums over rows, once
+        loss_ptr += run * stride_lr + chunk * stride_lp
         mean0 = tl.sum(acc0, axis=0) * inv0
         mean1 = tl.sum(acc1, axis=0) * inv1
         tl.store(loss_ptr, mean0 + mean1)
         tl.store(loss_ptr + 1, mean0)
         tl.store(loss_ptr + 2, mean1)
-        tl.store(db1_ptr + cols, db1, mask=cmask)
-        tl.store(dw2_ptr + cols * stride_dw2, dw2, mask=cmask)
-        tl.store(db2_ptr, tl.sum(db2, axis=0))
-
-
-def d1_input(op, h, pre, R, M, H):
-    """D1's output for a _d1_output kernel, checked: h (M, H) as given, or h=None and
-    pre=(slots (P, [R,] M, H), b1 ([R,] H)), D1's split-K raw sums and bias. Returns (the tensor
-    the kernel reads, (R, M, H): h or slot 0; P (0 for h); the slot stride; b1 as (R, H) or None)."""
-    if (h is None) == (pre is None):
-        raise ValueError(f"{op}: pass D1's output h, or h=None and pre=(slots, b1) to finish it here")
-    if pre is None:
-        h = as_runs(op, "h", h, 2)
-        check_runs(op, "h", h, R, (M, H))
-        check_run_dense(op, "h", h)
-        return h, 0, 0, None
-    first, parts, stride = slots(op, "pre", pre[0], 2)
-    first = as_runs(op, "pre", first, 2)
-    if tuple(first.shape) != (R, M, H) or first.stride()[1:] != (H, 1):
-        raise ValueError(f"{op}: pre's slots must be (P, {R}, {M}, {H}), contiguous within each run; got a slot "
-                         f"of shape {tuple(first.shape)}, strides {first.stride()}")
-    b1 = as_runs(op, "b1", pre[1], 1)
-    check_runs(op, "b1", b1, R, (H,))
-    return first, parts, stride, b1
-
-
-def row_chunk_config(kernel, device, M, H, K):
-    """The config of a row-chunked D kernel (d_grad, d_input_grad) for M rows, D1 of width H on K
-    inputs (the lookup key: M, N = H, K): BLOCK_M clamped to M, BLOCK_K (its tiles of D's K
-    inputs) to K, and SPLIT to M's row blocks."""
-    cfg = configs.lookup(kernel, device, M=M, N=H, K=K)
-    cfg["BLOCK_M"] = configs.block(cfg["BLOCK_M"], M)
-    cfg["BLOCK_K"] = configs.block(cfg["BLOCK_K"], K)
-    cfg["SPLIT"] = max(1, min(cfg["SPLIT"], triton.cdiv(M, cfg["BLOCK_M"])))
-    return cfg
+        tl.store(db1_ptr + run * stride_db1r + chunk * stride_db1p + cols, db1, mask=cmask)
+        tl.store(dw2_ptr + run * stride_dw2r + chunk * stride_dw2p + cols * stride_dw2, dw2, mask=cmask)
+        tl.store(db2_ptr + run * stride_db2r + chunk * stride_db2p, tl.sum(db2, axis=0))
 
 
 def grad_partials(device, M, H, K):
@@ -205,7 +134,7 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     db1 (P, H), dw2 (P, H, 1), db2 (P, 1). R runs at once: every tensor (but images) with a run
     axis after the slot axis. Returns what Triton's launch returns (on a GPU the compiled kernel)."""
     op = "d_grad"
-    _check_precision(op, precision)
+    check_precision(op, precision)
     x, w2, b2 = as_runs(op, "x", x, 2), as_runs(op, "w2", w2, 2), as_runs(op, "b2", b2, 1)
     R, Mx, K = x.shape
     H = w2.shape[1]
@@ -213,7 +142,7 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
         raise ValueError(f"{op}: hidden width {H} exceeds {MAX_H}; a program holds every hidden column")
     if x.stride(2) != 1:
         raise ValueError(f"{op}: x's rows must be contiguous (strides {x.stride()})")
-    images, idx, G = _gathered(op, rows, R, K)
+    images, idx, G = gathered(op, rows, R, K)
     M = G + Mx
     check_runs(op, "w2", w2, R, (H, 1))
     check_runs(op, "b2", b2, R, (1,))

@@ -9,8 +9,8 @@ Fused
   G step would launch a loss head (loss, dh) and D1's backward (dx): two dependent launches and a
   round trip of h and dh through memory become one launch. At batch 8192 D1's dx programs read h
   and dh 13 times over (once per 64-wide column tile of dx); here only h (or its slots).
-  kernels.d_grad is the D step's counterpart (D's weight gradients); both finish D1 with
-  `_d1_output`.
+  kernels.d_grad is the D step's counterpart (D's weight gradients); both run D's output layer
+  and its gradient as kernels.shared's `d_head`.
 
 Grid: (row chunks x column tiles of dx, runs). Each program holds a (H, BLOCK_K) tile of W1^T
 in registers and walks the row blocks of its chunk: every program recomputes its rows' logits
@@ -29,20 +29,17 @@ Limits: H <= 256 (one block of hidden columns: the W1^T tile and g are held whol
 import triton
 import triton.language as tl
 
-from ._checks import (
-    as_runs,
-    check_devices,
-    check_run_dense,
-    check_runs,
-    check_slots,
-    slots,
+from ._checks import as_runs, check_devices, check_run_dense, check_runs, check_slots, slots
+from .shared import (
+    FP_FUSION,
+    MAX_H,
+    check_precision,
+    d1_input,
+    d_head,
+    d_head_weights,
+    d_program,
+    row_chunk_config,
 )
-from .d_grad import _d1_output, _row_chunk, d1_input, row_chunk_config
-from .linear_act import _check_precision
-from .sigmoid_bce import _bce_and_grad
-
-MAX_H = 256
-FP_FUSION = True  # FMA contraction, set explicitly (Triton 3.10 changes its default)
 
 
 @triton.jit
@@ -64,39 +61,25 @@ def _d_input_grad_kernel(
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee", "tf32x3" or "tf32"
     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    chunk, tile_k, m_lo, m_hi = _row_chunk(M, BLOCK_M, BLOCK_K, K)  # chunk: the slot of the losses
-    run = tl.program_id(1)  # one GAN of a sweep
+    # run: one GAN of a sweep; chunk: the slot of the losses; rows [m_lo, m_hi), dx columns rk
+    run, chunk, tile_k, m_lo, m_hi, cols, rk = d_program(M, K, BLOCK_M, BLOCK_K, BLOCK_H)
     h_ptr += run * stride_hr
-    b1_ptr += run * stride_b1r
     w1_ptr += run * stride_w1r
-    w2_ptr += run * stride_w2r
-    b2_ptr += run * stride_b2r
-    loss_ptr += run * stride_lr + chunk * stride_lp
     dx_ptr += run * stride_dxr
-    cols = tl.arange(0, BLOCK_H)
-    cmask = cols < H
-    rk = tile_k * BLOCK_K + tl.arange(0, BLOCK_K)
     kmask = rk < K
     w1t = tl.load(w1_ptr + cols[:, None] * stride_w1h + rk[None, :] * stride_w1k,
-                  mask=cmask[:, None] & kmask[None, :], other=0.0)  # (BLOCK_H, BLOCK_K) tile of W1^T
-    w2 = tl.load(w2_ptr + cols * stride_w2, mask=cmask, other=0.0)
-    b1 = tl.load(b1_ptr + cols * stride_b1, mask=cmask & (PRE_PARTS > 0), other=0.0)
-    b2 = tl.load(b2_ptr)
+                  mask=(cols < H)[:, None] & kmask[None, :], other=0.0)  # (BLOCK_H, BLOCK_K) tile of W1^T
+    w2, b1, b2 = d_head_weights(w2_ptr, b1_ptr, b2_ptr, run, cols, H, stride_w2r, stride_w2, stride_b1r, stride_b1,
+                                stride_b2r, PRE_PARTS)
     total = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for m0 in range(m_lo, m_hi, BLOCK_M):
         rows = m0 + tl.arange(0, BLOCK_M)
-        rmask = rows < M
-        mask = rmask[:, None] & cmask[None, :]
-        h = _d1_output(h_ptr, b1, rows[:, None] * H + cols[None, :], mask, stride_pres, PRE_PARTS)
-        logit = tl.sum(h * w2[None, :], axis=1) + b2
-        loss, diff = _bce_and_grad(logit, t)
+        _, loss, _, g, rmask = d_head(h_ptr, b1, w2, b2, rows, cols, M, H, stride_pres, t, inv_m, PRE_PARTS)
         total += tl.where(rmask, loss, 0.0)
-        dlogit = tl.where(rmask, diff * inv_m, 0.0)
-        g = (dlogit[:, None] * w2[None, :]) * (h > 0).to(tl.float32)  # dh, then D1's ReLU'
         dx = tl.dot(g, w1t, input_precision=PRECISION)
         tl.store(dx_ptr + rows[:, None] * K + rk[None, :], dx, mask=rmask[:, None] & kmask[None, :])
     if tile_k == 0:
-        tl.store(loss_ptr, tl.sum(total, axis=0) * inv_m)
+        tl.store(loss_ptr + run * stride_lr + chunk * stride_lp, tl.sum(total, axis=0) * inv_m)
 
 
 def input_grad_partials(device, M, H, K):
@@ -113,7 +96,7 @@ def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
     raw sums, finished here. w1 (K, H), w2 (H, 1), b2 (1,). R runs at once: every tensor with a
     leading run axis. Returns what Triton's launch returns (on a GPU the compiled kernel)."""
     op = "d_input_grad"
-    _check_precision(op, precision)
+    check_precision(op, precision)
     w1, w2, b2 = as_runs(op, "w1", w1, 2), as_runs(op, "w2", w2, 2), as_runs(op, "b2", b2, 1)
     R, K, H = w1.shape
     if H > MAX_H:

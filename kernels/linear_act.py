@@ -19,7 +19,7 @@ Inputs may be strided; outputs must be contiguous within a run. float32 only.
 Gathered rows (forward): `rows=(images, idx)` makes the first G = len(idx) rows of the input
 images[idx] (the batch's real images, read in place) and the rest x's rows: D's first layer
 reads the gathered batch without a gather launch or a copy (kernels.d_grad, its backward, reads
-them the same way, through `_row_pointers`).
+them the same way, through kernels.shared's `row_pointers`).
 
 Split-M weight gradient: with `partials=True`, dw and db carry a leading axis of P partial
 sums; the batch is cut into SPLIT_M chunks (a config value, `dw_partials` tells how many) and
@@ -62,21 +62,10 @@ import triton
 import triton.language as tl
 
 from . import configs
-from ._checks import (
-    as_runs,
-    check_devices,
-    check_run_dense,
-    check_runs,
-    check_slots,
-    check_tensor,
-    slots,
-)
+from ._checks import as_runs, check_devices, check_run_dense, check_runs, check_slots, slots
+from .shared import FP_FUSION, check_precision, chunk_bounds, gathered, row_pointers
 
 ACT_NONE, ACT_RELU, ACT_SIGMOID = 0, 1, 2
-PRECISIONS = ("ieee", "tf32x3", "tf32")
-# FMA contraction, set explicitly (Triton 3.10 changes its default); the products are fused
-# multiply-adds either way.
-FP_FUSION = True
 _ACT_NAMES = {ACT_NONE: "linear", ACT_RELU: "linear_relu", ACT_SIGMOID: "linear_sigmoid"}
 
 
@@ -103,17 +92,6 @@ def _pre_act_grad(y_ptr, dy_ptr, rm, rn, M, N, stride_ym, stride_yn, stride_dym,
     for s in tl.static_range(1, DY_PARTS):
         dy += tl.load(dy_tile + s * stride_dys, mask=mask, other=0.0)
     return dy * _act_grad(y, ACT)
-
-
-@triton.jit
-def _row_pointers(x_ptr, img_ptr, idx_ptr, rm, M, G, stride_xm, stride_im, GATHER: tl.constexpr):
-    """Pointers to rows rm of the input: images[idx[m]] for m < G when GATHER, else x's row m - G."""
-    if GATHER:
-        gathered = rm < G
-        src = tl.load(idx_ptr + rm, mask=gathered & (rm < M), other=0)
-        return tl.where(gathered, img_ptr + src * stride_im, x_ptr + (rm - G) * stride_xm)
-    else:
-        return x_ptr + rm * stride_xm
 
 
 @triton.jit
@@ -150,15 +128,13 @@ def _linear_act_fwd_kernel(
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
-    rows = _row_pointers(x_ptr, img_ptr, idx_ptr, rm, M, G, stride_xm, stride_im, GATHER)
+    rows = row_pointers(x_ptr, img_ptr, idx_ptr, rm, M, G, stride_xm, stride_im, GATHER)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if SPLIT_K == 1:
         k_lo = 0
         k_hi = K
     else:  # this program's chunk of K (a whole number of blocks)
-        k_per_chunk = tl.cdiv(tl.cdiv(K, BLOCK_K), SPLIT_K) * BLOCK_K
-        k_lo = chunk * k_per_chunk
-        k_hi = tl.minimum(k_lo + k_per_chunk, K)
+        k_lo, k_hi = chunk_bounds(chunk, K, SPLIT_K, BLOCK_K)
     for k0 in range(k_lo, k_hi, BLOCK_K):
         kk = k0 + rk
         a = tl.load(rows[:, None] + kk[None, :] * stride_xk, mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0)
@@ -256,9 +232,6 @@ def _linear_act_bwd_kernel(
     w_ptr += run * stride_wr
     y_ptr += run * stride_yr
     dy_ptr += run * stride_dyr
-    dx_ptr += run * stride_dxr
-    dw_ptr += run * stride_dwr
-    db_ptr += run * stride_dbr
     n_dx_tiles = tl.cdiv(M, DX_BLOCK_M) * tl.cdiv(K, DX_BLOCK_K)
     n_dx = n_dx_tiles * SPLIT_N if NEED_DX else 0
     if pid < n_dx:
@@ -268,19 +241,16 @@ def _linear_act_bwd_kernel(
             n_hi = N
         else:  # this program's chunk of N (a whole number of blocks)
             chunk = pid // n_dx_tiles
-            n_per_chunk = tl.cdiv(tl.cdiv(N, DX_BLOCK_N), SPLIT_N) * DX_BLOCK_N
-            n_lo = chunk * n_per_chunk
-            n_hi = tl.minimum(n_lo + n_per_chunk, N)
-        _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr + chunk * stride_dxp, pid % n_dx_tiles, n_lo, n_hi, M, N, K,
-                 stride_wk, stride_wn, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
+            n_lo, n_hi = chunk_bounds(chunk, N, SPLIT_N, DX_BLOCK_N)
+        _dx_tile(w_ptr, y_ptr, dy_ptr, dx_ptr + run * stride_dxr + chunk * stride_dxp, pid % n_dx_tiles, n_lo, n_hi,
+                 M, N, K, stride_wk, stride_wn, stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys,
                  ACT, DY_PARTS, PRECISION, DX_BLOCK_M, DX_BLOCK_N, DX_BLOCK_K)
     else:
         n_tiles = tl.cdiv(K, DW_BLOCK_K) * tl.cdiv(N, DW_BLOCK_N)
         part = (pid - n_dx) // n_tiles
-        rows_per_part = tl.cdiv(tl.cdiv(M, DW_BLOCK_M), SPLIT_M) * DW_BLOCK_M
-        m_lo = part * rows_per_part
-        m_hi = tl.minimum(m_lo + rows_per_part, M)
-        _dw_tile(x_ptr, y_ptr, dy_ptr, dw_ptr + part * stride_dwp, db_ptr + part * stride_dbp,
+        m_lo, m_hi = chunk_bounds(part, M, SPLIT_M, DW_BLOCK_M)
+        _dw_tile(x_ptr, y_ptr, dy_ptr, dw_ptr + run * stride_dwr + part * stride_dwp,
+                 db_ptr + run * stride_dbr + part * stride_dbp,
                  (pid - n_dx) % n_tiles, m_lo, m_hi, M, N, K, stride_xm, stride_xk,
                  stride_ym, stride_yn, stride_dym, stride_dyn, stride_dys, ACT, DY_PARTS, PRECISION,
                  DW_BLOCK_M, DW_BLOCK_N, DW_BLOCK_K)
@@ -290,27 +260,6 @@ def _check_act(act):
     if act not in _ACT_NAMES:
         raise ValueError(f"activation must be one of {sorted(_ACT_NAMES)} (none, ReLU, sigmoid), got {act!r}")
     return _ACT_NAMES[act]
-
-
-def _check_precision(op, precision):
-    if precision not in PRECISIONS:
-        raise ValueError(f"{op}: precision must be one of {PRECISIONS}, got {precision!r}")
-
-
-def _gathered(op, rows, R, K):
-    """(images, idx as (R, G), G) from rows=(images, idx), checked; (None, None, 0) without rows."""
-    if rows is None:
-        return None, None, 0
-    images, idx = rows
-    check_tensor(op, "images", images, 2)
-    if images.shape[1] != K or images.stride(1) != 1:
-        raise ValueError(f"{op}: images must be (n, {K}) with contiguous rows, got shape {tuple(images.shape)} "
-                         f"strides {images.stride()}")
-    idx = as_runs(op, "idx", idx, 1, torch.int64)
-    if idx.shape[0] != R or idx.stride(1) != 1:
-        raise ValueError(f"{op}: idx must be (G,) or ({R}, G) row numbers, contiguous per run, got shape "
-                         f"{tuple(idx.shape)}")
-    return images, idx, idx.shape[1]
 
 
 def _forward_config(device, M, N, K):
@@ -360,7 +309,7 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=Fa
     Returns what Triton's launch returns (on a GPU the compiled kernel: its n_regs and n_spills
     are what the tuner checks)."""
     op = _check_act(act)
-    _check_precision(op, precision)
+    check_precision(op, precision)
     n_slots, stride_ys = 1, 0
     if partials:
         y, n_slots, stride_ys = slots(op, "y", y, 2)
@@ -369,7 +318,7 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=Fa
     if w.shape[1] != K:
         raise ValueError(f"{op}: x is {tuple(x.shape[1:])} but w is {tuple(w.shape[1:])}; w must be (in, out) with in = {K}")
     N = w.shape[2]
-    images, idx, G = _gathered(op, rows, R, K)
+    images, idx, G = gathered(op, rows, R, K)
     if rows is not None and x.stride(2) != 1:
         raise ValueError(f"{op}: with gathered rows, x's rows must be contiguous (strides {x.stride()})")
     M = G + Mx
@@ -401,7 +350,7 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", partials
     dy_partials=True: dy is (P, [R,] M, N) slots (the next layer's dx with partials), added here
     in slot order. Returns what Triton's launch returns, as the forward."""
     op = _check_act(act) + " backward"
-    _check_precision(op, precision)
+    check_precision(op, precision)
     dy_parts, stride_dys = 1, 0
     if dy_partials:
         dy, dy_parts, stride_dys = slots(op, "dy", dy, 2)

@@ -30,31 +30,9 @@ import triton
 import triton.language as tl
 
 from ._checks import check_dense, check_devices, check_shape, check_tensor
+from .shared import FP_FUSION, bce_and_grad
 
 BLOCK = 1024
-FP_FUSION = True  # FMA contraction, set explicitly (Triton 3.10 changes its default)
-
-
-@triton.jit
-def _log1p_small(e):
-    """log(1 + e) for 0 <= e <= 1 to a few ulp (Goldberg's trick: the rounding of u = 1 + e
-    cancels in log(u) * e / (u - 1)); plain log(1 + e) loses up to 6e-8 / e relative."""
-    u = 1.0 + e
-    d = u - 1.0
-    return tl.where(d == 0.0, e, tl.log(u) * (e / tl.where(d == 0.0, 1.0, d)))
-
-
-@triton.jit
-def _bce_and_grad(logit, target):
-    """Sigmoid cross-entropy of logits against targets, elementwise, and its gradient
-    sigmoid(l) - t: the device math every loss kernel shares (sigmoid_bce, d_grad, d_input_grad).
-    The loss is max(l, 0) - l t + log(1 + e^-|l|); the gradient avoids cancelling near 1: with
-    s = e / (1 + e), the smaller of sigmoid(l) and 1 - sigmoid(l), it is (1 - t) - s for l >= 0
-    and s - t for l < 0."""
-    e = tl.exp(-tl.abs(logit))
-    loss = tl.maximum(logit, 0.0) - logit * target + _log1p_small(e)
-    s = e / (1.0 + e)
-    return loss, tl.where(logit >= 0, (1.0 - target) - s, s - target)
 
 
 @triton.jit
@@ -78,7 +56,7 @@ def _sigmoid_bce_fwd_kernel(
             target = tl.load(target_ptr + offs, mask=mask, other=0.0)
         else:
             target = tl.full((BLOCK,), target_value, tl.float32)
-        loss, diff = _bce_and_grad(logit, target)
+        loss, diff = bce_and_grad(logit, target)
         acc += tl.where(mask, loss, 0.0)
         tl.store(dlogits_ptr + offs, diff * inv_n, mask=mask)
     tl.store(loss_ptr, tl.sum(acc, axis=0) * inv_n)

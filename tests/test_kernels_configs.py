@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import DEVICES
 from helpers import rel_err
+import reference
 
 from kernels import (
     ACT_RELU,
@@ -152,7 +153,7 @@ def test_every_backward_config_matches_float64(device, case):
 @pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "d_grad"], ids=_ids)
 def test_every_d_grad_config_matches_float64(device, case):
     """Rows split into the config's chunks (each non-empty), dW1 taller than one tile, D1
-    finished from 2 slots, the real rows gathered; reference as in test_kernels_d_grad."""
+    finished from 2 slots, the real rows gathered; against reference.d_step."""
     _, _, entry = case
     c = entry["config"]
     M, H, K = c["BLOCK_M"] * (c["SPLIT"] + 1) + 3, 128, c["BLOCK_K"] + 9
@@ -167,26 +168,19 @@ def test_every_d_grad_config_matches_float64(device, case):
         out = [torch.zeros(slots, *s, device=device) for s in ((3,), (K, H), (H,), (H, 1), (1,))]
         d_grad(x[M // 2:], w2, b2, *out, split=M // 2, pre=(pre, b1), rows=(images, idx))
     losses, dw1, db1, dw2, db2 = (t.sum(0).double() for t in out)
-    hd = torch.relu(pre[0] + pre[1] + b1).double().requires_grad_()
-    w2d, b2d = w2.double().requires_grad_(), b2.double().requires_grad_()
-    logit = hd @ w2d + b2d
-    logit.retain_grad()
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
-    loss = bce(logit[: M // 2], torch.ones_like(logit[: M // 2])) + bce(logit[M // 2:], torch.zeros_like(logit[M // 2:]))
-    loss.backward()
-    g = hd.grad * (hd > 0)
-    assert rel_err(losses[0], loss) < TOL
-    for got, want in ((dw1, x.double().T @ g), (dw2, w2d.grad)):
-        assert rel_err(got, want) < TOL
-    for got, want, terms in ((db1, g.sum(0), g.abs().sum(0)), (db2, b2d.grad, logit.grad.abs().sum(0))):
-        assert ((got - want).norm() / terms.norm()).item() < TOL  # sums that can cancel: see test_kernels_linear_act
+    want = reference.d_step(x, torch.relu(pre[0] + pre[1] + b1), w2, b2, M // 2)
+    assert rel_err(losses[0], want["losses"][0]) < TOL
+    for got, name in ((dw1, "dw1"), (dw2, "dw2")):
+        assert rel_err(got, want[name]) < TOL
+    for got, name in ((db1, "db1"), (db2, "db2")):  # sums that can cancel: see test_kernels_linear_act
+        assert ((got - want[name]).norm() / want[f"{name}_terms"].norm()).item() < TOL
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", [c for c in ENTRIES if c[2]["kernel"] == "d_input_grad"], ids=_ids)
 def test_every_d_input_grad_config_matches_float64(device, case):
     """Rows split into the config's chunks (each non-empty, several row blocks in the last), dx
-    wider than one column tile, D1 finished from 2 slots; reference as in test_kernels_d_input_grad."""
+    wider than one column tile, D1 finished from 2 slots; against reference.d_input."""
     _, _, entry = case
     c = entry["config"]
     M, H, K = c["BLOCK_M"] * (c["SPLIT"] + 1) + 3, 128, c["BLOCK_K"] + 9
@@ -194,19 +188,15 @@ def test_every_d_input_grad_config_matches_float64(device, case):
     w1, b1 = torch.randn(K, H, device=device) / math.sqrt(K / 2), torch.randn(H, device=device) * 0.1
     w2, b2 = torch.randn(H, 1, device=device) / math.sqrt(H / 2), torch.randn(1, device=device)
     pre = torch.stack([x[:, : K // 2] @ w1[: K // 2], x[:, K // 2:] @ w1[K // 2:]])
-    h = torch.relu(pre[0] + pre[1] + b1).double()
     dx = torch.full((M, K), float("nan"), device=device)
     with configs.use(_catch_all(entry)):
         slots = input_grad_partials(torch.device(device), M, H, K)
         assert slots == c["SPLIT"]
         losses = torch.zeros(slots, 1, device=device)
         d_input_grad(None, w1, w2, b2, losses, dx, pre=(pre, b1))
-    hd = h.requires_grad_()
-    logit = hd @ w2.double() + b2.double()
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
-    loss.backward()
+    loss, want = reference.d_input(torch.relu(pre[0] + pre[1] + b1), w1, w2, b2, 1.0)
     assert rel_err(losses.sum(), loss) < 1e-5
-    assert rel_err(dx, (hd.grad * (hd > 0)) @ w1.double().T) < TOL
+    assert rel_err(dx, want) < TOL
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -227,7 +217,10 @@ def test_every_adam_config_matches_torch(device, case):
 
 
 def test_every_table_entry_is_covered():
-    """Each kernel with entries in a table has a parity test above (a new kernel needs one)."""
-    tested = {"linear_act_fwd", "linear_act_bwd", "d_grad", "d_input_grad", "adam"}
-    assert {e["kernel"] for _, _, e in ENTRIES} <= tested == set(configs.KERNELS)
+    """Every entry of every table, and every kernel the tables serve, is the case of a parity test
+    in this module (read from their parametrize marks: an entry of a kernel without one fails)."""
+    marks = [m for fn in globals().values() if callable(fn) for m in getattr(fn, "pytestmark", [])]
+    tested = {(name, i) for m in marks if m.name == "parametrize" and m.args[0] == "case" for name, i, _ in m.args[1]}
+    assert {(name, i) for name, i, _ in ENTRIES} <= tested
+    assert {e["kernel"] for _, _, e in ENTRIES} == set(configs.KERNELS)
     assert json.loads(configs.DEFAULT_FILE.read_text())["entries"]

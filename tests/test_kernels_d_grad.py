@@ -16,9 +16,9 @@ magnitudes (as test_kernels_linear_act's db). TF32 on a GPU: 3e-3 and 5e-5.
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import DEVICES, requires_cuda
 from helpers import d_inputs, rel_err
+import reference
 
 from kernels import configs, d_grad
 from kernels.d_grad import grad_partials
@@ -30,22 +30,6 @@ def _outputs(slots, M, H, K, device, runs=()):
     """losses, dw1, db1, dw2, db2, each with `slots` slots, poisoned with NaN."""
     shapes = ((3,), (K, H), (H,), (H, 1), (1,))
     return [torch.full((slots, *runs, *s), NAN, device=device) for s in shapes]
-
-
-def _reference(x, h, w2, b2, split, t0=1.0, t1=0.0):
-    xd, hd, w2d, b2d = (a.detach().double() for a in (x, h, w2, b2))
-    hd.requires_grad_()
-    w2d.requires_grad_()
-    b2d.requires_grad_()
-    logit = hd @ w2d + b2d
-    logit.retain_grad()
-    parts = [F.binary_cross_entropy_with_logits(logit[:split], torch.full_like(logit[:split], t0)),
-             F.binary_cross_entropy_with_logits(logit[split:], torch.full_like(logit[split:], t1))]
-    total = parts[0] + parts[1]
-    total.backward()
-    g = hd.grad * (hd > 0)
-    return {"losses": torch.stack([total, *parts]).detach(), "dw1": xd.T @ g, "db1": g.sum(0), "dw2": w2d.grad,
-            "db2": b2d.grad, "db1_terms": g.abs().sum(0), "db2_terms": logit.grad.abs().sum(0)}
 
 
 def _check(got, want, n):
@@ -68,7 +52,7 @@ def test_matches_float64(device, M, H, K, split):
     got = _outputs(n + 1, M, H, K, device)
     d_grad(x, w2, b2, *got, split=split, h=h)
     assert all(torch.isnan(t[n:]).all() and torch.isfinite(t[:n]).all() for t in got)
-    _check(got, _reference(x, h, w2, b2, split), n)
+    _check(got, reference.d_step(x, h, w2, b2, split), n)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -88,7 +72,7 @@ def test_row_chunks_sum_to_float64(device, M):
             with pytest.raises(ValueError, match="losses has 2 slots but this launch's config splits the rows in 3"):
                 d_grad(x, w2, b2, *(t[:2] for t in got), split=M // 2, h=h)
     assert all(torch.isnan(t[n:]).all() for t in got)
-    _check(got, _reference(x, h, w2, b2, M // 2 or 1), n)
+    _check(got, reference.d_step(x, h, w2, b2, M // 2 or 1), n)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -100,7 +84,7 @@ def test_extreme_logits_stay_finite(device):
     got = _outputs(grad_partials(torch.device(device), 4, 1, 3), 4, 1, 3, device)
     d_grad(x, w2, b2, *got, split=2, h=h)
     assert all(torch.isfinite(t).all() for t in got)
-    want = _reference(x, h, w2, b2, 2)
+    want = reference.d_step(x, h, w2, b2, 2)
     torch.testing.assert_close(got[0].sum(0).double(), want["losses"], rtol=1e-5, atol=0)
 
 
@@ -166,6 +150,6 @@ def test_tensor_core_precisions_against_float64(precision, tol):
     n = grad_partials(torch.device("cuda"), M, H, K)
     got = _outputs(n, M, H, K, "cuda")
     d_grad(x, w2, b2, *got, split=128, h=h, precision=precision)
-    want = _reference(x, h, w2, b2, 128)
+    want = reference.d_step(x, h, w2, b2, 128)
     assert rel_err(got[1].sum(0), want["dw1"]) < tol  # the one product: x^T g
     torch.testing.assert_close(got[0].sum(0).double(), want["losses"], rtol=1e-5, atol=0)

@@ -15,23 +15,14 @@ test_kernels_linear_act.
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import DEVICES, requires_cuda
 from helpers import d_inputs, rel_err
+import reference
 
 from kernels import configs, d_input_grad
 from kernels.d_input_grad import input_grad_partials
 
 NAN = float("nan")
-
-
-def _reference(h, w1, w2, b2, t):
-    hd, w1d, w2d, b2d = (a.detach().double() for a in (h, w1, w2, b2))
-    hd.requires_grad_()
-    logit = hd @ w2d + b2d
-    loss = F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, t))
-    loss.backward()
-    return loss.detach(), (hd.grad * (hd > 0)) @ w1d.T
 
 
 def _outputs(slots, M, K, device, runs=()):
@@ -47,7 +38,7 @@ def test_matches_float64(device, M, H, K, t):
     n = input_grad_partials(torch.device(device), M, H, K)
     losses, dx = _outputs(n + 1, M, K, device)
     d_input_grad(h, w1, w2, b2, losses, dx, t=t)
-    want_loss, want_dx = _reference(h, w1, w2, b2, t)
+    want_loss, want_dx = reference.d_input(h, w1, w2, b2, t)
     assert torch.isnan(losses[n:]).all() and torch.isfinite(losses[:n]).all()
     torch.testing.assert_close(losses[:n].sum(0)[0].double(), want_loss, rtol=1e-5, atol=0)
     assert torch.isfinite(dx).all() and rel_err(dx, want_dx) < 2e-5
@@ -70,7 +61,7 @@ def test_row_chunks_sum_to_float64(device, M):
         if n == 3:
             with pytest.raises(ValueError, match="losses has 2 slots but this launch's config splits the rows in 3"):
                 d_input_grad(h, w1, w2, b2, losses[:2], dx)
-    want_loss, want_dx = _reference(h, w1, w2, b2, 1.0)
+    want_loss, want_dx = reference.d_input(h, w1, w2, b2, 1.0)
     assert torch.isnan(losses[n:]).all()
     torch.testing.assert_close(losses[:n].sum(0)[0].double(), want_loss, rtol=1e-5, atol=0)
     assert rel_err(dx, want_dx) < 2e-5
@@ -132,6 +123,6 @@ def test_tensor_core_precisions_against_float64(precision, tol):
     _, w1, _, w2, b2, h = d_inputs(M, H, K, "cuda")
     losses, dx = _outputs(input_grad_partials(torch.device("cuda"), M, H, K), M, K, "cuda")
     d_input_grad(h, w1, w2, b2, losses, dx, precision=precision)
-    want_loss, want_dx = _reference(h, w1, w2, b2, 1.0)
+    want_loss, want_dx = reference.d_input(h, w1, w2, b2, 1.0)
     torch.testing.assert_close(losses.sum(0)[0].double(), want_loss, rtol=1e-5, atol=0)
     assert rel_err(dx, want_dx) < tol

@@ -20,15 +20,11 @@ import pytest
 import torch
 from conftest import DEVICES, requires_cuda
 from helpers import rel_err
+import reference
 
 import kernels
 from kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID, linear_act_backward, linear_act_forward
 
-ACTS = {
-    ACT_NONE: lambda t: t,
-    ACT_RELU: torch.relu,
-    ACT_SIGMOID: torch.sigmoid,
-}
 FUNCS = {ACT_NONE: kernels.linear, ACT_RELU: kernels.linear_relu, ACT_SIGMOID: kernels.linear_sigmoid}
 # (M, K, N): the GAN's layers at a small batch, and odd sizes on every axis so masking shows.
 SHAPES = [(1, 7, 33), (7, 33, 1), (33, 129, 7), (129, 785, 1), (7, 100, 128), (33, 128, 785), (128, 784, 128)]
@@ -52,21 +48,15 @@ def _inputs(M, K, N, device, grad=False):
     return [t.requires_grad_(grad) for t in (x, w, b)]
 
 
-def _reference(x, w, b, act):
-    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
-    y = ACTS[act](xd @ wd + bd)
-    return xd, wd, bd, y
-
-
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("act", list(ACTS))
+@pytest.mark.parametrize("act", list(reference.ACTS))
 @pytest.mark.parametrize("M,K,N", SHAPES)
 def test_autograd_matches_float64(device, act, M, K, N):
     x, w, b = _inputs(M, K, N, device, grad=True)
     y = FUNCS[act](x, w, b)
     dy = torch.randn_like(y)
     y.backward(dy)
-    xd, wd, bd, yd = _reference(x, w, b, act)
+    xd, wd, bd, yd = reference.linear_act(x, w, b, act)
     yd.backward(dy.double().cpu() if device == "cpu" else dy.double())
     assert rel_err(y, yd) < IEEE_TOL
     for got, want in ((x.grad, xd.grad), (w.grad, wd.grad)):
@@ -75,7 +65,7 @@ def test_autograd_matches_float64(device, act, M, K, N):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("act", list(ACTS))
+@pytest.mark.parametrize("act", list(reference.ACTS))
 @pytest.mark.parametrize("M,K,N", [(7, 33, 129), (129, 785, 1)])
 def test_launchers_write_every_element(device, act, M, K, N):
     x, w, b = _inputs(M, K, N, device)
@@ -85,7 +75,7 @@ def test_launchers_write_every_element(device, act, M, K, N):
     dy = torch.randn(M, N, device=device)
     dx, dw, db = (torch.full(s, float("nan"), device=device) for s in ((M, K), (K, N), (N,)))
     linear_act_backward(x, w, y, dy, dx, dw, db, act)
-    xd, wd, bd, yd = _reference(x, w, b, act)
+    xd, wd, bd, yd = reference.linear_act(x, w, b, act)
     yd.backward(dy.double())
     assert rel_err(y, yd) < IEEE_TOL
     for got, want in ((dx, xd.grad), (dw, wd.grad)):
@@ -100,7 +90,7 @@ def test_backward_flags_skip_work(device):
     y = torch.empty(M, N, device=device)
     linear_act_forward(x, w, b, y, ACT_RELU)
     dy = torch.randn(M, N, device=device)
-    xd, wd, bd, yd = _reference(x, w, b, ACT_RELU)
+    xd, wd, bd, yd = reference.linear_act(x, w, b, ACT_RELU)
     yd.backward(dy.double())
     # dx only: dw's memory is left untouched.
     dx = torch.full((M, K), float("nan"), device=device)
@@ -121,7 +111,7 @@ def test_strided_inputs(device):
     b = torch.randn(2 * N, device=device)[::2]  # stride 2
     y = torch.empty(M, N, device=device)
     linear_act_forward(x, w, b, y, ACT_SIGMOID)
-    _, _, _, yd = _reference(x, w, b, ACT_SIGMOID)
+    _, _, _, yd = reference.linear_act(x, w, b, ACT_SIGMOID)
     assert rel_err(y, yd) < IEEE_TOL
 
 
@@ -135,7 +125,7 @@ def test_only_requested_gradients(device):
 
 @requires_cuda
 @pytest.mark.parametrize("precision", list(PRECISION_TOL))
-@pytest.mark.parametrize("act", list(ACTS))
+@pytest.mark.parametrize("act", list(reference.ACTS))
 @pytest.mark.parametrize("M,K,N", [(128, 784, 128), (128, 100, 128), (128, 128, 784), (256, 784, 128)])
 def test_tensor_core_precisions_within_stated_tolerance(precision, act, M, K, N):
     """TF32 and TF32x3 products (the tensor cores; compiled only on a GPU) stay within the
@@ -146,7 +136,7 @@ def test_tensor_core_precisions_within_stated_tolerance(precision, act, M, K, N)
     dy = torch.randn(M, N, device="cuda")
     dx, dw, db = torch.empty(M, K, device="cuda"), torch.empty(K, N, device="cuda"), torch.empty(N, device="cuda")
     linear_act_backward(x, w, y, dy, dx, dw, db, act, precision=precision)
-    xd, wd, bd, yd = _reference(x, w, b, act)
+    xd, wd, bd, yd = reference.linear_act(x, w, b, act)
     yd.backward(dy.double())
     for got, want in ((y, yd), (dx, xd.grad), (dw, wd.grad)):
         assert rel_err(got, want) < PRECISION_TOL[precision]
@@ -211,7 +201,7 @@ def test_mixed_devices_rejected():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("act", list(ACTS))
+@pytest.mark.parametrize("act", list(reference.ACTS))
 def test_runs_in_one_launch_equal_each_run_alone(device, act):
     """R runs with a leading run axis (outputs placed apart, as a sweep's buffers are) give
     bitwise what each run's tensors give launched alone: the run axis only adds programs."""
@@ -277,7 +267,7 @@ def test_split_m_partials_sum_to_the_gradient(device, M):
                 linear_act_backward(x, w, y, dy, None, dw[:2], db[:2], ACT_RELU, partials=True)
     split = min(3, M)
     assert torch.isnan(dw[split:]).all() and torch.isnan(db[split:]).all()
-    xd, wd, bd, yd = _reference(x, w, b, ACT_RELU)
+    xd, wd, bd, yd = reference.linear_act(x, w, b, ACT_RELU)
     yd.backward(dy.double())
     assert rel_err(dw[:split].sum(0), wd.grad) < IEEE_TOL and _db_err(db[:split].sum(0), bd.grad, dy, yd, ACT_RELU) < IEEE_TOL
 
@@ -348,7 +338,7 @@ def test_split_n_dx_slots_sum_to_the_input_gradient(device, N):
         with pytest.raises(ValueError, match=f"dx has 1 slots but this launch's config splits N in {n}"):
             linear_act_backward(x, w, y, dy, dx[:1], dw, db, ACT_SIGMOID, partials=True)
     assert torch.isnan(dx[n:]).all() and torch.isfinite(dx[:n]).all()
-    xd, wd, bd, yd = _reference(x, w, b, ACT_SIGMOID)
+    xd, wd, bd, yd = reference.linear_act(x, w, b, ACT_SIGMOID)
     yd.backward(dy.double())
     assert rel_err(dx[:n].sum(0), xd.grad) < IEEE_TOL
     assert rel_err(dw[0], wd.grad) < IEEE_TOL and _db_err(db[0], bd.grad, dy, yd, ACT_SIGMOID) < IEEE_TOL

@@ -9,7 +9,7 @@ from conftest import DEVICES
 import kernels
 from benchmarks.sites import iteration_sites
 from fastgan import model
-from fastgan.data import Batcher
+from fastgan.batcher import Batcher
 from fastgan.graph import GraphTrainer
 
 
