@@ -246,3 +246,11 @@ def test_train_fused_matches_eager(tmp_path, small_mnist, device, iters, batch, 
         outs[backend] = _losses(run.train(cfg, log=lambda m: None, show_progress=False))
     assert outs["fused"].shape == (iters, 4)
     torch.testing.assert_close(outs["fused"], outs["eager"], rtol=rtol, atol=atol)
+
+
+def test_cli_precisions_are_the_kernels():
+    """fastgan.config keeps its own list (it is read without importing Triton): the kernels' one."""
+    from fastgan import config
+    from kernels import shared
+
+    assert config.PRECISIONS == shared.PRECISIONS
