@@ -1,16 +1,18 @@
 """Train the seed's vanilla GAN on MNIST: `python train.py --help`."""
 
 import argparse
+import signal
 import sys
+import threading
 
-from fastgan.config import BACKENDS, DEFAULT_ITERS, DEVICES, PRECISIONS, Config
-from fastgan.data import DATASETS
-from fastgan.errors import FastganError
-from fastgan.interrupt import Interrupted
-from fastgan.run import train
+from fastgan.errors import FastganError  # light: these two import neither torch nor numpy
+from fastgan.interrupt import Interrupted, Terminated
 
 
-def parse_args(argv=None):
+def _parser():
+    from fastgan.config import BACKENDS, DEFAULT_ITERS, DEVICES, PRECISIONS, Config
+    from fastgan.data import DATASETS
+
     d = Config()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--iters", type=int, default=d.iters,
@@ -43,15 +45,51 @@ def parse_args(argv=None):
                    help='train the cartesian product at once, e.g. "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"')
     p.add_argument("--iters-per-replay", type=int, default=d.iters_per_replay,
                    help="iterations per CUDA-graph replay (graph backend); also how often the others check for Ctrl-C")
-    return Config(**vars(p.parse_args(argv)))
+    return p
+
+
+def parse_args(argv=None):
+    """The Config the flags give, knowing which flags were given (a resumed run keeps the rest)."""
+    from fastgan.config import Config
+
+    args = vars(_parser().parse_args(argv))
+    unset = object()
+    probe = _parser()
+    probe.set_defaults(**{k: unset for k in args})
+    given = frozenset(k for k, v in vars(probe.parse_args(argv)).items() if v is not unset)
+    return Config(**args, given=given)
+
+
+def _load(argv):
+    """The training entry and the config. A Ctrl-C while torch, numpy and matplotlib load is
+    noted and acted on after: interrupted mid-import they can fail with other errors instead."""
+    noted = []
+    previous = signal.getsignal(signal.SIGINT)
+    deferring = previous is not signal.SIG_IGN and threading.current_thread() is threading.main_thread()
+    if deferring:
+        signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    try:
+        from fastgan.run import train
+
+        cfg = parse_args(argv)
+    finally:
+        if deferring:
+            signal.signal(signal.SIGINT, previous)
+    if noted:
+        raise KeyboardInterrupt
+    return train, cfg
 
 
 def main(argv=None):
     try:
-        train(parse_args(argv))
+        train, cfg = _load(argv)
+        train(cfg)
     except Interrupted as e:
         print(f"error: {e}", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(str(e), file=sys.stderr)
+        return 143
     except FastganError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ existing file is never overwritten without --force.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -38,9 +39,17 @@ def frames(run, every=1):
     return kept
 
 
+def _read(path):
+    try:
+        return mimage.imread(path)
+    except Exception as e:  # Pillow's and matplotlib's errors for a truncated or foreign file vary
+        raise FastganError(f"{path} is not a readable PNG ({type(e).__name__}: {e}); delete it, or pass --every "
+                           "to skip it") from None
+
+
 def write_animation(grids, out, fps):
     """Draw the frames (labelled with their iteration) and write them to `out` (.gif or .mp4)."""
-    first = mimage.imread(grids[0][1])
+    first = _read(grids[0][1])
     h, w = first.shape[:2]
     fig = Figure(figsize=(w / 100, (h + 30) / 100), dpi=100)
     FigureCanvasAgg(fig)
@@ -51,7 +60,7 @@ def write_animation(grids, out, fps):
 
     def draw(i):
         it, path = grids[i]
-        shown.set_data(mimage.imread(path))
+        shown.set_data(_read(path))
         label.set_text(f"iteration {it:,}")
         return shown, label
 
@@ -69,7 +78,8 @@ def write_animation(grids, out, fps):
     except OSError as e:
         raise FastganError(os_error("write", out, e)) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder: the write's own error is the one to report
+            tmp.unlink(missing_ok=True)
 
 
 def main(argv=None):

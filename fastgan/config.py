@@ -1,7 +1,9 @@
 """The seed's defaults, as one read-only dataclass; `train.py` fills it from flags, and a run
 resolves it once (fastgan.resume, fastgan.sweep_driver) into a new one before validating it."""
 
-from dataclasses import asdict, dataclass
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -41,6 +43,15 @@ class Config:
     eval_every: int = 50_000
     seeds: Optional[str] = None  # a sweep over seeds: "0-7"
     sweep: Optional[str] = None  # a sweep: "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"
+    # The settings the user gave (train.py's flags); None: those that differ from the defaults.
+    # A resumed run keeps its own value of every setting not given (fastgan.resume).
+    given: Optional[frozenset] = field(default=None, compare=False, repr=False)
+
+    def given_names(self):
+        if self.given is not None:
+            return self.given
+        default = Config()
+        return frozenset(f.name for f in fields(self) if f.name != "given" and getattr(self, f.name) != getattr(default, f.name))
 
     def validate(self):
         for name in ("iters", "batch_size", "sample_every", "ckpt_every", "keep", "log_every", "iters_per_replay", "eval_every"):
@@ -49,8 +60,8 @@ class Config:
                 raise FastganError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise FastganError(f"--seed must be an integer in 0..{MAX_SEED} (2**63 - 1), got {self.seed!r}")
-        if not self.lr > 0:
-            raise FastganError(f"--lr must be positive, got {self.lr!r}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise FastganError(f"--lr must be in (0, 1], got {self.lr!r}")
         if not 0 <= self.beta1 < 1:
             raise FastganError(f"--beta1 must be in [0, 1), got {self.beta1!r}")
         for name, allowed in (("device", DEVICES), ("backend", BACKENDS), ("dataset", DATASETS),
@@ -58,6 +69,11 @@ class Config:
             value = getattr(self, name)
             if value not in allowed:
                 raise FastganError(f"unknown --{name} {value!r}; choose one of: {', '.join(allowed)}")
+        for name in ("seeds", "sweep"):
+            if getattr(self, name) is not None and not getattr(self, name).strip():
+                raise FastganError(f"--{name} is empty; give the runs, e.g. --seeds 0-7 or --sweep \"lr=1e-3,2e-4\"")
+        if self.out is not None:
+            check_out(self.out)
         if self.precision != "ieee" and self.backend == "eager":
             raise FastganError(f"--precision {self.precision} is for the Triton backends (fused, graph, auto on a "
                                "GPU); the eager backend computes in IEEE fp32: drop --precision or pick another --backend")
@@ -68,7 +84,25 @@ class Config:
         return (self.beta1, ADAM_BETAS[1])
 
     def to_dict(self):
-        return asdict(self)
+        settings = asdict(self)
+        del settings["given"]
+        return settings
+
+
+NAME_MAX = 255  # bytes in one file name, on Linux's file systems
+
+
+def check_out(out):
+    """A run folder name the file system and the writers can take, else one line saying why."""
+    try:
+        os.fsencode(out).decode("utf-8")
+    except UnicodeError:
+        raise FastganError(f"--out {out!r} is not valid UTF-8 (TensorBoard and the metrics need it); pick another "
+                           "name") from None
+    longest = max((len(os.fsencode(part)) for part in Path(out).parts), default=0)
+    if longest > NAME_MAX:
+        raise FastganError(f"--out has a name of {longest} bytes, longer than the {NAME_MAX} a file system allows; "
+                           "pick a shorter one")
 
 
 def default_out():

@@ -41,6 +41,7 @@ ARCH = {"c1": 32, "c2": 64, "fc": 128}
 MIN_ACCURACY = 0.99
 EPOCHS = 4
 FLOOR_SAMPLES = 10000
+MAX_SAMPLES = 200_000  # generated on the device at once: 0.6 GB of images
 
 
 class Classifier(nn.Module):
@@ -218,8 +219,8 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     try:
-        if args.samples < 2:
-            raise FastganError(f"--samples must be at least 2, got {args.samples}")
+        if not 2 <= args.samples <= MAX_SAMPLES:
+            raise FastganError(f"--samples must be in 2..{MAX_SAMPLES:,}, got {args.samples:,}")
         path = checkpoint.resolve_best(args.checkpoint, "checkpoint")
         state = checkpoint.load(path)
         device = pick_device(args.device, log=lambda m: None)

@@ -6,6 +6,7 @@ host memory without waiting (fastgan.metrics); grids, checkpoints and measuremen
 snapshots handed to one background writer (fastgan.outputs).
 """
 
+import signal
 import time
 
 import torch
@@ -15,7 +16,7 @@ from .backends import RunInit, make_trainer, pick_backend, pick_device
 from .batcher import Batcher, images_to_tensor
 from .data import load_dataset
 from .errors import FastganError
-from .interrupt import Interrupted, StopOnSigint
+from .interrupt import Interrupted, StopOnSignals, Terminated
 from .model import init_params
 from .outputs import BestByDistance, RunOutputs, Writer
 from .resume import load_states
@@ -79,7 +80,7 @@ def train_runs(cfg, members, log, show_progress):
     flush = device.type == "cpu" and torch.set_flush_denormal(True)
     chunk = trainer.chunk or 1  # a captured graph's length; else sized to about CHECK_SECONDS below
     try:
-        with StopOnSigint() as stop:
+        with StopOnSignals() as stop:
             for r, run in enumerate(runs):
                 prefix = "" if R == 1 else f"[{run.out.name}] "
                 run.open_log(device, start, bar if r == 0 else quiet, (lambda m, p=prefix: say(p + m)), log)
@@ -115,11 +116,13 @@ def train_runs(cfg, members, log, show_progress):
             failed = False
             if stop.requested:
                 again = runs[0].out if R == 1 else runs[0].out.parent
-                log(f"\nstopped at iteration {it}; continue with: python train.py --resume {again}")
+                stopped = f"stopped at iteration {it}; continue with: python train.py --resume {again}"
+                if stop.signal != signal.SIGTERM:
+                    log("\n" + stopped)
     except KeyboardInterrupt:
         writer.close(raise_errors=False)  # a checkpoint being written is finished, not torn
-        raise Interrupted(f"interrupted at once (second Ctrl-C) near iteration {it}, without a stop checkpoint; "
-                          f"{runs[0].last_good()}") from None
+        raise Interrupted(f"interrupted at once (a second Ctrl-C or SIGTERM) near iteration {it}, without a stop "
+                          f"checkpoint; {runs[0].last_good()}") from None
     except FastganError as e:
         writer.close(raise_errors=False)
         raise FastganError(f"{e}; {runs[0].last_good()}") from None
@@ -133,3 +136,5 @@ def train_runs(cfg, members, log, show_progress):
             run.close()
     for run in runs:
         run.plot_losses()
+    if stop.signal == signal.SIGTERM:
+        raise Terminated(f"SIGTERM: {stopped}")

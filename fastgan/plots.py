@@ -1,6 +1,7 @@
 """The seed's 4x4 sample grid and its loss curves, drawn with matplotlib's object API
 (no pyplot state), so they can be written from a background thread."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def save_grid(samples, path, rows=4, cols=4):
                       format="png")
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder: the write's own error is the one to report
+            tmp.unlink(missing_ok=True)
 
 
 def save_losses(metrics, path):

@@ -8,26 +8,46 @@ from . import checkpoint, runfolder
 from .config import DEFAULT_ITERS, default_out
 from .errors import FastganError
 
-RESTORED_FROM_CHECKPOINT = ("batch_size", "lr", "beta1", "seed", "dataset")
+FIXED = ("batch_size", "dataset", "seed", "lr", "beta1")  # what a run is: never changed by a resume
+# What a resume may change when given (the target, the schedule, where and how it trains); kept
+# from the run when not given.
+CHANGEABLE = ("iters", "log_every", "sample_every", "ckpt_every", "keep", "eval_every", "iters_per_replay",
+              "device", "backend", "precision", "data_dir")
+
+
+def keep_settings(cfg, saved, what, log):
+    """The settings of a run (or sweep) being resumed: `saved`'s for every setting not given,
+    the given ones where a resume may change them (said in one notice); FastganError if a given
+    one would change what the run is."""
+    given = cfg.given_names()
+    changed = [k for k in FIXED if k in given and k in saved and getattr(cfg, k) != saved[k]]
+    if changed:
+        k = changed[0]
+        raise FastganError(f"--{k.replace('_', '-')} {getattr(cfg, k)!r} differs from {what}'s {saved[k]!r}: a "
+                           f"resume keeps {', '.join('--' + f.replace('_', '-') for f in FIXED)}; drop the flag, "
+                           "or start a new run")
+    overrides = [k for k in CHANGEABLE if k in given and k in saved and getattr(cfg, k) != saved[k]]
+    if overrides:
+        log("notice: changed on resume: " + ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {getattr(cfg, k)!r}"
+                                                      for k in overrides))
+    return {k: saved[k] for k in FIXED + CHANGEABLE if k in saved and k not in given}
 
 
 def resolve_run(cfg, log):
     """(the run's config, the run folder it continues or None, its checkpoint state or None) for
-    a new run or `--resume`: a resumed run keeps its settings and (unless --iters is given) its
-    target, and continues in its own folder."""
+    a new run or `--resume`: a resumed run keeps every setting not given (`keep_settings`) and
+    continues in its own folder."""
     if not cfg.resume:
         return dataclasses.replace(cfg, iters=DEFAULT_ITERS if cfg.iters is None else cfg.iters,
                                    out=cfg.out or default_out()), None, None
+    if Path(cfg.resume).is_dir() and runfolder.holds_run(cfg.resume) == 0:
+        raise FastganError(f"{cfg.resume} holds a run stopped before its first checkpoint: nothing to resume; start "
+                           "it again with the command that made it (without --resume)")
     path = checkpoint.resolve(cfg.resume)
     state = checkpoint.load(path)
     checkpoint.check_resumable(path, state)
-    saved = state.get("config", {})
-    restored = {}
-    for key in RESTORED_FROM_CHECKPOINT:
-        if key in saved and getattr(cfg, key) != saved[key]:
-            log(f"notice: --{key.replace('_', '-')} {saved[key]!r} taken from the checkpoint")
-            restored[key] = saved[key]
-    iters = cfg.iters if cfg.iters is not None else int(saved.get("iters", DEFAULT_ITERS))  # the run's own target
+    restored = keep_settings(cfg, state.get("config", {}), "the run", log)
+    iters = restored.pop("iters", DEFAULT_ITERS if cfg.iters is None else cfg.iters)  # the run's own target
     home = path.parent.parent if path.parent.name == "checkpoints" else None
     out = cfg.out
     if out is None:

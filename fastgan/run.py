@@ -24,7 +24,7 @@ def train(cfg: Config, log=print, show_progress=True):
         cfg.validate()
         out = Path(cfg.out)
         # One owner, one run, writable: checked before any data is loaded.
-        folder = runfolder.claim(out, resuming=home is not None and out.resolve() == home.resolve())
+        folder = runfolder.claim(out, resuming=home is not None and out.resolve() == home.resolve(), log=log)
         try:
             train_runs(cfg, [(out, cfg, state)], log, show_progress)
             return out

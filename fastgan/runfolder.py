@@ -41,12 +41,14 @@ def holds_run(out):
     return 0 if any((out / m).exists() for m in RUN_MARKERS) else None
 
 
-def claim(out, resuming):
-    """Create and lock `out` for this process; FastganError (one line) if it cannot be had."""
+def claim(out, resuming, log=print):
+    """Create and lock `out` for this process; FastganError (one line) if it cannot be had. A
+    folder whose run stopped before its first checkpoint holds no work to lose: a new run may
+    start there again (said in a notice)."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FastganError(f"--out {out} is a file; give a folder for the run")
     try:
+        if out.exists() and not out.is_dir():
+            raise FastganError(f"--out {out} is a file; give a folder for the run")
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
@@ -73,11 +75,12 @@ def claim(out, resuming):
         raise FastganError(os_error("write to the run folder", out, e)) from None
     if not resuming:
         at = holds_run(out)
-        if at is not None:
+        if at:
             folder.release()
-            where = f"checkpointed at iteration {at}" if at else "no checkpoint yet"
-            raise FastganError(f"--out {out} already holds a run ({where}); continue it with "
+            raise FastganError(f"--out {out} already holds a run (checkpointed at iteration {at}); continue it with "
                                f"`python train.py --resume {out}`, or pick another --out")
+        if at == 0:
+            log(f"notice: {out} holds a run stopped before its first checkpoint (nothing to lose); starting it again")
     for stale in (out / "checkpoints").glob("*.tmp"):  # left by a process killed mid-write; ours now
         stale.unlink(missing_ok=True)
     return folder

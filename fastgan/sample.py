@@ -25,6 +25,7 @@ from .model import Z_DIM, generator
 from .plots import save_grid
 
 STEPS = 10  # images per interpolation row, both end points included
+MAX_N = 10_000  # images in one grid (100 x 100 tiles, 2,800 px square)
 
 
 def noise(n, seed):
@@ -63,10 +64,10 @@ def main(argv=None):
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     args = p.parse_args(argv)
     try:
-        if args.n < 1:
-            raise FastganError(f"--n must be at least 1, got {args.n}")
-        if args.interpolate < 0:
-            raise FastganError(f"--interpolate must be a positive number of rows, got {args.interpolate}")
+        if not 1 <= args.n <= MAX_N:
+            raise FastganError(f"--n must be in 1..{MAX_N:,} (one PNG grid of them), got {args.n:,}")
+        if not 0 <= args.interpolate <= MAX_N // STEPS:
+            raise FastganError(f"--interpolate must be in 0..{MAX_N // STEPS:,} rows, got {args.interpolate:,}")
         if not 0 <= args.seed < 2**63:
             raise FastganError(f"--seed must be in 0..2**63 - 1, got {args.seed}")
         ckpt = checkpoint.resolve_best(args.checkpoint, "checkpoint")

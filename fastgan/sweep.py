@@ -25,6 +25,11 @@ from .plots import LOSS_KEYS
 
 KEYS = ("lr", "beta1", "seed")
 SWEEP_FILE = "sweep.json"
+MAX_RUNS = 4096  # runs in one sweep: each has its folder, and its parameters on the device
+
+
+def _too_many(what, n):
+    return FastganError(f"{what} makes {n:,} runs; a sweep holds at most {MAX_RUNS:,}: split it, or narrow its ranges")
 
 
 def _values(key, text):
@@ -40,8 +45,8 @@ def _values(key, text):
             value = float(token)
         except ValueError:
             raise FastganError(f"--sweep {key}={text!r}: {token!r} is not a number") from None
-        if key == "lr" and not (value > 0 and math.isfinite(value)):
-            raise FastganError(f"--sweep lr: {token} is out of range; a learning rate must be positive")
+        if key == "lr" and not (math.isfinite(value) and 0 < value <= 1):
+            raise FastganError(f"--sweep lr: {token} is out of range; a learning rate must be in (0, 1]")
         if key == "beta1" and not 0 <= value < 1:
             raise FastganError(f"--sweep beta1: {token} is out of range; beta1 must be in [0, 1)")
         out.append((token, value))
@@ -64,6 +69,8 @@ def _seed_range(token, what):
         raise FastganError(f"{what}: the range {token} is empty (its start is after its end)")
     if not 0 <= lo <= hi <= MAX_SEED:
         raise FastganError(f"{what}: seeds must be in 0..{MAX_SEED}")
+    if hi - lo + 1 > MAX_RUNS:
+        raise _too_many(what, hi - lo + 1)
     return [(str(s), s) for s in range(lo, hi + 1)]
 
 
@@ -72,6 +79,8 @@ def parse_seeds(text):
     seeds = []
     for token in text.split(","):
         seeds += _seed_range(token.strip(), f"--seeds {text}")
+        if len(seeds) > MAX_RUNS:
+            raise _too_many(f"--seeds {text}", len(seeds))
     return [{"seed": s, "_tokens": {"seed": t}} for t, s in seeds]
 
 
@@ -90,6 +99,8 @@ def parse_sweep(text):
     if not axes:
         raise FastganError("--sweep is empty; give e.g. \"lr=1e-3,2e-4 seed=0-3\"")
     keys = [k for k in KEYS if k in axes]
+    if math.prod(len(axes[k]) for k in keys) > MAX_RUNS:
+        raise _too_many(f"--sweep {text}", math.prod(len(axes[k]) for k in keys))
     runs = []
     for combo in itertools.product(*(axes[k] for k in keys)):
         runs.append({**{k: v for k, (_, v) in zip(keys, combo)}, "_tokens": {k: t for k, (t, _) in zip(keys, combo)}})

@@ -16,15 +16,13 @@ def is_sweep(cfg):
     return bool(cfg.seeds or cfg.sweep or (cfg.resume and (Path(cfg.resume) / sweep.SWEEP_FILE).is_file()))
 
 
-def _resolve(cfg):
+def _resolve(cfg, log):
     """(the sweep's config, its runs [(name, settings)], the spec text): a resumed sweep keeps its
-    shared settings and runs and continues in its own folder."""
+    runs and every shared setting not given (fastgan.resume.keep_settings), in its own folder."""
     if cfg.resume:
         top = Path(cfg.resume)
         spec = sweep.read_spec(top)
-        shared = {k: spec["shared"][k] for k in ("iters", "batch_size", "dataset")}  # the sweep's own...
-        if cfg.iters is not None:
-            shared["iters"] = cfg.iters  # ...but a new --iters is a new target
+        shared = resume.keep_settings(cfg, spec["shared"], "the sweep", log)
         if cfg.out is not None and Path(cfg.out).resolve() != top.resolve():
             raise FastganError("--resume of a sweep continues it in its own folder; leave out --out")
         runs = [(r["name"], {k: r[k] for k in ("lr", "beta1", "seed")}) for r in spec["runs"]]
@@ -54,7 +52,7 @@ def _train_members(cfg, top, runs, resuming, log, show_progress):
         states = resume.sweep_states(top, runs, log) if resuming else [None] * len(runs)
         members = []
         for (name, settings), state in zip(runs, states):
-            folders.append(runfolder.claim(top / name, resuming=resuming))
+            folders.append(runfolder.claim(top / name, resuming=resuming, log=log))
             members.append((top / name, dataclasses.replace(cfg, **settings, out=str(top / name), resume=None,
                                                             seeds=None, sweep=None), state))
         train_runs(cfg, members, log, show_progress)
@@ -69,7 +67,7 @@ def train_sweep(cfg, log, show_progress):
     """Several runs in one trainer per process: OUT/<name>/ each, sweep.json and the summary in
     OUT. Under torchrun each rank trains its share; rank 0 owns the top folder and writes the
     summary gathered from every rank; a group restarted by torchrun resumes from checkpoints."""
-    cfg, runs, spec = _resolve(cfg)
+    cfg, runs, spec = _resolve(cfg, log)
     alone = distributed.world()[1] == 1
     group = distributed.Alone() if alone else distributed.Group(pick_device(cfg.device, lambda m: None))
     lead = group.rank == 0

@@ -61,3 +61,26 @@ def test_missing_run_and_existing_out(tmp_path, run_dir, capsys):
     assert code == 2 and err == f"error: {out} exists; pass --force to overwrite it, or --out another file"
     assert out.read_bytes() == b"keep"
     assert _cli(capsys, run_dir, "--force")[0] == 0 and out.read_bytes() != b"keep"
+
+
+def test_corrupt_grid_is_one_line(run_dir, capsys):
+    bad = run_dir / "samples" / "0004000.png"
+    bad.write_bytes(b"not a png at all")
+    code, _, err = _cli(capsys, run_dir)
+    assert code == 2 and err.startswith(f"error: {bad} is not a readable PNG") and len(err.splitlines()) == 1
+    assert not list(run_dir.glob("*.tmp*")) and not (run_dir / "progress.gif").exists()
+
+
+def test_read_only_folder_is_one_line(run_dir, capsys, monkeypatch):
+    """On a read-only mount the writer fails and so does removing its temp file: the write's error
+    is reported, once (root ignores chmod, so the file system's refusal is simulated)."""
+    import errno
+    from pathlib import Path
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(animate.animation.PillowWriter, "setup", refuse)
+    monkeypatch.setattr(Path, "unlink", refuse)
+    code, _, err = _cli(capsys, run_dir)
+    assert code == 2 and err == f"error: cannot write {run_dir / 'progress.gif'}: Read-only file system (pick an --out you can write to)"

@@ -115,3 +115,27 @@ def test_single_run_under_torchrun_is_refused(data_dir, tmp_path):
     code, _, err = _torchrun("--iters", "20", *FLAGS, "--data-dir", str(data_dir), "--out", str(tmp_path / "s"))
     assert code != 0
     assert "error: torchrun started 2 processes for a single run" in err
+
+
+def test_sigterm_to_torchrun_checkpoints_every_worker_and_resumes_exactly(data_dir, tmp_path):
+    """A preempted job: torchrun forwards SIGTERM to its workers; each stops after its chunk with a
+    checkpoint of its runs, and `--resume` (no other flag) ends the sweep as an unbroken one."""
+    iters = ["--iters", "1200"]
+    out = tmp_path / "term"
+    proc = _torchrun("--seeds", "0-3", *iters, *FLAGS, "--data-dir", str(data_dir), "--out", str(out), popen=True)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and not all(checkpoint.list_checkpoints(out / n / "checkpoints") for n in NAMES):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    # torchrun itself ends with its SignalException's traceback; the workers' own output is one line each
+    assert proc.returncode != 0 and str(ROOT / "fastgan") not in err and "train.py\", line" not in err, err[-3000:]
+    assert err.count("SIGTERM: stopped at iteration") == 2, err[-3000:]
+    for name in NAMES:
+        for ck in checkpoint.list_checkpoints(out / name / "checkpoints"):
+            checkpoint.load(ck)
+    assert max(int(p.stem) for n in NAMES for p in checkpoint.list_checkpoints(out / n / "checkpoints")) < 1200
+    code, _, err = _torchrun("--resume", str(out))
+    assert code == 0, err[-3000:]
+    _single("--seeds", "0-3", *iters, *FLAGS, "--data-dir", str(data_dir), "--out", str(tmp_path / "unbroken"))
+    _same_runs(out, tmp_path / "unbroken", NAMES, 1200)

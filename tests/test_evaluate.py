@@ -133,6 +133,12 @@ def test_run_measures_keeps_best_and_cli_reads_it(tmp_path, arrays, monkeypatch,
     assert result["iter"] == best["iter"] and set(result) >= {"fd", "fd_floor", "score", "class_kl", "classes"}
 
 
+@pytest.mark.parametrize("n", ["1", "1000000000000"])
+def test_cli_refuses_a_sample_count_out_of_range(tmp_path, capsys, n):
+    assert evaluate.main([str(tmp_path), "--samples", n]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --samples must be in 2..200,000, got {int(n):,}"
+
+
 def test_cli_rejects_a_bad_checkpoint(tmp_path, capsys):
     f = tmp_path / "x.pt"
     f.write_bytes(b"nope")

@@ -57,14 +57,17 @@ def test_resume_equals_one_go(data_dir, tmp_path):
     assert metrics == [5, 10, 15, 17, 20, 25, 30]
 
 
-def test_resume_from_file_restores_run_settings(data_dir, tmp_path):
-    _train(_cfg(data_dir, tmp_path / "r", iters=10))
+def test_resume_from_file_keeps_the_runs_settings(data_dir, tmp_path):
+    _train(_cfg(data_dir, tmp_path / "r", iters=10, ckpt_every=5, keep=7))
     logs = []
-    cfg = _cfg(data_dir, None, iters=20, batch_size=16, resume=str(tmp_path / "r" / "checkpoints" / "0000010.pt"))
+    cfg = Config(iters=20, resume=str(tmp_path / "r" / "checkpoints" / "0000010.pt"))  # nothing else given
     out = run.train(cfg, log=logs.append, show_progress=False)
-    assert out == tmp_path / "r" and json.loads((out / "config.json").read_text())["batch_size"] == 8
-    assert cfg.batch_size == 16  # the caller's config is read-only: the run resolved a new one
-    assert any("--batch-size 8" in m for m in logs)
+    saved = json.loads((out / "config.json").read_text())
+    assert out == tmp_path / "r" and (saved["batch_size"], saved["ckpt_every"], saved["keep"]) == (8, 5, 7)
+    assert cfg.batch_size == 128  # the caller's config is read-only: the run resolved a new one
+    assert [p.name for p in checkpoint.list_checkpoints(out / "checkpoints")][-2:] == ["0000015.pt", "0000020.pt"]
+    assert any(m == "notice: changed on resume: --iters 10 -> 20" for m in logs)
+    assert not any("taken from" in m or "--batch-size" in m for m in logs)  # nothing announced that was not given
 
 
 def _wrap_advance(monkeypatch, before):
@@ -115,7 +118,7 @@ def test_second_ctrl_c_exits_at_once_with_130(data_dir, tmp_path, monkeypatch, c
                            "--data-dir", str(data_dir), "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 130
-    assert err == (f"error: interrupted at once (second Ctrl-C) near iteration 10, without a stop checkpoint; "
+    assert err == (f"error: interrupted at once (a second Ctrl-C or SIGTERM) near iteration 10, without a stop checkpoint; "
                    f"the last good checkpoint is {out / 'checkpoints' / '0000010.pt'}")
     assert checkpoint.list_checkpoints(out / "checkpoints")[-1].name == "0000010.pt"
     assert signal.getsignal(signal.SIGINT) is before
@@ -156,8 +159,9 @@ def test_non_positive_sizes(capsys, flag, value):
     assert code == 2 and err == f"error: {flag} must be a positive integer, got {int(value)}"
 
 
-def test_non_positive_lr(capsys):
-    assert _cli(capsys, "--lr", "0") == (2, "error: --lr must be positive, got 0.0")
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "1e30"])
+def test_lr_out_of_range(capsys, value):
+    assert _cli(capsys, "--lr", value) == (2, f"error: --lr must be in (0, 1], got {float(value)!r}")
 
 
 def test_out_is_a_file(capsys, tmp_path, data_dir):
@@ -245,3 +249,79 @@ def test_precision_with_auto_on_a_cpu_says_it_trains_in_fp32(capsys, tmp_path, d
     out = capsys.readouterr().out
     assert code == 0
     assert "notice: --precision tf32x3 applies to the Triton backends; the eager backend (auto on a CPU) computes in IEEE fp32" in out
+
+
+def _cli_run(data_dir, out, *extra):
+    return ["--batch-size", "8", "--ckpt-every", "5", "--log-every", "2", "--sample-every", "10", "--keep", "9",
+            "--device", "cpu", "--backend", "eager", "--eval-every", "1000", "--data-dir", str(data_dir), "--out",
+            str(out), *extra]
+
+
+def test_resume_without_flags_keeps_the_schedule(data_dir, tmp_path, capsys):
+    """`python train.py --resume RUN` continues with the run's own intervals, keep and target; it
+    announces nothing it was not given."""
+    out = tmp_path / "r"
+    assert train_cli.main(_cli_run(data_dir, out, "--iters", "10")) == 0
+    config = json.loads((out / "config.json").read_text())
+    capsys.readouterr()
+    assert train_cli.main(["--resume", str(out), "--iters", "20"]) == 0
+    said = capsys.readouterr()
+    assert "notice: changed on resume: --iters 10 -> 20" in said.out and "taken from" not in said.out + said.err
+    assert json.loads((out / "config.json").read_text()) == {**config, "iters": 20, "resume": str(out)}
+    assert [p.name for p in checkpoint.list_checkpoints(out / "checkpoints")] == [
+        checkpoint.ckpt_name(i) for i in (5, 10, 15, 20)]
+    assert [json.loads(x)["iter"] for x in (out / "metrics.jsonl").read_text().splitlines()] == list(range(2, 21, 2))
+
+
+def test_resume_flags_that_may_change_and_those_that_may_not(data_dir, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert train_cli.main(_cli_run(data_dir, out, "--iters", "10")) == 0
+    capsys.readouterr()
+    code, err = _cli(capsys, "--resume", str(out), "--batch-size", "16")
+    assert code == 2 and err == ("error: --batch-size 16 differs from the run's 8: a resume keeps --batch-size, "
+                                 "--dataset, --seed, --lr, --beta1; drop the flag, or start a new run")
+    assert train_cli.main(["--resume", str(out), "--iters", "14", "--ckpt-every", "7"]) == 0
+    assert "--ckpt-every 5 -> 7" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["ckpt_every"] == 7
+    assert checkpoint.list_checkpoints(out / "checkpoints")[-1].name == checkpoint.ckpt_name(14)
+
+
+def test_run_stopped_before_its_first_checkpoint_starts_again(data_dir, tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "metrics.jsonl").write_text('{"iter": 2, "d_loss": 1.0, "d_real_loss": 0.5, "d_fake_loss": 0.5, "g_loss": 1.0}\n')
+    code, err = _cli(capsys, "--resume", str(out))
+    assert code == 2 and err == (f"error: {out} holds a run stopped before its first checkpoint: nothing to resume; "
+                                 "start it again with the command that made it (without --resume)")
+    assert train_cli.main(_cli_run(data_dir, out, "--iters", "6")) == 0
+    said = capsys.readouterr().out
+    assert f"notice: {out} holds a run stopped before its first checkpoint (nothing to lose); starting it again" in said
+    assert checkpoint.list_checkpoints(out / "checkpoints")[-1].name == checkpoint.ckpt_name(6)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", ""], 'error: --seeds is empty; give the runs, e.g. --seeds 0-7 or --sweep "lr=1e-3,2e-4"'),
+    (["--sweep", ""], 'error: --sweep is empty; give the runs, e.g. --seeds 0-7 or --sweep "lr=1e-3,2e-4"'),
+    (["--seeds", "0-100000000"], "error: --seeds 0-100000000 makes 100,000,001 runs; a sweep holds at most 4,096: "
+                                 "split it, or narrow its ranges"),
+    (["--sweep", "seed=0-99 lr=1e-3,2e-3,3e-3,4e-3,5e-3,6e-3,7e-3,8e-3,9e-3,1e-2,2e-2,3e-2,4e-2,5e-2,6e-2,7e-2,8e-2,9e-2,"
+                 "1e-1,2e-1,3e-1,4e-1,5e-1,6e-1,7e-1,8e-1,9e-1,1,1e-4,2e-4,3e-4,4e-4,5e-4,6e-4,7e-4,8e-4,9e-4,1e-5,2e-5,"
+                 "3e-5,4e-5,5e-5"], None),
+    (["--out", "runs/" + "a" * 300], "error: --out has a name of 300 bytes, longer than the 255 a file system allows; "
+                                     "pick a shorter one"),
+])
+def test_bad_runs_and_folders_are_one_line(capsys, argv, message):
+    """Refused before anything is written or set up (a 100-million-run sweep used to hang)."""
+    code, err = _cli(capsys, *argv)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err == message if message else err.endswith("makes 4,200 runs; a sweep holds at most 4,096: split it, "
+                                                       "or narrow its ranges")
+
+
+def test_non_utf8_out_is_one_line(capsys, tmp_path):
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9\xff")
+    code, err = _cli(capsys, "--out", out)
+    assert code == 2 and err.startswith("error: --out ") and err.endswith("is not valid UTF-8 (TensorBoard and the "
+                                                                          "metrics need it); pick another name")
+    assert list(tmp_path.iterdir()) == []

@@ -140,7 +140,7 @@ def test_kill_loop_resumes_bitwise_and_keeps_metrics(data_dir, tmp_path):
         kills += 1
         for ck in checkpoint.list_checkpoints(out / "checkpoints"):
             checkpoint.load(ck)  # every checkpoint left behind is readable
-        proc = _popen(data_dir, "--resume", str(out), *flags)  # the stored target: no --iters
+        proc = _popen(data_dir, "--resume", str(out))  # the run's own target and schedule: no flags repeated
         if kills == 5:
             break
     _, err = proc.communicate(timeout=300)

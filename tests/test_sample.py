@@ -73,8 +73,9 @@ def test_interpolation_walks(trained, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--n", "0"], "error: --n must be at least 1, got 0"),
-    (["--interpolate", "-1"], "error: --interpolate must be a positive number of rows, got -1"),
+    (["--n", "0"], "error: --n must be in 1..10,000 (one PNG grid of them), got 0"),
+    (["--n", "1000000000000"], "error: --n must be in 1..10,000 (one PNG grid of them), got 1,000,000,000,000"),
+    (["--interpolate", "-1"], "error: --interpolate must be in 0..1,000 rows, got -1"),
     (["--seed", "-2"], "error: --seed must be in 0..2**63 - 1, got -2"),
 ])
 def test_bad_numbers(trained, capsys, args, message):
