@@ -43,8 +43,7 @@ def _read(path):
     try:
         return mimage.imread(path)
     except Exception as e:  # Pillow's and matplotlib's errors for a truncated or foreign file vary
-        raise FastganError(f"{path} is not a readable PNG ({type(e).__name__}: {e}); delete it, or pass --every "
-                           "to skip it") from None
+        raise FastganError(f"{path} is not a readable PNG ({type(e).__name__}: {e}); delete it and run again") from None
 
 
 def write_animation(grids, out, fps):
