@@ -18,20 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
 from .backends import pick_device
 from .errors import FastganError, os_error
-from .model import Z_DIM, generator
+from .generator import load, noise
+from .model import Z_DIM
 from .plots import save_grid
 
 STEPS = 10  # images per interpolation row, both end points included
 MAX_N = 10_000  # images in one grid (100 x 100 tiles, 2,800 px square)
-
-
-def noise(n, seed):
-    """n noise vectors z ~ U(-1, 1) (the seed's prior), drawn on the CPU from `seed`."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.rand(n, Z_DIM, generator=gen) * 2 - 1
 
 
 def walks(rows, seed, steps=STEPS):
@@ -70,22 +64,19 @@ def main(argv=None):
             raise FastganError(f"--interpolate must be in 0..{MAX_N // STEPS:,} rows, got {args.interpolate:,}")
         if not 0 <= args.seed < 2**63:
             raise FastganError(f"--seed must be in 0..2**63 - 1, got {args.seed}")
-        ckpt = checkpoint.resolve_best(args.checkpoint, "checkpoint")
-        state = checkpoint.load(ckpt)
-        out = Path(args.out) if args.out else default_out(ckpt, args.interpolate)
+        G = load(args.checkpoint, pick_device(args.device, log=lambda m: None))
+        out = Path(args.out) if args.out else default_out(G.path, args.interpolate)
         npz = out.with_suffix(".npz")
         _free(out, args.force)
         if args.npz:
             _free(npz, args.force)
-        device = pick_device(args.device, log=lambda m: None)
         if args.interpolate:
             z, rows, cols = walks(args.interpolate, args.seed), args.interpolate, STEPS
         else:
             cols = math.ceil(math.sqrt(args.n))
             z, rows = noise(args.n, args.seed), math.ceil(args.n / cols)
-        params = {k: v.to(device) for k, v in state["params"].items()}
         with torch.no_grad():
-            images = generator(params, z.to(device)).cpu().numpy()
+            images = G(z.to(G.G_W1.device)).reshape(len(z), -1).cpu().numpy()
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             save_grid(images, out, rows, cols)
@@ -98,7 +89,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     what = f"{args.interpolate} walks of {STEPS}" if args.interpolate else f"{args.n} samples"
-    print(f"{what} from {ckpt} (iteration {state['iter']}) -> {out}" + (f" and {npz}" if args.npz else ""))
+    print(f"{what} from {G.path} (iteration {G.iteration}) -> {out}" + (f" and {npz}" if args.npz else ""))
     return 0
 
 

@@ -35,13 +35,13 @@ def _resolve(cfg, log):
 
 
 def _start_sweep_folder(top, spec, runs, cfg, resuming):
-    """Claim the sweep's top folder; a new sweep needs it empty and gets its sweep.json."""
+    """Claim the sweep's top folder (a new sweep needs it empty) and write its sweep.json, with
+    the settings as resolved: what a resume changed is what the next resume keeps."""
     folder = runfolder.claim(top, resuming=resuming)
-    if not resuming:
-        if any(p.name != runfolder.LOCK for p in top.iterdir()):
-            folder.release()
-            raise FastganError(f"--out {top} is not empty; a sweep starts in a new folder (or --resume {top})")
-        sweep.write_spec(top, spec, runs, cfg)
+    if not resuming and any(p.name != runfolder.LOCK for p in top.iterdir()):
+        folder.release()
+        raise FastganError(f"--out {top} is not empty; a sweep starts in a new folder (or --resume {top})")
+    sweep.write_spec(top, spec, runs, cfg)
     return folder
 
 

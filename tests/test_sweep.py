@@ -113,3 +113,24 @@ def test_sweep_needs_a_new_folder(data_dir, tmp_path):
     with pytest.raises(FastganError, match="is not empty; a sweep starts in a new folder"):
         _train(_cfg(data_dir, tmp_path / "S", seeds="0-1"))
     assert (tmp_path / "S" / "notes.txt").read_text() == "mine"
+
+
+def test_resumed_sweep_keeps_its_schedule(data_dir, tmp_path, capsys):
+    """`--resume SWEEP` with no other flag keeps the sweep's intervals and keep (sweep.json), and
+    a given one changes them from then on, said once."""
+    top = tmp_path / "s"
+    assert train_cli.main(["--seeds", "0-1", "--iters", "6", "--batch-size", "8", "--ckpt-every", "3",
+                           "--log-every", "3", "--keep", "9", "--eval-every", "1000", "--device", "cpu",
+                           "--backend", "eager", "--data-dir", str(data_dir), "--out", str(top)]) == 0
+    capsys.readouterr()
+    assert train_cli.main(["--resume", str(top), "--iters", "12"]) == 0
+    assert "notice: changed on resume: --iters 6 -> 12" in capsys.readouterr().out
+    for name in ("seed0", "seed1"):
+        assert [p.name for p in checkpoint.list_checkpoints(top / name / "checkpoints")] == [
+            checkpoint.ckpt_name(i) for i in (3, 6, 9, 12)]
+        assert json.loads((top / name / "config.json").read_text())["ckpt_every"] == 3
+    assert train_cli.main(["--resume", str(top), "--iters", "16", "--ckpt-every", "4"]) == 0
+    assert "notice: changed on resume: --iters 12 -> 16, --ckpt-every 3 -> 4" in capsys.readouterr().out
+    assert train_cli.main(["--resume", str(top), "--iters", "21"]) == 0  # the changed interval is kept
+    assert [p.name for p in checkpoint.list_checkpoints(top / "seed0" / "checkpoints")][-3:] == [
+        checkpoint.ckpt_name(i) for i in (16, 20, 21)]

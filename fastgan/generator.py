@@ -1,0 +1,52 @@
+"""A trained generator as a torch.nn.Module, for notebooks and other programs: `fastgan.load`.
+
+    import fastgan
+    G = fastgan.load("runs/first")           # its best.pt, else its newest checkpoint; eval mode
+    images = G.sample(16, seed=0)            # (16, 1, 28, 28) in [0, 1]
+    images = G(torch.rand(8, G.z_dim) * 2 - 1)
+
+Plain PyTorch (the seed's G: z -> 128 ReLU -> 784 sigmoid); no Triton needed.
+"""
+
+import torch
+from torch import nn
+
+from . import checkpoint
+from .model import G_SHAPES, Z_DIM, generator
+
+IMAGE_SHAPE = (1, 28, 28)  # channels, height, width
+
+
+def noise(n, seed):
+    """n noise vectors z ~ U(-1, 1) (the seed's prior), drawn on the CPU from `seed`."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, Z_DIM, generator=gen) * 2 - 1
+
+
+class Generator(nn.Module):
+    """G of a fastgan checkpoint: G(z), z (n, z_dim) ~ U(-1, 1), gives images (n, 1, 28, 28) in
+    [0, 1]. `iteration` and `path` say which checkpoint it is."""
+
+    z_dim = Z_DIM
+
+    def __init__(self, params, iteration=None, path=None):
+        super().__init__()
+        for name in G_SHAPES:
+            setattr(self, name, nn.Parameter(params[name].detach().clone(), requires_grad=False))
+        self.iteration, self.path = iteration, path
+
+    def forward(self, z):
+        return generator({name: getattr(self, name) for name in G_SHAPES}, z).view(-1, *IMAGE_SHAPE)
+
+    @torch.no_grad()
+    def sample(self, n, seed=0):
+        """n images from the noise `seed` draws (the same as `python -m fastgan.sample --seed`)."""
+        return self(noise(n, seed).to(self.G_W1.device))
+
+
+def load(path, device="cpu"):
+    """The generator of a run folder (its checkpoints/best.pt, else its newest checkpoint) or of a
+    checkpoint file, in eval mode on `device`; FastganError (one line) if there is none."""
+    path = checkpoint.resolve_best(path, "checkpoint")
+    state = checkpoint.load(path)
+    return Generator(state["params"], state.get("iter"), path).to(device).eval()
