@@ -86,7 +86,8 @@ class RunOutputs:
     def __init__(self, out, cfg, state):
         self.out, self.cfg, self.state = Path(out), cfg, state
         self.ckpt_dir = self.out / "checkpoints"
-        self.losslog = None
+        self.losslog = None  # LossLog, from open_log
+        self.z_fixed = None  # (16, Z) the grids' noise, from create
 
     def create(self, backend, device):
         """Make samples/ and checkpoints/, write config.json (the run's settings and backend)."""
