@@ -81,3 +81,15 @@ def d_inputs(M, H, K, device, runs=()):
     w2 = torch.randn(*runs, H, 1, device=device) / math.sqrt(H / 2)
     b2 = torch.randn(*runs, 1, device=device)
     return x, w1, b1, w2, b2, torch.relu(x @ w1 + b1.unsqueeze(-2))
+
+
+def process_env():
+    """The environment of a train.py (or torchrun) process in a test: compiled kernels, not the
+    interpreter; one thread; unbuffered output; no rank variables of an outer torchrun."""
+    import os
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+

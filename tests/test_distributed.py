@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import write_mnist_sized
+from helpers import process_env, write_mnist_sized
 
 from fastgan import checkpoint, runfolder
 
@@ -32,16 +32,10 @@ def data_dir(tmp_path_factory):
     return write_mnist_sized(tmp_path_factory.mktemp("data"))
 
 
-def _env():
-    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return env
-
-
 def _torchrun(*args, procs=2, restarts=0, popen=False):
     cmd = [TORCHRUN, "--standalone", "--nproc-per-node", str(procs), "--max-restarts", str(restarts),
            str(ROOT / "train.py"), *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if popen:
         return proc
     out, err = proc.communicate(timeout=300)
@@ -49,7 +43,7 @@ def _torchrun(*args, procs=2, restarts=0, popen=False):
 
 
 def _single(*args):
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=_env(),
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=process_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 

@@ -2,7 +2,6 @@
 checkpoint and exit code 143, fast enough for a grace period, and the run resumes; a Ctrl-C while
 torch is still loading is one line, never a traceback."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import write_mnist_sized
+from helpers import process_env, write_mnist_sized
 
 from fastgan import checkpoint
 
@@ -24,14 +23,8 @@ def data_dir(tmp_path_factory):
     return write_mnist_sized(tmp_path_factory.mktemp("data"))
 
 
-def _env():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return env
-
-
 def _start(*args):
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=_env(),
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=process_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

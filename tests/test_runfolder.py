@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import write_mnist_sized
+from helpers import process_env, write_mnist_sized
 
 from fastgan import checkpoint, runfolder
 from fastgan.errors import FastganError
@@ -34,15 +34,9 @@ def data_dir(tmp_path_factory):
     return write_mnist_sized(tmp_path_factory.mktemp("data"))
 
 
-def _env():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return env
-
-
 def _popen(data_dir, *args):
     return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *BASE, "--data-dir", str(data_dir), *args],
-                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _run(data_dir, *args, timeout=120):
