@@ -47,6 +47,10 @@ class Config:
     # A resumed run keeps its own value of every setting not given (fastgan.resume).
     given: Optional[frozenset] = field(default=None, compare=False, repr=False)
 
+    def target_iters(self):
+        """The target iteration: --iters, else DEFAULT_ITERS (a resumed run's own comes first)."""
+        return DEFAULT_ITERS if self.iters is None else self.iters
+
     def given_names(self):
         if self.given is not None:
             return self.given

@@ -5,7 +5,7 @@ import dataclasses
 from pathlib import Path
 
 from . import checkpoint, runfolder
-from .config import DEFAULT_ITERS, default_out
+from .config import default_out
 from .errors import FastganError
 
 FIXED = ("batch_size", "dataset", "seed", "lr", "beta1")  # what a run is: never changed by a resume
@@ -38,8 +38,7 @@ def resolve_run(cfg, log):
     a new run or `--resume`: a resumed run keeps every setting not given (`keep_settings`) and
     continues in its own folder."""
     if not cfg.resume:
-        return dataclasses.replace(cfg, iters=DEFAULT_ITERS if cfg.iters is None else cfg.iters,
-                                   out=cfg.out or default_out()), None, None
+        return dataclasses.replace(cfg, iters=cfg.target_iters(), out=cfg.out or default_out()), None, None
     if Path(cfg.resume).is_dir() and runfolder.holds_run(cfg.resume) == 0:
         raise FastganError(f"{cfg.resume} holds a run stopped before its first checkpoint: nothing to resume; start "
                            "it again with the command that made it (without --resume)")
@@ -47,7 +46,7 @@ def resolve_run(cfg, log):
     state = checkpoint.load(path)
     checkpoint.check_resumable(path, state)
     restored = keep_settings(cfg, state.get("config", {}), "the run", log)
-    iters = restored.pop("iters", DEFAULT_ITERS if cfg.iters is None else cfg.iters)  # the run's own target
+    iters = restored.pop("iters", cfg.target_iters())  # the run's own target, unless given
     home = path.parent.parent if path.parent.name == "checkpoints" else None
     out = cfg.out
     if out is None:

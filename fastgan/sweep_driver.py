@@ -6,7 +6,7 @@ from pathlib import Path
 
 from . import distributed, resume, runfolder, sweep
 from .backends import pick_device
-from .config import DEFAULT_ITERS, default_out
+from .config import default_out
 from .errors import FastganError
 from .loop import train_runs
 from .metrics import read_records
@@ -30,7 +30,7 @@ def _resolve(cfg, log):
     if cfg.seeds and cfg.sweep:
         raise FastganError("--seeds and --sweep are two ways to give the runs; use one (--sweep can hold seed=...)")
     runs = sweep.expand(cfg, sweep.parse_seeds(cfg.seeds) if cfg.seeds else sweep.parse_sweep(cfg.sweep))
-    cfg = dataclasses.replace(cfg, iters=DEFAULT_ITERS if cfg.iters is None else cfg.iters).validate()
+    cfg = dataclasses.replace(cfg, iters=cfg.target_iters()).validate()
     return cfg, runs, f"seed={cfg.seeds}" if cfg.seeds else cfg.sweep
 
 
@@ -67,8 +67,9 @@ def train_sweep(cfg, log, show_progress):
     """Several runs in one trainer per process: OUT/<name>/ each, sweep.json and the summary in
     OUT. Under torchrun each rank trains its share; rank 0 owns the top folder and writes the
     summary gathered from every rank; a group restarted by torchrun resumes from checkpoints."""
-    cfg, runs, spec = _resolve(cfg, log)
-    alone = distributed.world()[1] == 1
+    rank, size, _ = distributed.world()
+    cfg, runs, spec = _resolve(cfg, log if rank == 0 else (lambda m: None))  # a resume's notice: once
+    alone = size == 1
     group = distributed.Alone() if alone else distributed.Group(pick_device(cfg.device, lambda m: None))
     lead = group.rank == 0
     say = log if lead else (lambda m: None)  # one voice: rank 0 speaks, the others only fail loudly
