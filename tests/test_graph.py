@@ -32,7 +32,10 @@ PARITY = [("cuda", 100, 128, 10, 1e-3, 1e-4)] if HAS_CUDA else [("cpu", 4, 16, 2
 
 
 def _images(device, n=300):
-    return torch.rand(n, 784, device=device)
+    """Pixels ~ U(0, 1), the same in every run of the suite: unseeded, the parity test's count of
+    Adam's sign-flipped near-zero-gradient weights (helpers.assert_adam_params_close) varied with
+    whatever the tests before it drew, and once reached 13 of G_W1's 12,800 against its bound of 12."""
+    return torch.rand(n, 784, generator=torch.Generator().manual_seed(0)).to(device)
 
 
 @pytest.mark.parametrize("device,iters,batch,K,rtol,atol", PARITY)
