@@ -5,13 +5,17 @@ import signal
 import sys
 import threading
 
-from fastgan.errors import FastganError  # light: these two import neither torch nor numpy
+from fastgan.errors import (
+    FastganError,  # light: these two import neither torch nor numpy
+)
 from fastgan.interrupt import Interrupted, Terminated
 
 
 def _parser():
     from fastgan.config import BACKENDS, DEFAULT_ITERS, DEVICES, PRECISIONS, Config
     from fastgan.data import DATASETS
+    from fastgan.recipes import DECAYS, RECIPES
+    from fastgan.sweep import KEYS as SWEEP_KEYS
 
     d = Config()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -20,8 +24,22 @@ def _parser():
                         "or with --resume the run's own target")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of both networks")
-    p.add_argument("--beta1", type=float, default=d.beta1,
-                   help="Adam beta1 of both networks (the stable recipe: --lr 2e-4 --beta1 0.5)")
+    p.add_argument("--beta1", type=float, default=d.beta1, help="Adam beta1 of both networks")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default=d.recipe,
+                   help="seed: the seed's numbers; stable: "
+                        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in RECIPES["stable"].items()
+                                   if v != RECIPES["seed"].get(k))
+                        + " (docs/recipes.md); a flag given overrides the recipe's value")
+    p.add_argument("--lr-d", type=float, default=d.lr_d, help="D's Adam learning rate (default: --lr)")
+    p.add_argument("--lr-g", type=float, default=d.lr_g, help="G's Adam learning rate (default: --lr)")
+    p.add_argument("--r1", type=float, default=d.r1, metavar="GAMMA",
+                   help="R1 penalty: D's loss gains GAMMA/2 * mean |grad_x D(x)|^2 on real images; 0: off")
+    p.add_argument("--g-ema", type=float, default=d.g_ema, metavar="BETA",
+                   help="keep an EMA of G's weights (e.g. 0.999); grids, metrics, best.pt and samples use it; 0: off")
+    p.add_argument("--lr-decay", choices=DECAYS, default=d.lr_decay,
+                   help="learning-rate decay to 0 at the target iteration, from --decay-start")
+    p.add_argument("--decay-start", type=int, default=d.decay_start, metavar="ITER",
+                   help="the iteration the learning-rate decay starts at")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out, help="run folder (default: runs/<date-time>)")
     p.add_argument("--sample-every", type=int, default=d.sample_every, help="iterations between 4x4 sample grids")
@@ -42,7 +60,8 @@ def _parser():
     p.add_argument("--seeds", default=d.seeds, metavar="RANGE",
                    help="train several runs at once that differ in seed, e.g. 0-7 (one folder each in --out)")
     p.add_argument("--sweep", default=d.sweep, metavar="SPEC",
-                   help='train the cartesian product at once, e.g. "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"')
+                   help='train the cartesian product at once, e.g. "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"; keys: '
+                        + ", ".join(SWEEP_KEYS))
     p.add_argument("--iters-per-replay", type=int, default=d.iters_per_replay,
                    help="iterations per CUDA-graph replay (graph backend); also how often the others check for Ctrl-C")
     return p

@@ -13,9 +13,9 @@ import torch
 
 from . import distributed
 from .errors import FastganError
-from .model import ADAM_BETAS, TORCH_OPS, AdamStep
+from .model import TORCH_OPS, AdamStep
 
-RunInit = namedtuple("RunInit", "params lr beta1 batcher")
+RunInit = namedtuple("RunInit", "params hyper batcher")  # hyper: fastgan.recipes.Hyper
 
 
 class Trainer(Protocol):
@@ -33,8 +33,11 @@ class Trainer(Protocol):
     def run_params(self, r: int) -> dict:
         """Run r's parameters: name -> tensor, as in fastgan.model."""
 
+    def sample_params(self, r: int) -> dict:
+        """The G weights run r's grids draw with: its EMA's with --g-ema, else its parameters."""
+
     def state_dict(self, r: int) -> dict:
-        """Run r's {"params", "adam"} in the checkpoint format (fastgan.checkpoint)."""
+        """Run r's {"params", "adam"[, "ema"]} in the checkpoint format (fastgan.checkpoint)."""
 
     def load_state_dict(self, state: dict, r: int) -> None:
         """Continue run r from a state_dict or a checkpoint."""
@@ -66,7 +69,7 @@ class EagerTrainer:
     chunk = None
 
     def __init__(self, runs):
-        self.steps = [AdamStep(r.params, r.lr, betas=(r.beta1, ADAM_BETAS[1])) for r in runs]
+        self.steps = [AdamStep(r.params, r.hyper.lr_d, hyper=r.hyper) for r in runs]
         self.batchers = [r.batcher for r in runs]
 
     def advance(self, n):
@@ -79,6 +82,9 @@ class EagerTrainer:
 
     def run_params(self, r):
         return self.steps[r].params
+
+    def sample_params(self, r):
+        return self.steps[r].sample_params()
 
     def state_dict(self, r):
         return self.steps[r].state_dict()
@@ -112,9 +118,9 @@ def make_trainer(backend, runs, cfg, device, log=print):
             raise FastganError(f"{len(runs)} runs at batch {cfg.batch_size} need about {need / 2**30:.1f} GiB of GPU "
                                f"memory and {free / 2**30:.1f} GiB is free: at most {fit} runs fit; sweep fewer runs "
                                "at a time, or lower --iters-per-replay (each run holds that many iterations of noise)")
-    trainer = GraphTrainer([r.params for r in runs], [r.lr for r in runs], [r.batcher for r in runs],
-                           cfg.iters_per_replay, capture=None if backend == "graph" else False,
-                           betas=([r.beta1 for r in runs], ADAM_BETAS[1]), precision=cfg.precision)
+    trainer = GraphTrainer([r.params for r in runs], None, [r.batcher for r in runs], cfg.iters_per_replay,
+                           capture=None if backend == "graph" else False, precision=cfg.precision,
+                           hyper=[r.hyper for r in runs])
     trainer.backend = backend
     try:
         trainer.warm_up()  # compile, capture and check the graph now, while nothing else uses the GPU

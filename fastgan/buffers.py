@@ -26,10 +26,11 @@ def loss_partials(batch, device):
     return max(d_grad_partials(device, 2 * batch, H_DIM, X_DIM), input_grad_partials(device, batch, H_DIM, X_DIM))
 
 
-def buffer_table(R, B, K, device):
-    """Every device buffer of a GraphTrainer of R runs at batch B replaying K iterations, as
-    (attribute, net or None, shape, dtype): `GraphTrainer.__init__` allocates exactly these and
-    `bytes_per_run` sums them (the images are shared, not counted)."""
+def buffer_table(R, B, K, device, ema=False, r1=False):
+    """Every device buffer of a GraphTrainer of R runs at batch B replaying K iterations (with G's
+    EMA weights, with the R1 penalty's gammas), as (attribute, net or None, shape, dtype):
+    `GraphTrainer.__init__` allocates exactly these and `bytes_per_run` sums them (the images
+    are shared, not counted)."""
     f32, H, X = torch.float32, H_DIM, X_DIM
     slots = grad_partials(B, device)
     table = []
@@ -46,9 +47,10 @@ def buffer_table(R, B, K, device):
         # D1's index pointer keeps one alignment: one specialization for every iteration.
         ("idx", None, (K, R * B + (R * B) % 2), torch.long),
         ("z", None, (K, R, 2 * B, Z_DIM), f32),  # rows [:B] of a run's slab: D step; [B:]: G step
-        # Per iteration and run [lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1, pad]: rows of 16 bytes,
-        # so every iteration's rows are as aligned as the first: one Adam specialization for all.
-        ("hyper", None, (K, R, 4), f32),
+        # Per iteration, net (D, G) and run [lr_t / (1 - b1^t), sqrt(1 - b2^t), 1 - b1, 1 - EMA beta
+        # (G; else 0)]: rows of 16 bytes, so every iteration's rows are as aligned as the first: one
+        # Adam specialization for all. lr_t: the net's learning rate at step t (its decay).
+        ("hyper", None, (K, 2, R, 4), f32),
         # Per iteration, slot and run: shares of [d_loss, d_real, d_fake, g_loss] from d_grad's and
         # d_input_grad's row chunks (slots a launch does not split into stay zero); `losses`: their sum.
         ("log", None, (K, loss_partials(B, device), R, 4), f32),
@@ -62,13 +64,18 @@ def buffer_table(R, B, K, device):
     ]
     if R > 1:
         table.append(("z_draw", None, (K, 2 * B, Z_DIM), f32))  # one run's noise, drawn contiguous, then placed
+    if ema:
+        table.append(("ema_flat", None, (R, sum(torch.Size(s).numel() for s in NETS["G"].values())), f32))
+    if r1:
+        table.append(("gamma", None, (R,), f32))  # each run's R1 gamma (0: off)
     return table
 
 
-def bytes_per_run(batch, iters_per_replay, device="cpu"):
-    """Device memory one run of a trainer holds: every buffer of `buffer_table` for one run."""
+def bytes_per_run(batch, iters_per_replay, device="cpu", ema=True, r1=True):
+    """Device memory one run of a trainer holds: every buffer of `buffer_table` for one run
+    (by default with the EMA and R1 buffers: the most a run can need)."""
     return sum(torch.Size(shape).numel() * dtype.itemsize
-               for _, _, shape, dtype in buffer_table(1, batch, iters_per_replay, torch.device(device)))
+               for _, _, shape, dtype in buffer_table(1, batch, iters_per_replay, torch.device(device), ema, r1))
 
 
 def runs_that_fit(batch, iters_per_replay, free_bytes, headroom=0.8, device="cpu"):

@@ -18,14 +18,24 @@ NETS = {"G": G_SHAPES, "D": D_SHAPES}
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
-def run_state(params, adam):
-    """One run's {"params", "adam"} in the checkpoint format, as copies on the run's device:
-    `params` name -> tensor; `adam` net -> (its Adam step count, {"exp_avg": name -> tensor,
-    "exp_avg_sq": ...}, empty before its first step). Every trainer's state_dict is this."""
-    return {"params": {k: v.detach().clone() for k, v in params.items()},
-            "adam": {net: {"step": torch.tensor(float(step)),
-                           **{m: {k: t.detach().clone() for k, t in moments[m].items()} for m in MOMENTS}}
-                     for net, (step, moments) in adam.items()}}
+def run_state(params, adam, ema=None):
+    """One run's {"params", "adam"[, "ema"]} in the checkpoint format, as copies on the run's
+    device: `params` name -> tensor; `adam` net -> (its Adam step count, {"exp_avg": name ->
+    tensor, "exp_avg_sq": ...}, empty before its first step); `ema`: G's EMA weights, name ->
+    tensor, or None (--g-ema 0: no entry). Every trainer's state_dict is this."""
+    state = {"params": {k: v.detach().clone() for k, v in params.items()},
+             "adam": {net: {"step": torch.tensor(float(step)),
+                            **{m: {k: t.detach().clone() for k, t in moments[m].items()} for m in MOMENTS}}
+                      for net, (step, moments) in adam.items()}}
+    if ema is not None:
+        state["ema"] = {k: v.detach().clone() for k, v in ema.items()}
+    return state
+
+
+def g_weights(state, raw=False):
+    """G's weights a grid, a measurement or fastgan.load draws with: the EMA's if the state has
+    them (unless `raw`), else the trained ones; name -> tensor."""
+    return state["ema"] if "ema" in state and not raw else {k: state["params"][k] for k in G_SHAPES}
 
 
 def read_adam(state, net):
@@ -84,15 +94,18 @@ def load(path):
         raise FastganError(f"{path} is not a fastgan checkpoint (format {FORMAT!r} expected)")
     if state.get("arch") != ARCH:
         raise FastganError(f"checkpoint {path} is for architecture {state.get('arch')}, this fastgan is {ARCH}")
-    params = state.get("params", {})
-    for name, shape in SHAPES.items():
-        t = params.get(name)
-        if not torch.is_tensor(t) or tuple(t.shape) != shape:
-            got = tuple(t.shape) if torch.is_tensor(t) else None
-            raise FastganError(f"checkpoint {path}: parameter {name} has shape {got}, expected {shape}")
-        if not torch.isfinite(t).all():
-            raise FastganError(f"checkpoint {path}: parameter {name} has NaN or infinite values; "
-                               "resume from an earlier checkpoint")
+    tables = [("parameter", state.get("params", {}), SHAPES)]
+    if "ema" in state:  # G's EMA weights (--g-ema)
+        tables.append(("EMA weight", state["ema"] if isinstance(state["ema"], dict) else {}, G_SHAPES))
+    for what, tensors, shapes in tables:
+        for name, shape in shapes.items():
+            t = tensors.get(name)
+            if not torch.is_tensor(t) or tuple(t.shape) != shape:
+                got = tuple(t.shape) if torch.is_tensor(t) else None
+                raise FastganError(f"checkpoint {path}: {what} {name} has shape {got}, expected {shape}")
+            if not torch.isfinite(t).all():
+                raise FastganError(f"checkpoint {path}: {what} {name} has NaN or infinite values; "
+                                   "resume from an earlier checkpoint")
     return state
 
 

@@ -3,7 +3,7 @@ resolves it once (fastgan.resume, fastgan.sweep_driver) into a new one before va
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -41,6 +41,14 @@ class Config:
     data_dir: Optional[str] = None
     iters_per_replay: int = 100
     eval_every: int = 50_000
+    # fastgan.recipes: a named recipe, and its settings (a flag given overrides the recipe's)
+    recipe: str = "seed"
+    lr_d: Optional[float] = None  # None: lr
+    lr_g: Optional[float] = None  # None: lr
+    r1: float = 0.0
+    g_ema: float = 0.0
+    lr_decay: str = "none"
+    decay_start: int = 0
     seeds: Optional[str] = None  # a sweep over seeds: "0-7"
     sweep: Optional[str] = None  # a sweep: "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"
     # The settings the user gave (train.py's flags); None: those that differ from the defaults.
@@ -50,6 +58,21 @@ class Config:
     def target_iters(self):
         """The target iteration: --iters, else DEFAULT_ITERS (a resumed run's own comes first)."""
         return DEFAULT_ITERS if self.iters is None else self.iters
+
+    def lr_d_or_lr(self):
+        return self.lr if self.lr_d is None else self.lr_d
+
+    def lr_g_or_lr(self):
+        return self.lr if self.lr_g is None else self.lr_g
+
+    def with_recipe(self):
+        """The config with its recipe's settings where no flag gave them (a new run or sweep)."""
+        from .recipes import RECIPES
+
+        if self.recipe not in RECIPES:
+            raise FastganError(f"unknown --recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)}")
+        given = self.given_names()
+        return replace(self, **{k: v for k, v in RECIPES[self.recipe].items() if k not in given})
 
     def given_names(self):
         if self.given is not None:
@@ -68,8 +91,23 @@ class Config:
             raise FastganError(f"--lr must be in (0, 1], got {self.lr!r}")
         if not 0 <= self.beta1 < 1:
             raise FastganError(f"--beta1 must be in [0, 1), got {self.beta1!r}")
+        for name in ("lr_d", "lr_g"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and 0 < value <= 1):
+                raise FastganError(f"--{name.replace('_', '-')} must be in (0, 1], got {value!r}")
+        if not (math.isfinite(self.r1) and self.r1 >= 0):
+            raise FastganError(f"--r1 must be a finite gamma >= 0 (0: off), got {self.r1!r}")
+        if not 0 <= self.g_ema < 1:
+            raise FastganError(f"--g-ema must be in [0, 1) (0: off; e.g. 0.999), got {self.g_ema!r}")
+        if not isinstance(self.decay_start, int) or self.decay_start < 0:
+            raise FastganError(f"--decay-start must be an iteration >= 0, got {self.decay_start!r}")
+        if self.lr_decay != "none" and self.iters is not None and self.decay_start >= self.iters:
+            raise FastganError(f"--decay-start {self.decay_start} is not before the target iteration {self.iters}; "
+                               "the decay would never start: lower it, or use --lr-decay none")
+        from .recipes import DECAYS, RECIPES
+
         for name, allowed in (("device", DEVICES), ("backend", BACKENDS), ("dataset", DATASETS),
-                              ("precision", PRECISIONS)):
+                              ("precision", PRECISIONS), ("lr_decay", DECAYS), ("recipe", RECIPES)):
             value = getattr(self, name)
             if value not in allowed:
                 raise FastganError(f"unknown --{name} {value!r}; choose one of: {', '.join(allowed)}")

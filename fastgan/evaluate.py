@@ -217,6 +217,7 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--raw", action="store_true", help="measure G's trained weights, not its EMA (runs with --g-ema)")
     args = p.parse_args(argv)
     try:
         if not 2 <= args.samples <= MAX_SAMPLES:
@@ -228,7 +229,7 @@ def main(argv=None):
         say = (lambda m: print(m, file=sys.stderr))
         arrays = load_dataset(dataset, args.data_dir, log=say)
         evaluator = Evaluator(arrays, dataset, args.data_dir, device, n_samples=args.samples, log=say)
-        params = {k: v.to(device) for k, v in state["params"].items()}
+        params = {k: v.to(device) for k, v in checkpoint.g_weights(state, args.raw).items()}
         result = {"iter": state["iter"], **evaluator(params)}
     except FastganError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -236,7 +237,8 @@ def main(argv=None):
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"checkpoint        {path} (iteration {result['iter']})")
+        weights = "" if "ema" not in state else (" (trained weights)" if args.raw else " (EMA weights)")
+        print(f"checkpoint        {path} (iteration {result['iter']}){weights}")
         print(f"Fréchet distance  {result['fd']:.3f}   (train vs test floor {result['fd_floor']:.3f})")
         print(f"classifier score  {result['score']:.3f}   (MNIST test images: 9.75)")
         print(f"class KL          {result['class_kl']:.4f}  (0 = all ten digits equally often, 2.30 = one digit)")

@@ -25,15 +25,16 @@ def noise(n, seed):
 
 class Generator(nn.Module):
     """G of a fastgan checkpoint: G(z), z (n, z_dim) ~ U(-1, 1), gives images (n, 1, 28, 28) in
-    [0, 1]. `iteration` and `path` say which checkpoint it is."""
+    [0, 1]. `iteration` and `path` say which checkpoint it is; `ema` whether these are G's EMA
+    weights (--g-ema) rather than the trained ones."""
 
     z_dim = Z_DIM
 
-    def __init__(self, params, iteration=None, path=None):
+    def __init__(self, params, iteration=None, path=None, ema=False):
         super().__init__()
         for name in G_SHAPES:
             setattr(self, name, nn.Parameter(params[name].detach().clone(), requires_grad=False))
-        self.iteration, self.path = iteration, path
+        self.iteration, self.path, self.ema = iteration, path, ema
 
     def forward(self, z):
         return generator({name: getattr(self, name) for name in G_SHAPES}, z).view(-1, *IMAGE_SHAPE)
@@ -44,9 +45,11 @@ class Generator(nn.Module):
         return self(noise(n, seed).to(self.G_W1.device))
 
 
-def load(path, device="cpu"):
+def load(path, device="cpu", raw=False):
     """The generator of a run folder (its checkpoints/best.pt, else its newest checkpoint) or of a
-    checkpoint file, in eval mode on `device`; FastganError (one line) if there is none."""
+    checkpoint file, in eval mode on `device`: G's EMA weights if the run kept them (--g-ema),
+    unless `raw`; FastganError (one line) if there is none."""
     path = checkpoint.resolve_best(path, "checkpoint")
     state = checkpoint.load(path)
-    return Generator(state["params"], state.get("iter"), path).to(device).eval()
+    ema = "ema" in state and not raw
+    return Generator(checkpoint.g_weights(state, raw), state.get("iter"), path, ema).to(device).eval()

@@ -3,7 +3,7 @@ buffers, K iterations captured in one CUDA graph and replayed (`--backend graph`
 launches un-captured (`--backend fused`, and every run under Triton's interpreter). With the
 plain-PyTorch reference in fastgan/model.py, this is the only other copy of the iteration.
 
-Runs: R GANs of a sweep (each its own parameters, lr, beta1, data order and noise) train
+Runs: R GANs of a sweep (each its own parameters, optimiser settings, data order and noise) train
 together: every buffer has a leading run axis and every launch covers all runs (a program-id
 axis over runs), so the launches per iteration do not grow with R and each run's numbers are
 bitwise those of the same run trained alone. R = 1 is an ordinary run.
@@ -11,18 +11,20 @@ bitwise those of the same run trained alone. R = 1 is an ordinary run.
 Per replay of K iterations, outside the graph and without any host sync, a few launches fill
 the static inputs: batch indices (the same shuffled epochs as the eager path), noise for the D
 and G steps, and each step's Adam terms per run (computed in float64 from the step number, so no
-host scalar is frozen into the graph). Inside the graph, per iteration (10 launches, any R):
+host scalar is frozen into the graph; a decaying learning rate is in them). Inside the graph, per
+iteration (10 launches, any R, with or without the options of fastgan.recipes):
 
   D step   G1, G2 on [z_d; z_g] (G's params do not change in the D step, so G(z_g) for the G
            step is computed here too) | D1 on [real; fake], the real rows read from the images
            through the batch's indices (no gather launch), its 784-deep product in K chunks |
            D's gradients (D1's bias and ReLU on the chunks' sum, D2, both BCE means, and the
-           backward to every D weight, as row-chunk partial sums: one launch) | Adam on D's
-           flat buffer (adds the partial sums first)
+           backward to every D weight, as row-chunk partial sums, and with --r1 the R1 penalty's
+           closed-form gradients on the real rows: one launch) | Adam on D's flat buffer (adds
+           the partial sums first)
   G step   D1 on G(z_g) | D's input gradient (D1's bias and ReLU on the chunks' sum, D2, the BCE
            against 1 and its gradient through D to G(z_g), one launch) | G2 backward (dx, its
            784-deep sum in N-chunk slots; dW, db) | G1 backward (adds G2's dx slots; dW, db) |
-           Adam on G's flat buffer
+           Adam on G's flat buffer (and, with --g-ema, G's EMA weights in the same pass)
 
 Launch configurations (tiles, split-M, warps) come from kernels/configs by layer shape, the
 same for every run, so a sweep's run equals the run alone bitwise. `precision` picks the
@@ -59,6 +61,7 @@ from . import checkpoint
 from .buffers import buffer_table
 from .checkpoint import NETS
 from .model import ADAM_BETAS, ADAM_EPS
+from .recipes import Hyper
 
 
 class CaptureMismatch(RuntimeError):
@@ -88,21 +91,28 @@ class GraphTrainer:
     per run as an (R, 4) device tensor.
 
     params, lr, beta1 and batcher are one run's, or lists of R runs' (a sweep: the batchers share
-    one images tensor and batch size); beta2 is shared. With one run, `params` are its tensors;
-    `run_params(r)` gives run r's. `precision`: the products' input precision for every layer.
+    one images tensor and batch size); beta2 is shared. `hyper` (fastgan.recipes.Hyper, one or a
+    list of R) gives each run's settings instead of lr and beta1: its two learning rates and
+    their decay, R1 and G's EMA. With one run, `params` are its tensors; `run_params(r)` gives
+    run r's. `precision`: the products' input precision for every layer.
     """
 
     ops = kernels.OPS
     backend = "graph"  # `--backend fused` is this trainer with capture=False
 
-    def __init__(self, params, lr, batcher, iters_per_replay, capture=None, betas=ADAM_BETAS, precision="ieee"):
+    def __init__(self, params, lr, batcher, iters_per_replay, capture=None, betas=ADAM_BETAS, precision="ieee",
+                 hyper=None):
         self.single = isinstance(params, dict)
         run_params = [params] if self.single else list(params)
         R = len(run_params)
         self.batchers = _per_run(batcher, R, "batchers")
-        self.lrs = _per_run(lr, R, "lr")
-        self.beta1s = _per_run(betas[0], R, "beta1")
+        if hyper is None:
+            hyper = [Hyper(lr_r, lr_r, b1) for lr_r, b1 in zip(_per_run(lr, R, "lr"), _per_run(betas[0], R, "beta1"))]
+        self.hypers = _per_run(hyper, R, "hyper")
+        self.beta1s = [h.beta1 for h in self.hypers]
         self.beta2 = betas[1]
+        self.ema = any(h.g_ema for h in self.hypers)  # G's EMA weights kept (for the runs with g_ema > 0)
+        self.r1 = any(h.r1 for h in self.hypers)  # the R1 penalty in D's gradient launch
         images = self.batchers[0].images
         device = images.device
         B = self.batchers[0].batch_size
@@ -116,8 +126,8 @@ class GraphTrainer:
         self.chunk = K if self.capture else None  # a captured graph replays K iterations; else any n <= K
 
         self.flat, self.grad_flat, self.m_flat, self.v_flat = {}, {}, {}, {}  # net -> buffer (buffer_table)
-        self.hD = self.hD_pre = self.hDg = self.hDg_pre = self.z_draw = None  # those the table leaves out stay None
-        for attr, net, shape, dtype in buffer_table(R, B, K, device):
+        self.hD = self.hD_pre = self.hDg = self.hDg_pre = self.z_draw = self.ema_flat = self.gamma = None  # those the table leaves out stay None
+        for attr, net, shape, dtype in buffer_table(R, B, K, device, self.ema, self.r1):
             buffer = torch.zeros(shape, dtype=dtype, device=device)
             if net is None:
                 setattr(self, attr, buffer)
@@ -133,6 +143,14 @@ class GraphTrainer:
             for r, p in enumerate(run_params):
                 for name, t in p.items():
                     self.P[name][r].copy_(t)
+        self.E = {}  # name -> (R, *shape) views of G's EMA weights
+        if self.ema:
+            self.E = _flat_views(self.ema_flat, NETS["G"])
+            self.ema_flat.copy_(self.flat["G"])  # the EMA starts at G's initial weights
+            weights = [torch.tensor(1.0 - h.g_ema if h.g_ema else 0.0, dtype=torch.float32) for h in self.hypers]
+            self.hyper[:, 1, :, 3] = torch.stack(weights).to(device)  # per run, constant: prepare leaves it
+        if self.r1:
+            self.gamma.copy_(torch.tensor([h.r1 for h in self.hypers], dtype=torch.float32))
         self.params = self.run_params(0) if self.single else None
         self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
@@ -150,6 +168,14 @@ class GraphTrainer:
         """Run r's parameters: name -> view (in, out) or (n,), as in fastgan.model."""
         return {k: v[r] for k, v in self.P.items()}
 
+    def _ema(self, r):
+        """Run r's EMA weights of G (name -> view), or None if the run keeps none."""
+        return {k: v[r] for k, v in self.E.items()} if self.hypers[r].g_ema else None
+
+    def sample_params(self, r):
+        """The G weights run r's grids draw with: its EMA's with g_ema, else its parameters."""
+        return self._ema(r) or self.run_params(r)
+
     def _iteration(self, i):
         B, P, Gr, pr = self.B, self.P, self.Gr, self.precision
         xx, z = self.xx, self.z[i]
@@ -160,8 +186,10 @@ class GraphTrainer:
         linear_act_forward(self.hG, P["G_W2"], P["G_b2"], xx, ACT_SIGMOID, pr)
         pre = self._d1(fake_d, self.hD, self.hD_pre, rows=real)
         d_grad(fake_d, P["D_W2"], P["D_b2"], self.log[i, :, :, :3], Gr["D_W1"], Gr["D_b1"], Gr["D_W2"], Gr["D_b2"],
-               split=B, t0=1.0, t1=0.0, h=self.hD, pre=pre, rows=real, precision=pr)
-        adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.hyper[i], self.beta2, ADAM_EPS)
+               split=B, t0=1.0, t1=0.0, h=self.hD, pre=pre, rows=real, precision=pr,
+               r1=self.gamma, w1=P["D_W1"] if self.r1 else None)
+        adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.hyper[i, 0], self.beta2,
+                    ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
         pre = self._d1(fake_g, self.hDg, self.hDg_pre)
         d_input_grad(self.hDg, P["D_W1"], P["D_W2"], P["D_b2"], self.log[i, :, :, 3:], self.dfake, t=1.0, pre=pre,
@@ -170,7 +198,8 @@ class GraphTrainer:
                             ACT_SIGMOID, pr, partials=True)
         linear_act_backward(z[:, B:], P["G_W1"], self.hG[:, B:], self.dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
                             partials=True, dy_partials=True)
-        adam_update(self.flat["G"], self.grad_flat["G"], self.m_flat["G"], self.v_flat["G"], self.hyper[i], self.beta2, ADAM_EPS)
+        adam_update(self.flat["G"], self.grad_flat["G"], self.m_flat["G"], self.v_flat["G"], self.hyper[i, 1], self.beta2,
+                    ADAM_EPS, ema=self.ema_flat)
 
     def _launch(self, n):
         for i in range(n):
@@ -178,7 +207,8 @@ class GraphTrainer:
 
     def _buffers(self):
         """Every buffer the iteration updates (parameters, moments, losses): for save/restore."""
-        return [*self.flat.values(), *self.m_flat.values(), *self.v_flat.values(), self.log]
+        return [*self.flat.values(), *self.m_flat.values(), *self.v_flat.values(), self.log,
+                *([self.ema_flat] if self.ema else [])]
 
     def warm_up(self):
         """On CUDA, before training (and before any other thread uses the GPU): compile and load
@@ -222,7 +252,9 @@ class GraphTrainer:
                 batcher.draw(n, self.idx[:n, r], self.z_draw[:n])
                 self.z[:n, r].copy_(self.z_draw[:n])
         steps = torch.arange(self.t + 1, self.t + n + 1, device=self.hyper.device)
-        self.hyper[:n, :, :3].copy_(adam_terms(steps, self.lrs, self.beta1s, self.beta2))
+        for i, net in enumerate(("D", "G")):  # each step's learning rate per run (its decay), float64
+            lrs = torch.stack([h.lrs(net, steps) for h in self.hypers], dim=1)
+            self.hyper[:n, i, :, :3].copy_(adam_terms(steps, lrs, self.beta1s, self.beta2))
 
     def run_prepared(self, n):
         """Run the n prepared iterations: replay the captured graph when n is its length (K),
@@ -250,7 +282,7 @@ class GraphTrainer:
         sweep's run resumes as a single run)."""
         return checkpoint.run_state({k: v[run] for k, v in self.P.items()}, {
             net: (self.t, {"exp_avg": {k: self.M[k][run] for k in shapes}, "exp_avg_sq": {k: self.V[k][run] for k in shapes}})
-            for net, shapes in NETS.items()})
+            for net, shapes in NETS.items()}, self._ema(run))
 
     def load_state_dict(self, state, run=0):
         """Continue run `run` from a state_dict (or a checkpoint): parameters, Adam moments and
@@ -263,6 +295,8 @@ class GraphTrainer:
         with torch.no_grad():
             for k, v in self.P.items():
                 v[run].copy_(state["params"][k])
+            for k, v in self.E.items():  # G's EMA (a state without one: it restarts at G's weights)
+                v[run].copy_(checkpoint.g_weights(state)[k])
             for net, shapes in NETS.items():
                 for k in shapes:
                     for buf, m in ((self.M, "exp_avg"), (self.V, "exp_avg_sq")):

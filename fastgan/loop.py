@@ -19,6 +19,7 @@ from .errors import FastganError
 from .interrupt import Interrupted, StopOnSignals, Terminated
 from .model import init_params
 from .outputs import BestByDistance, RunOutputs, Writer
+from .recipes import Hyper
 from .resume import load_states
 
 CHECK_SECONDS = 0.25  # a trainer that takes any chunk gets chunks of about this long: Ctrl-C acts quickly
@@ -36,7 +37,7 @@ def train_runs(cfg, members, log, show_progress):
     data = load_dataset(cfg.dataset, cfg.data_dir, log)
     images = images_to_tensor(data["train_images"], device)
     runs = [RunOutputs(*m) for m in members]
-    inits = [RunInit(init_params(r.cfg.seed, device), r.cfg.lr, r.cfg.beta1, Batcher(images, cfg.batch_size, r.cfg.seed))
+    inits = [RunInit(init_params(r.cfg.seed, device), Hyper.of(r.cfg), Batcher(images, cfg.batch_size, r.cfg.seed))
              for r in runs]
     trainer = make_trainer(pick_backend(cfg.backend, device), inits, cfg, device, log)
     start = load_states(trainer, [r.state for r in runs])
@@ -55,7 +56,7 @@ def train_runs(cfg, members, log, show_progress):
 
     def sample(it):
         for r, run in enumerate(runs):
-            run.sample(writer, trainer.run_params(r), trainer.ops, it)
+            run.sample(writer, trainer.sample_params(r), trainer.ops, it)
 
     def checkpoint(it):
         for r, run in enumerate(runs):

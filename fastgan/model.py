@@ -70,9 +70,16 @@ class AdamStep:
     This is the reference every faster path is checked against (the eager backend runs it).
     With `ops=kernels.OPS` its forward and backward run on the fused ops instead (a test of
     those ops; the fused and graph backends are fastgan.graph's Triton trainer).
+
+    `hyper` (fastgan.recipes.Hyper) adds to the seed's step: each net's own learning rate and
+    its decay, the R1 penalty by autograd's double backward (the oracle of the Triton trainer's
+    closed form), and an EMA of G's weights. Without it: the seed's step with `lr` and `betas`.
     """
 
-    def __init__(self, params, lr, ops=TORCH_OPS, capturable=False, betas=ADAM_BETAS):
+    def __init__(self, params, lr, ops=TORCH_OPS, capturable=False, betas=ADAM_BETAS, hyper=None):
+        from .recipes import Hyper
+
+        self.hyper = hyper = hyper or Hyper(lr, lr, betas[0])
         self.params = params
         self.ops = ops
         # G and D as callables, so a benchmark can wrap them (torch.compile) without copying the step.
@@ -80,9 +87,13 @@ class AdamStep:
         self.D = lambda x: discriminator(params, x, ops)
         self.g_params = [params[k] for k in G_SHAPES]
         self.d_params = [params[k] for k in D_SHAPES]
-        kw = dict(lr=lr, betas=betas, eps=ADAM_EPS, capturable=capturable)
-        self.opt_g = torch.optim.Adam(self.g_params, **kw)
-        self.opt_d = torch.optim.Adam(self.d_params, **kw)
+        kw = dict(betas=(hyper.beta1, betas[1]), eps=ADAM_EPS, capturable=capturable)
+        self.opt_g = torch.optim.Adam(self.g_params, lr=hyper.lr_g, **kw)
+        self.opt_d = torch.optim.Adam(self.d_params, lr=hyper.lr_d, **kw)
+        # G's EMA weights (1 - beta as float32, as the Triton trainer reads it), else None
+        self.ema = {k: params[k].detach().clone() for k in G_SHAPES} if hyper.g_ema else None
+        self.ema_weight = torch.tensor(1.0 - hyper.g_ema, dtype=torch.float32).item()
+        self.t = 0  # Adam steps taken by each network
 
     @staticmethod
     def _apply(opt, tensors, loss):
@@ -90,43 +101,80 @@ class AdamStep:
             t.grad = g
         opt.step()
 
+    def _schedule(self):
+        """Each net's learning rate for step t (the same float64 numbers as the Triton trainer's)."""
+        if self.hyper.lr_decay == "none":
+            return
+        step = torch.tensor([self.t + 1])
+        for net, opt, _ in self._nets():
+            opt.param_groups[0]["lr"] = self.hyper.lrs(net, step).item()
+
     def __call__(self, x, z_d, z_g):
-        """Returns a device tensor [d_loss, d_real_loss, d_fake_loss, g_loss] (no host sync)."""
+        """Returns a device tensor [d_loss, d_real_loss, d_fake_loss, g_loss] (no host sync);
+        the losses are the BCE terms only (the R1 penalty is not in d_loss)."""
         bce = self.ops.sigmoid_bce_with_logits
+        r1 = self.hyper.r1
+        self._schedule()
         with torch.no_grad():
             fake = self.G(z_d)
-        d_real = bce(self.D(x), 1.0)
+        if r1:
+            x = x.detach().requires_grad_(True)
+        real_logit = self.D(x)
+        d_real = bce(real_logit, 1.0)
         d_fake = bce(self.D(fake), 0.0)
         d_loss = d_real + d_fake  # a sum of two means, as in the seed
-        self._apply(self.opt_d, self.d_params, d_loss)
+        objective = d_loss
+        if r1:  # (gamma / 2) mean |grad_x D(x)|^2 on the real rows, differentiated again (double backward)
+            (grad_x,) = torch.autograd.grad(real_logit.sum(), x, create_graph=True)
+            objective = d_loss + (r1 / 2) * grad_x.square().sum(1).mean()
+        self._apply(self.opt_d, self.d_params, objective)
         loss_g = bce(self.D(self.G(z_g)), 1.0)  # non-saturating: mean BCE(D(G(z)), 1)
         self._apply(self.opt_g, self.g_params, loss_g)
+        if self.ema is not None:  # ema + w (p - ema), each op rounded once, as the Triton trainer
+            with torch.no_grad():
+                for k, e in self.ema.items():
+                    e.add_((self.params[k] - e).mul_(self.ema_weight))
+        self.t += 1
         return torch.stack([d_loss, d_real, d_fake, loss_g]).detach()
 
     def _nets(self):
         return (("G", self.opt_g, G_SHAPES), ("D", self.opt_d, D_SHAPES))
 
+    def sample_params(self):
+        """G's weights that grids and measurements draw with: the EMA's when it is on."""
+        return self.ema if self.ema is not None else self.params
+
     def state_dict(self):
         """Device copies of everything the step updates, in the checkpoint format."""
-        from . import checkpoint  # here: fastgan.checkpoint validates against this module's shapes
+        from . import (
+            checkpoint,  # here: fastgan.checkpoint validates against this module's shapes
+        )
 
         adam = {}
         for net, opt, names in self._nets():
             states = [opt.state.get(self.params[k], {}) for k in names]
-            step = float(states[0]["step"]) if states[0] else 0
-            adam[net] = (step, {m: {k: s[m] for k, s in zip(names, states) if s} for m in checkpoint.MOMENTS})
-        return checkpoint.run_state(self.params, adam)
+            adam[net] = (self.t, {m: {k: s[m] for k, s in zip(names, states) if s} for m in checkpoint.MOMENTS})
+        return checkpoint.run_state(self.params, adam, self.ema)
 
     def load_state_dict(self, state):
-        """Continue from a state_dict (or a checkpoint): parameters, Adam moments and step."""
+        """Continue from a state_dict (or a checkpoint): parameters, Adam moments and step, EMA."""
         from . import checkpoint
 
         with torch.no_grad():
             for k in SHAPES:
                 self.params[k].copy_(state["params"][k])
+            if self.ema is not None:
+                for k, e in self.ema.items():
+                    e.copy_(checkpoint.g_weights(state)[k])
+        steps = set()
         for net, opt, names in self._nets():
             step, moments = checkpoint.read_adam(state, net)
+            steps.add(step)
+            opt.state.clear()
             for k in names if step else ():
                 t = self.params[k]
                 opt.state[t] = {"step": torch.tensor(float(step)),
                                 **{m: moments[m][k].to(t.device).clone() for m in checkpoint.MOMENTS}}
+        if len(steps) != 1:
+            raise ValueError(f"G and D took different numbers of Adam steps ({sorted(steps)}); a run steps both")
+        self.t = steps.pop()

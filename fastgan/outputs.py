@@ -31,7 +31,7 @@ def _to_cpu(obj):
 
 def _save_state(state, path, before_replace=None):
     state = _to_cpu(state)
-    bad = [k for k, t in state["params"].items() if not torch.isfinite(t).all()]
+    bad = [k for k, t in {**state["params"], **state.get("ema", {})}.items() if not torch.isfinite(t).all()]
     if bad:
         raise NonFiniteLoss(f"parameters {', '.join(bad)} are non-finite at iteration {state['iter']}; not saved")
     checkpoint.save(path, state, before_replace)
@@ -136,7 +136,7 @@ class BestByDistance:
         self.best = [run.losslog.best_fd for run in runs]
 
     def __call__(self, states):
-        results = self.evaluator.many([state["params"] for state in states])
+        results = self.evaluator.many([checkpoint.g_weights(state) for state in states])
         for r, (run, state, result) in enumerate(zip(self.runs, states, results)):
             result = {"iter": state["iter"], **result}
             if result["fd"] < self.best[r]:

@@ -5,10 +5,12 @@ import dataclasses
 from pathlib import Path
 
 from . import checkpoint, runfolder
-from .config import default_out
+from .config import Config, default_out
 from .errors import FastganError
 
-FIXED = ("batch_size", "dataset", "seed", "lr", "beta1")  # what a run is: never changed by a resume
+# What a run is: never changed by a resume. A run saved before a setting existed had its default.
+FIXED = ("batch_size", "dataset", "seed", "lr", "beta1", "recipe", "lr_d", "lr_g", "r1", "g_ema", "lr_decay",
+         "decay_start")
 # What a resume may change when given (the target, the schedule, where and how it trains); kept
 # from the run when not given.
 CHANGEABLE = ("iters", "log_every", "sample_every", "ckpt_every", "keep", "eval_every", "iters_per_replay",
@@ -38,14 +40,15 @@ def resolve_run(cfg, log):
     a new run or `--resume`: a resumed run keeps every setting not given (`keep_settings`) and
     continues in its own folder."""
     if not cfg.resume:
-        return dataclasses.replace(cfg, iters=cfg.target_iters(), out=cfg.out or default_out()), None, None
+        return dataclasses.replace(cfg.with_recipe(), iters=cfg.target_iters(), out=cfg.out or default_out()), None, None
     if Path(cfg.resume).is_dir() and runfolder.holds_run(cfg.resume) == 0:
         raise FastganError(f"{cfg.resume} holds a run stopped before its first checkpoint: nothing to resume; start "
                            "it again with the command that made it (without --resume)")
     path = checkpoint.resolve(cfg.resume)
     state = checkpoint.load(path)
     checkpoint.check_resumable(path, state)
-    restored = keep_settings(cfg, state.get("config", {}), "the run", log)
+    defaults = Config().to_dict()  # a run saved before a setting existed had its default
+    restored = keep_settings(cfg, {**{k: defaults[k] for k in FIXED}, **state.get("config", {})}, "the run", log)
     iters = restored.pop("iters", cfg.target_iters())  # the run's own target, unless given
     home = path.parent.parent if path.parent.name == "checkpoints" else None
     out = cfg.out

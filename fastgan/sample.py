@@ -56,6 +56,7 @@ def main(argv=None):
     p.add_argument("--npz", action="store_true", help="also save the images as a (n, 28, 28) uint8 array (.npz)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--raw", action="store_true", help="draw with G's trained weights, not its EMA (runs with --g-ema)")
     args = p.parse_args(argv)
     try:
         if not 1 <= args.n <= MAX_N:
@@ -64,7 +65,7 @@ def main(argv=None):
             raise FastganError(f"--interpolate must be in 0..{MAX_N // STEPS:,} rows, got {args.interpolate:,}")
         if not 0 <= args.seed < 2**63:
             raise FastganError(f"--seed must be in 0..2**63 - 1, got {args.seed}")
-        G = load(args.checkpoint, pick_device(args.device, log=lambda m: None))
+        G = load(args.checkpoint, pick_device(args.device, log=lambda m: None), raw=args.raw)
         out = Path(args.out) if args.out else default_out(G.path, args.interpolate)
         npz = out.with_suffix(".npz")
         _free(out, args.force)

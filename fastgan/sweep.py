@@ -3,9 +3,10 @@
     python train.py --seeds 0-7                                    # 8 runs that differ in seed
     python train.py --sweep "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"  # the cartesian product: 16 runs
 
-Keys: lr, beta1, seed; values comma-separated, integer ranges as A-B (inclusive). Batch size and
-schedule are shared. Run r writes to OUT/<name>/ everything a single run writes; its name is
-built from the values as typed (`lr2e-4_beta1-0.5_seed3`). OUT holds sweep.json (the spec and the
+Keys: lr, beta1, seed and fastgan.recipes' settings (lr_d, lr_g, r1, g_ema, lr_decay,
+decay_start); values comma-separated, seeds and decay starts also as ranges A-B (inclusive, seeds)
+. Batch size and schedule are shared. Run r writes to OUT/<name>/ everything a single run writes;
+its name is built from the values as typed (`lr2e-4_beta1-0.5_r1-10_seed3`). OUT holds sweep.json (the spec and the
 runs) and, at the end, summary.csv, summary.md and summary.png (each run's best grid).
 """
 
@@ -22,8 +23,19 @@ from .config import MAX_SEED
 from .errors import FastganError
 from .metrics import atomic_write_text, read_records
 from .plots import LOSS_KEYS
+from .recipes import DECAYS
 
-KEYS = ("lr", "beta1", "seed")
+KEYS = ("lr", "beta1", "lr_d", "lr_g", "r1", "g_ema", "lr_decay", "decay_start", "seed")
+SEPARATOR = {"lr": "", "seed": ""}  # in a run's name: lr2e-4, seed3; the others key-value, r1-10
+# Each number key's range, as (test, what the error says)
+RANGES = {
+    "lr": (lambda v: math.isfinite(v) and 0 < v <= 1, "a learning rate must be in (0, 1]"),
+    "lr_d": (lambda v: math.isfinite(v) and 0 < v <= 1, "a learning rate must be in (0, 1]"),
+    "lr_g": (lambda v: math.isfinite(v) and 0 < v <= 1, "a learning rate must be in (0, 1]"),
+    "beta1": (lambda v: 0 <= v < 1, "beta1 must be in [0, 1)"),
+    "g_ema": (lambda v: 0 <= v < 1, "an EMA's beta must be in [0, 1) (0: off)"),
+    "r1": (lambda v: math.isfinite(v) and v >= 0, "gamma must be finite and >= 0 (0: off)"),
+}
 SWEEP_FILE = "sweep.json"
 MAX_RUNS = 4096  # runs in one sweep: each has its folder, and its parameters on the device
 
@@ -41,14 +53,20 @@ def _values(key, text):
         if key == "seed":
             out += _seed_range(token, f"--sweep seed={text}")
             continue
+        if key == "lr_decay":
+            if token not in DECAYS:
+                raise FastganError(f"--sweep lr_decay: {token!r} is not one of {', '.join(DECAYS)}")
+            out.append((token, token))
+            continue
         try:
-            value = float(token)
+            value = int(token) if key == "decay_start" else float(token)
         except ValueError:
-            raise FastganError(f"--sweep {key}={text!r}: {token!r} is not a number") from None
-        if key == "lr" and not (math.isfinite(value) and 0 < value <= 1):
-            raise FastganError(f"--sweep lr: {token} is out of range; a learning rate must be in (0, 1]")
-        if key == "beta1" and not 0 <= value < 1:
-            raise FastganError(f"--sweep beta1: {token} is out of range; beta1 must be in [0, 1)")
+            kind = "an iteration" if key == "decay_start" else "a number"
+            raise FastganError(f"--sweep {key}={text!r}: {token!r} is not {kind}") from None
+        if key == "decay_start" and value < 0:
+            raise FastganError(f"--sweep decay_start: {token} is out of range; an iteration is >= 0")
+        if key in RANGES and not RANGES[key][0](value):
+            raise FastganError(f"--sweep {key}: {token} is out of range; {RANGES[key][1]}")
         out.append((token, value))
     return out
 
@@ -109,15 +127,14 @@ def parse_sweep(text):
 
 def run_name(run):
     """A readable folder name from the values as typed: lr2e-4_beta1-0.5_seed3."""
-    sep = {"lr": "", "beta1": "-", "seed": ""}
-    return "_".join(f"{k}{sep[k]}{run['_tokens'][k]}" for k in KEYS if k in run["_tokens"])
+    return "_".join(f"{k}{SEPARATOR.get(k, '-')}{run['_tokens'][k]}" for k in KEYS if k in run["_tokens"])
 
 
 def expand(cfg, runs):
-    """[(name, settings)] with each run's lr, beta1, seed (defaults from cfg); refuses duplicates."""
+    """[(name, settings)] with each run's value of every key (defaults from cfg); refuses duplicates."""
     out, seen = [], {}
     for run in runs:
-        settings = {"lr": run.get("lr", cfg.lr), "beta1": run.get("beta1", cfg.beta1), "seed": run.get("seed", cfg.seed)}
+        settings = {k: run.get(k, getattr(cfg, k)) for k in KEYS}
         name = run_name(run)
         key = tuple(settings.values())
         if name in seen or key in seen.values():
@@ -130,7 +147,7 @@ def expand(cfg, runs):
 def write_spec(out, spec, runs, cfg):
     atomic_write_text(Path(out) / SWEEP_FILE, json.dumps(
         {"spec": spec, "runs": [{"name": n, **s} for n, s in runs], "shared": {
-            k: v for k, v in cfg.to_dict().items() if k not in ("lr", "beta1", "seed", "out", "resume", "seeds", "sweep")}},
+            k: v for k, v in cfg.to_dict().items() if k not in (*KEYS, "out", "resume", "seeds", "sweep")}},
         indent=2))
 
 
@@ -158,8 +175,13 @@ def run_summary(name, settings, folder):
     return row
 
 
-COLUMNS = ["rank", "run", "lr", "beta1", "seed", "best_fd", "best_iter", "last_fd", "class_kl", "digits", "iter",
-           *LOSS_KEYS]
+RESULTS = ["best_fd", "best_iter", "last_fd", "class_kl", "digits", "iter", *LOSS_KEYS]
+
+
+def columns(rows):
+    """The summary's columns: rank, run, lr, beta1, seed, the other keys that differ, results."""
+    keys = [k for k in KEYS if k in ("lr", "beta1", "seed") or len({repr(r.get(k)) for r in rows}) > 1]
+    return ["rank", "run", *keys, *RESULTS]
 
 
 def rank(rows):
@@ -180,13 +202,14 @@ def write_summary(out, rows, grids=None):
     """summary.csv, summary.md and (given each run's best grid) summary.png in OUT."""
     out = Path(out)
     rows = rank(rows)
+    cols = columns(rows)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: r.get(k) for k in COLUMNS} for r in rows)
+    writer.writerows({k: r.get(k) for k in cols} for r in rows)
     atomic_write_text(out / "summary.csv", buf.getvalue())
-    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    md += ["| " + " | ".join(_fmt(r.get(k)) for k in COLUMNS) + " |" for r in rows]
+    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(_fmt(r.get(k)) for k in cols) + " |" for r in rows]
     note = ("\nbest_fd: lowest Fréchet distance measured (iteration best_iter); last_fd, class_kl, digits "
             "(classes drawn in >= 0.5% of samples): at the last measurement; losses at the last logged iteration.\n")
     atomic_write_text(out / "summary.md", "\n".join(md) + "\n" + note)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from . import distributed, resume, runfolder, sweep
 from .backends import pick_device
-from .config import default_out
+from .config import Config, default_out
 from .errors import FastganError
 from .loop import train_runs
 from .metrics import read_records
@@ -25,10 +25,12 @@ def _resolve(cfg, log):
         shared = resume.keep_settings(cfg, spec["shared"], "the sweep", log)
         if cfg.out is not None and Path(cfg.out).resolve() != top.resolve():
             raise FastganError("--resume of a sweep continues it in its own folder; leave out --out")
-        runs = [(r["name"], {k: r[k] for k in ("lr", "beta1", "seed")}) for r in spec["runs"]]
+        default = Config()  # a sweep saved before a key existed ran with its default
+        runs = [(r["name"], {k: r.get(k, getattr(default, k)) for k in sweep.KEYS}) for r in spec["runs"]]
         return dataclasses.replace(cfg, **shared, out=str(top)).validate(), runs, spec["spec"]
     if cfg.seeds and cfg.sweep:
         raise FastganError("--seeds and --sweep are two ways to give the runs; use one (--sweep can hold seed=...)")
+    cfg = cfg.with_recipe()
     runs = sweep.expand(cfg, sweep.parse_seeds(cfg.seeds) if cfg.seeds else sweep.parse_sweep(cfg.sweep))
     cfg = dataclasses.replace(cfg, iters=cfg.target_iters()).validate()
     return cfg, runs, f"seed={cfg.seeds}" if cfg.seeds else cfg.sweep
@@ -54,7 +56,7 @@ def _train_members(cfg, top, runs, resuming, log, show_progress):
         for (name, settings), state in zip(runs, states):
             folders.append(runfolder.claim(top / name, resuming=resuming, log=log))
             members.append((top / name, dataclasses.replace(cfg, **settings, out=str(top / name), resume=None,
-                                                            seeds=None, sweep=None), state))
+                                                            seeds=None, sweep=None).validate(), state))
         train_runs(cfg, members, log, show_progress)
         rows = [sweep.run_summary(name, settings, top / name) for name, settings in runs]
         return rows, {name: _best_grid(top / name) for name, _ in runs}

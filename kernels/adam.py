@@ -10,6 +10,11 @@ Fused
   captured CUDA graph replays with each iteration's own step count instead of a frozen one,
   and the runs of a sweep (a leading run axis, one launch) each keep their own lr and beta1.
 
+EMA (EMA flag): an exponential moving average of the updated parameters, in the same pass,
+      e <- e + w (p - e)
+  with w = 1 - beta read from `hyper_ptr` (its fourth entry), per run: G's EMA weights
+  (fastgan's --g-ema) cost one more read and write of 4 bytes per parameter, no launch.
+
 Exactness: square root and divisions are IEEE round-to-nearest (`tl.sqrt_rn`, `tl.div_rn`; plain
 `tl.sqrt` and `/` compile to approximate instructions on NVIDIA GPUs), and FMA contraction is
 off (FP_FUSION), so each operation is rounded once as written, like torch's separate foreach
@@ -45,12 +50,14 @@ def _adam_kernel(
     g_ptr,  # (PARTS, R, n) gradients, as partial sums
     m_ptr,  # (R, n) first moments, updated in place
     v_ptr,  # (R, n) second moments, updated in place
-    hyper_ptr,  # (R, >= 3) per run [step_size = lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1] for this step
+    hyper_ptr,  # (R, >= 3) per run [step_size = lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1, (EMA) 1 - beta]
+    ema_ptr,  # (R, n) EMA of the parameters, updated in place (only if EMA)
     n,  # number of parameters of one run
-    stride_pr, stride_gr, stride_mr, stride_vr, stride_hr,  # run strides
+    stride_pr, stride_gr, stride_mr, stride_vr, stride_hr, stride_er,  # run strides
     stride_gp,  # gradient slot stride
     beta2, one_minus_beta2, eps,  # Adam's constants shared by the runs (1 - beta2 rounded from float64, as torch)
     PARTS: tl.constexpr,  # gradient slots, added in order
+    EMA: tl.constexpr,  # also update ema_ptr
     BLOCK: tl.constexpr,
 ):
     run = tl.program_id(1)  # one GAN of a sweep: its own lr and beta1 (in hyper), and buffers
@@ -76,23 +83,29 @@ def _adam_kernel(
     tl.store(p_ptr + offs, p, mask=mask)
     tl.store(m_ptr + offs, m, mask=mask)
     tl.store(v_ptr + offs, v, mask=mask)
+    if EMA:
+        ema_ptr += run * stride_er
+        e = tl.load(ema_ptr + offs, mask=mask)
+        tl.store(ema_ptr + offs, e + tl.load(hyper_ptr + 3) * (p - e), mask=mask)
 
 
 def adam_terms(steps, lr, beta1, beta2):
     """(len(steps), R, 3) float64 [lr / (1 - b1^t), sqrt(1 - b2^t), 1 - b1] for step numbers t >= 1
-    (a tensor) and R runs' lr and beta1 (floats for one run, or sequences of R); round to float32
-    for the kernel, as torch rounds its Python-float scalars."""
+    (a tensor) and R runs' lr and beta1 (floats for one run, or sequences of R; lr may also be a
+    (len(steps), R) tensor: each step's own, a decaying schedule); round to float32 for the
+    kernel, as torch rounds its Python-float scalars."""
     t = steps.to(torch.float64).reshape(-1, 1)
-    lr = torch.as_tensor(lr, dtype=torch.float64, device=t.device).reshape(1, -1)
+    lr = torch.as_tensor(lr, dtype=torch.float64, device=t.device)
+    lr = lr if lr.dim() == 2 else lr.reshape(1, -1)
     b1 = torch.as_tensor(beta1, dtype=torch.float64, device=t.device).reshape(1, -1)
     return torch.stack(torch.broadcast_tensors(lr / (1 - b1**t), torch.sqrt(1 - beta2**t), 1 - b1), dim=-1)
 
 
-def adam_update(p, g, m, v, hyper, beta2, eps):
+def adam_update(p, g, m, v, hyper, beta2, eps, ema=None):
     """In place: one Adam step over flat buffers. One run: p, g, m, v (n,) and `hyper` (>= 3,),
     a row of adam_terms in float32 on the device. R runs in one launch: (R, n) and (R, >= 3).
     g with one more leading axis, (P, n) or (P, R, n): P partial sums of the gradient, added in
-    order.
+    order. With `ema` (like p): also ema <- ema + hyper[3] (p - ema), hyper then (>= 4,) per run.
 
     A captured graph replays the same specialization only if `hyper` keeps its 16-byte
     alignment from one iteration to the next: keep per-iteration rows 16 bytes apart.
@@ -107,21 +120,26 @@ def adam_update(p, g, m, v, hyper, beta2, eps):
     else:
         parts, stride_gp = 1, 0
     bufs = {"p": p}
-    for name, t in (("g", g), ("m", m), ("v", v)):
+    for name, t in (("g", g), ("m", m), ("v", v), ("ema", ema)):
+        if t is None:
+            continue
         bufs[name] = t = as_runs(op, name, t, 1)
         check_runs(op, name, t, R, (n,))
     for name, t in bufs.items():
         check_run_dense(op, name, t)
     hyper = as_runs(op, "hyper", hyper, 1)
-    if hyper.shape[0] != R or hyper.shape[1] < 3 or hyper.stride(1) != 1:
-        raise ValueError(f"{op}: hyper must hold [step size, sqrt(1 - beta2^t), 1 - beta1] per run, contiguous: "
-                         f"shape ({R}, >= 3), got {tuple(hyper.shape)}")
+    width = 3 if ema is None else 4
+    if hyper.shape[0] != R or hyper.shape[1] < width or hyper.stride(1) != 1:
+        raise ValueError(f"{op}: hyper must hold [step size, sqrt(1 - beta2^t), 1 - beta1"
+                         f"{'' if ema is None else ', 1 - EMA beta'}] per run, contiguous: shape ({R}, >= {width}), "
+                         f"got {tuple(hyper.shape)}")
     if not (0 <= beta2 < 1 and eps > 0 and math.isfinite(eps)):
         raise ValueError(f"{op}: need 0 <= beta2 < 1 and eps > 0, got {beta2}, {eps}")
     check_devices(op, hyper=hyper, **bufs)
     cfg = configs.lookup("adam", p.device, M=n)
     _adam_kernel[(triton.cdiv(n, cfg["BLOCK"]), R)](
-        p, bufs["g"], bufs["m"], bufs["v"], hyper, n,
-        p.stride(0), bufs["g"].stride(0), bufs["m"].stride(0), bufs["v"].stride(0), hyper.stride(0), stride_gp,
-        beta2, 1.0 - beta2, eps, PARTS=parts, enable_fp_fusion=FP_FUSION, **cfg,
+        p, bufs["g"], bufs["m"], bufs["v"], hyper, bufs.get("ema", p), n,
+        p.stride(0), bufs["g"].stride(0), bufs["m"].stride(0), bufs["v"].stride(0), hyper.stride(0),
+        bufs["ema"].stride(0) if ema is not None else 0, stride_gp,
+        beta2, 1.0 - beta2, eps, PARTS=parts, EMA=ema is not None, enable_fp_fusion=FP_FUSION, **cfg,
     )

@@ -24,6 +24,17 @@ already divided by the part's row count). Slots past SPLIT are left alone: the c
 zero and adds the slots in order (fastgan's trainer: Adam for the gradients, one sum per replay
 for the logged losses). The programs of dW1's row tile 0 write the chunk's db1, dw2, db2, losses.
 
+R1 penalty (R1 flag; Mescheder et al. 2018): D's loss gains (gamma / 2B) sum over the B real
+rows [0, split) of |grad_x D(x)|^2, gamma per run. For this D it has a closed form: with
+u = w2 * [h > 0] per row and g = u W1^T = grad_x D(x) (K wide), dW1 += (gamma / B) g^T u and
+dw2 += (gamma / B) sum over rows of [h > 0] * (g W1); b1 and b2 get nothing ([h > 0] is piecewise
+constant). A program's K tile of g needs only its own rows of W1 (g_t = u W1_t^T), so the dW1
+term is one more product per row block in every program; the dw2 term sums over all K, so the
+programs of K tile 0 (which write dw2) loop over every tile of W1 for their real rows: +2 row x
+H x K products there. On the real half only: +3 products the size of D1's on B rows (+77 MFLOP
+at batch 128, of which 51 in the tile-0 programs). The penalty's value is not computed (nothing
+needs it) and the logged d_loss stays the BCE terms.
+
 D's output layer and its gradient (`d_head`), the row chunks (`d_program`, `row_chunk_config`)
 and D1's input checks (`d1_input`) are kernels.shared's, as kernels.d_input_grad uses them too.
 
@@ -63,6 +74,8 @@ def _d_grad_kernel(
     db1_ptr,  # (P, R, H) out: partial sums of db1
     dw2_ptr,  # (P, R, H, 1) out: partial sums of dw2
     db2_ptr,  # (P, R, 1) out: partial sums of db2
+    w1_ptr,  # (R, K, H) D1's weight (only if R1)
+    r1_ptr,  # (R,) each run's R1 gamma (only if R1; 0: that run's penalty is off)
     M, H, K, G,
     split,  # rows [0, split) are part 0 (target t0), [split, M) part 1 (target t1)
     t0, t1,
@@ -71,8 +84,10 @@ def _d_grad_kernel(
     stride_w2r, stride_w2, stride_b2r,  # D2's strides
     stride_lr, stride_lp, stride_dw1r, stride_dw1p, stride_db1r, stride_db1p,  # outputs' run and slot strides
     stride_dw2r, stride_dw2p, stride_dw2, stride_db2r, stride_db2p,
+    stride_w1r,  # W1's run stride (rows of H contiguous)
     PRE_PARTS: tl.constexpr,  # 0: h is given; n: h = relu(sum of n slots of pre + b1)
     GATHER: tl.constexpr,  # the first G rows come from images[idx]
+    R1: tl.constexpr,  # add the R1 penalty's gradients (gamma from r1_ptr)
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee", "tf32x3" or "tf32"
     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -90,6 +105,10 @@ def _d_grad_kernel(
     db2 = tl.zeros((BLOCK_M,), dtype=tl.float32)
     acc0 = tl.zeros((BLOCK_M,), dtype=tl.float32)
     acc1 = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    if R1:
+        w1_ptr += run * stride_w1r
+        r1_scale = tl.load(r1_ptr + run) * inv0  # gamma / B
+        w1t = tl.load(w1_ptr + rk[:, None] * H + cols[None, :], mask=(rk[:, None] < K) & cmask[None, :], other=0.0)
     for m0 in range(m_lo, m_hi, BLOCK_M):
         rows = m0 + tl.arange(0, BLOCK_M)
         in0 = rows < split
@@ -99,6 +118,21 @@ def _d_grad_kernel(
                            stride_im, GATHER)
         xt = tl.load(src[None, :] + rk[:, None], mask=(rk[:, None] < K) & rmask[None, :], other=0.0)
         dw1 = tl.dot(xt, g, dw1, input_precision=PRECISION)
+        if R1:
+            if m0 < split:  # a block with real rows: u = w2 [h > 0] on them, 0 elsewhere
+                on = (in0 & rmask)[:, None] & (h > 0)
+                u = tl.where(on, w2[None, :], 0.0)
+                g_t = tl.dot(u, tl.trans(w1t), input_precision=PRECISION)  # (BLOCK_M, BLOCK_K) of grad_x D
+                dw1 = tl.dot(tl.trans(g_t), u * r1_scale, dw1, input_precision=PRECISION)
+                if tile_k == 0:  # dw2's term sums g W1 over every K tile
+                    gw = tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32)
+                    for k0 in range(0, K, BLOCK_K):
+                        rk2 = k0 + tl.arange(0, BLOCK_K)
+                        w1k = tl.load(w1_ptr + rk2[:, None] * H + cols[None, :],
+                                      mask=(rk2[:, None] < K) & cmask[None, :], other=0.0)
+                        g_k = tl.dot(u, tl.trans(w1k), input_precision=PRECISION)
+                        gw = tl.dot(g_k, w1k, gw, input_precision=PRECISION)
+                    dw2 += tl.sum(tl.where(on, gw, 0.0), axis=0) * r1_scale
         db1 += tl.sum(g, axis=0)
         dw2 += tl.sum(h * dlogit[:, None], axis=0)
         db2 += dlogit
@@ -124,7 +158,7 @@ def grad_partials(device, M, H, K):
 
 
 def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None, pre=None, rows=None,
-           precision="ieee"):
+           precision="ieee", r1=None, w1=None):
     """One launch: the D step's losses and D's gradients (see module doc), as row-chunk slots.
 
     x: D's input rows (M - G, K) after the G gathered ones of rows=(images, idx) (as in
@@ -132,7 +166,9 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     b1 ([R,] H)) to finish it here; w2 (H, 1), b2 (1,). Rows [0, split) are scored against t0,
     the rest against t1. Outputs with P >= grad_partials(...) slots: losses (P, 3), dw1 (P, K, H),
     db1 (P, H), dw2 (P, H, 1), db2 (P, 1). R runs at once: every tensor (but images) with a run
-    axis after the slot axis. Returns what Triton's launch returns (on a GPU the compiled kernel)."""
+    axis after the slot axis. With r1 ((R,) gammas, float32) and D1's weight w1 (K, H): the R1
+    penalty's gradients on rows [0, split) are added (module doc). Returns what Triton's launch
+    returns (on a GPU the compiled kernel)."""
     op = "d_grad"
     check_precision(op, precision)
     x, w2, b2 = as_runs(op, "x", x, 2), as_runs(op, "w2", w2, 2), as_runs(op, "b2", b2, 1)
@@ -156,7 +192,17 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
         t = outs[name] = as_runs(op, name, t, len(shape))
         check_runs(op, name, t, R, shape)
         check_run_dense(op, name, t)
-    check_devices(op, x=x, images=images, idx=idx, h=given, b1=b1, w2=w2, b2=b2, **outs)
+    if (r1 is None) != (w1 is None):
+        raise ValueError(f"{op}: the R1 penalty needs both r1 (gammas per run) and w1 (D1's weight); pass both or neither")
+    if r1 is not None:
+        w1 = as_runs(op, "w1", w1, 2)
+        check_runs(op, "w1", w1, R, (K, H))
+        if w1.stride()[1:] != (H, 1):
+            raise ValueError(f"{op}: w1's rows must be contiguous, (K, H) with strides ({H}, 1); got {w1.stride()}")
+        r1 = as_runs(op, "r1", r1, 0)
+        if tuple(r1.shape) != (R,) or (R > 1 and r1.stride(0) != 1):
+            raise ValueError(f"{op}: r1 must hold one gamma per run, contiguous: shape ({R},), got {tuple(r1.shape)}")
+    check_devices(op, x=x, images=images, idx=idx, h=given, b1=b1, w2=w2, b2=b2, w1=w1, r1=r1, **outs)
     cfg = row_chunk_config("d_grad", x.device, M, H, K)
     n_chunks = cfg.pop("SPLIT")
     for name, n in n_slots.items():
@@ -164,12 +210,14 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     losses, dw1, db1, dw2, db2 = outs.values()
     return _d_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]), R)](
         x, images if rows is not None else x, idx if rows is not None else x, given, b1 if b1 is not None else given, w2, b2, losses, dw1, db1, dw2, db2,
+        w1 if r1 is not None else x, r1 if r1 is not None else x,
         M, H, K, G, split, float(t0), float(t1),
         x.stride(0), x.stride(1), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
         given.stride(0), stride_pres, *(b1.stride() if b1 is not None else (0, 0)),
         w2.stride(0), w2.stride(1), b2.stride(0),
         losses.stride(0), slot_strides["losses"], dw1.stride(0), slot_strides["dw1"], db1.stride(0),
         slot_strides["db1"], dw2.stride(0), slot_strides["dw2"], dw2.stride(1), db2.stride(0), slot_strides["db2"],
-        PRE_PARTS=pre_parts, GATHER=rows is not None, PRECISION=precision, BLOCK_H=max(16, triton.next_power_of_2(H)),
+        w1.stride(0) if r1 is not None else 0,
+        PRE_PARTS=pre_parts, GATHER=rows is not None, R1=r1 is not None, PRECISION=precision, BLOCK_H=max(16, triton.next_power_of_2(H)),
         enable_fp_fusion=FP_FUSION, **cfg,
     )

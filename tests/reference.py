@@ -42,6 +42,19 @@ def d_step(x, h, w2, b2, split, t0=1.0, t1=0.0):
             "db2": b2d.grad, "db1_terms": g.abs().sum(0), "db2_terms": logit.grad.abs().sum(0)}
 
 
+def r1_penalty(x, h, w1, w2, split, gamma):
+    """The R1 penalty's gradients to (W1, w2) by float64 autograd (a double backward): D's
+    gradient to its input on rows [0, split), with D1's ReLU mask [h > 0] taken from the kernel's
+    h (as d_step does), then (gamma / 2) mean |grad_x D|^2 differentiated to W1 and w2."""
+    xd, w1d, w2d = (a.detach().double().requires_grad_() for a in (x[:split], w1, w2))
+    mask = (h[:split] > 0).double()
+    logit = ((xd @ w1d) * mask) @ w2d  # the bias terms do not change grad_x D
+    (grad_x,) = torch.autograd.grad(logit.sum(), xd, create_graph=True)
+    penalty = gamma / 2 * grad_x.square().sum(1).mean()
+    dw1, dw2 = torch.autograd.grad(penalty, (w1d, w2d))
+    return dw1, dw2
+
+
 def d_input(h, w1, w2, b2, t):
     """kernels.d_input_grad's outputs for D1's output h: (the mean loss against t, d loss / d x)."""
     hd, w1d, w2d, b2d = (a.detach().double() for a in (h, w1, w2, b2))

@@ -22,6 +22,7 @@ from fastgan.batcher import Batcher
 from fastgan.data import save_cache
 from fastgan.errors import FastganError
 from fastgan.graph import GraphTrainer
+from fastgan.recipes import Hyper
 
 # (device, iterations, batch, iterations per replay, losses rtol, atol)
 # On a GPU machine the kernels are compiled, not interpreted, so only CUDA tensors can run them.
@@ -61,6 +62,58 @@ def test_graph_matches_eager_on_the_same_batches(device, iters, batch, K, rtol, 
         assert float(g_state[net]["step"]) == float(e_state[net]["step"]) == iters
 
 
+# Every option of fastgan.recipes at once: two learning rates, cosine decay from iteration 1 to 0
+# at iteration 8, R1 and G's EMA (0.5: it moves visibly in a few steps).
+OPTIONS = Hyper(lr_d=1e-3, lr_g=5e-4, beta1=0.5, r1=1.0, g_ema=0.5, lr_decay="cosine", decay_start=1, target=8)
+
+
+@pytest.mark.parametrize("device,iters,batch,K,rtol,atol", PARITY)
+def test_graph_with_every_option_matches_eager(device, iters, batch, K, rtol, atol):
+    """R1 in the D step's gradient launch (closed form) against eager's double backward, each
+    net's decaying learning rate and G's EMA in the Adam launches: the same losses, parameters,
+    Adam state and EMA weights as the eager reference with the same options."""
+    images = _images(device)
+    graph = GraphTrainer(model.init_params(4, device), None, Batcher(images, batch, seed=0), K, hyper=OPTIONS)
+    eager = model.AdamStep(model.init_params(4, device), lr=None, hyper=OPTIONS)
+    for _ in range(iters // K):
+        graph.prepare(K)
+        idx, z = graph.idx.clone(), graph.z.clone()
+        got = graph.run_prepared(K)
+        for i in range(K):
+            want = eager(images[idx[i, 0]], z[i, 0, :batch], z[i, 0, batch:])
+        torch.testing.assert_close(got[0], want, rtol=rtol, atol=atol)
+    g_state, e_state = graph.state_dict(), eager.state_dict()
+    for k in model.SHAPES:
+        assert_adam_params_close(g_state["params"][k], e_state["params"][k], steps=iters, name=k)
+    for k in model.G_SHAPES:  # the EMA of weights within the bound above stays within it
+        assert_adam_params_close(g_state["ema"][k], e_state["ema"][k], steps=iters, name=f"ema {k}")
+        assert not torch.equal(g_state["ema"][k], g_state["params"][k])
+    assert graph.sample_params(0)["G_W1"].data_ptr() == graph.E["G_W1"][0].data_ptr()
+    # the step sizes followed the schedule: the last step's D lr, as eager's Adam had it
+    t = torch.tensor([iters])
+    want_step = (OPTIONS.lrs("D", t) / (1 - OPTIONS.beta1 ** t.double())).float()
+    assert graph.hyper[(iters - 1) % K, 0, 0, 0] == want_step[0]
+    assert eager.opt_d.param_groups[0]["lr"] == OPTIONS.lrs("D", t).item()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_runs_with_options_equal_each_run_alone_bitwise(device):
+    """A sweep of a run with every option and a seed run equals each run trained alone, bitwise
+    (the seed run alone has neither the R1 nor the EMA launch variant)."""
+    images = _images(device)
+    hypers = [OPTIONS, Hyper()]
+    sweep = GraphTrainer([model.init_params(s, device) for s in range(2)], None,
+                         [Batcher(images, 16, seed=s) for s in range(2)], 2, capture=False, hyper=hypers)
+    losses = sweep.advance(2)
+    for r, h in enumerate(hypers):
+        alone = GraphTrainer(model.init_params(r, device), None, Batcher(images, 16, seed=r), 2, capture=False, hyper=h)
+        assert torch.equal(losses[r], alone.advance(2)[0])
+        got, ref = sweep.state_dict(r), alone.state_dict()
+        assert ("ema" in got) == ("ema" in ref) == bool(h.g_ema)
+        for part in ("params", "ema"):
+            assert all(torch.equal(got[part][k], ref[part][k]) for k in ref.get(part, {}))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_consecutive_prepares_draw_new_batches_and_noise(device):
     trainer = GraphTrainer(model.init_params(0, device), 1e-3, Batcher(_images(device), 8, seed=0), 2)
@@ -70,7 +123,7 @@ def test_consecutive_prepares_draw_new_batches_and_noise(device):
     trainer.prepare(2)
     assert not torch.equal(idx, trainer.idx) and not torch.equal(z, trainer.z)
     assert not torch.equal(idx[0], idx[1]) and not torch.equal(z[0], z[1])
-    assert hyper[1, 0, 0] != hyper[0, 0, 0] and trainer.hyper[0, 0, 0] != hyper[1, 0, 0]
+    assert hyper[1, 0, 0, 0] != hyper[0, 0, 0, 0] and trainer.hyper[0, 0, 0, 0] != hyper[1, 0, 0, 0]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -157,7 +210,7 @@ def test_graph_start_up_failure_falls_back_or_says_one_line(monkeypatch):
     device = torch.device(DEVICES[0])
     batcher = Batcher(_images(device), 8, seed=0)
     logs = []
-    runs = [backends.RunInit(model.init_params(0, device), 1e-3, 0.9, batcher)]
+    runs = [backends.RunInit(model.init_params(0, device), Hyper(), batcher)]
     trainer = backends.make_trainer("graph", runs, Config(backend="auto"), device, logs.append)
     assert trainer.backend == "eager"
     assert logs == ["notice: the CUDA-graph backend failed at start-up (RuntimeError: CUDA error: operation not permitted when stream is capturing); "

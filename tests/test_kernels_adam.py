@@ -81,3 +81,28 @@ def test_gradient_partials_are_added_in_order(device):
     adam_update(p, parts, m, v, hyper, b2, eps)
     adam_update(p2, (parts[0] + parts[1]) + parts[2], m2, v2, hyper, b2, eps)
     assert torch.equal(p, p2) and torch.equal(m, m2) and torch.equal(v, v2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("n", [1, 33, 1025])
+def test_ema_follows_the_updated_parameters(device, n):
+    """With ema: the Adam update unchanged (bitwise), and ema <- ema + w (p - ema) with the new p,
+    w = hyper[3], per run (w = 0: the EMA stays put). In float64 the same three rounded
+    operations can differ by an ulp of ema's scale per step: 1e-6 relative to the largest value."""
+    R = 2
+    p, g = torch.randn(R, n, device=device), torch.randn(R, n, device=device)
+    m, v = torch.randn(R, n, device=device) * 0.1, torch.rand(R, n, device=device) * 0.01
+    ema = torch.randn(R, n, device=device)
+    hyper = torch.zeros(R, 4, device=device)
+    hyper[:, :3] = adam_terms(torch.tensor([3]), [1e-3, 2e-4], 0.9, 0.999).float().to(device)[0]
+    hyper[:, 3] = torch.tensor([1 - 0.999, 0.0])
+    plain = [t.clone() for t in (p, m, v)]
+    ema0 = ema.clone()
+    adam_update(p, g, m, v, hyper, 0.999, 1e-8, ema=ema)
+    adam_update(*plain[:1], g, *plain[1:], hyper, 0.999, 1e-8)
+    assert all(torch.equal(a, b) for a, b in zip((p, m, v), plain))
+    want = ema0.double() + hyper[:, 3:].double() * (p.double() - ema0.double())
+    torch.testing.assert_close(ema.double(), want, rtol=0, atol=1e-6 * want.abs().max().item())
+    assert torch.equal(ema[1], ema0[1]) and not torch.equal(ema[0], ema0[0])
+    with pytest.raises(ValueError, match=r"1 - EMA beta\] per run, contiguous: shape \(2, >= 4\)"):
+        adam_update(p, g, m, v, hyper[:, :3], 0.999, 1e-8, ema=ema)

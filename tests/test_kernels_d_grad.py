@@ -153,3 +153,54 @@ def test_tensor_core_precisions_against_float64(precision, tol):
     want = reference.d_step(x, h, w2, b2, 128)
     assert rel_err(got[1].sum(0), want["dw1"]) < tol  # the one product: x^T g
     torch.testing.assert_close(got[0].sum(0).double(), want["losses"], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("M,H,K,split,gamma", [(2, 7, 33, 1, 10.0), (33, 128, 785, 17, 1.0), (129, 33, 100, 64, 0.1),
+                                               (256, 128, 784, 128, 1.0)])
+def test_r1_penalty_adds_its_float64_gradients(device, M, H, K, split, gamma):
+    """With r1 and w1: dW1 and dw2 gain the R1 penalty's gradients on rows [0, split) (float64
+    autograd, a double backward: reference.r1_penalty); b1, b2 and the losses are those without
+    it, bitwise. dW1's and dw2's R1 terms are sums of O(gamma / split) terms over the real rows
+    (and dw2's also over K): the same 2e-5 normwise bound as the BCE's gradients."""
+    x, w1, _, w2, b2, h = d_inputs(M, H, K, device)
+    n = grad_partials(torch.device(device), M, H, K)
+    plain, got = _outputs(n, M, H, K, device), _outputs(n, M, H, K, device)
+    d_grad(x, w2, b2, *plain, split=split, h=h)
+    d_grad(x, w2, b2, *got, split=split, h=h, r1=torch.tensor([gamma], device=device), w1=w1)
+    want = reference.d_step(x, h, w2, b2, split)
+    dw1_r1, dw2_r1 = reference.r1_penalty(x, h, w1, w2, split, gamma)
+    assert rel_err(got[1].sum(0).double(), want["dw1"] + dw1_r1) < 2e-5
+    assert rel_err(got[3].sum(0).double(), want["dw2"] + dw2_r1) < 2e-5
+    assert rel_err(dw1_r1, torch.zeros_like(dw1_r1)) > 1e-3  # the penalty's term is not lost in the BCE's
+    for i in (0, 2, 4):  # losses, db1, db2
+        assert torch.equal(got[i], plain[i])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_r1_runs_equal_each_run_alone_bitwise(device):
+    """Runs of a sweep with their own gammas (0: off) equal each run alone; a gamma of 0 gives
+    the outputs without the penalty."""
+    R, M, H, K = 3, 40, 33, 50
+    x, w1, _, w2, b2, h = d_inputs(M, H, K, device, runs=(R,))
+    gammas = torch.tensor([1.0, 0.0, 10.0], device=device)
+    got = _outputs(2, M, H, K, device, runs=(R,))
+    d_grad(x, w2, b2, *got, split=20, h=h, r1=gammas, w1=w1)
+    for r in range(R):
+        one = _outputs(2, M, H, K, device)
+        d_grad(x[r], w2[r], b2[r], *one, split=20, h=h[r], r1=gammas[r : r + 1], w1=w1[r])
+        assert all(torch.equal(a[:, r], b) for a, b in zip(got, one))
+    off = _outputs(2, M, H, K, device)
+    d_grad(x[1], w2[1], b2[1], *off, split=20, h=h[1])
+    assert all(torch.equal(a[:, 1], b) for a, b in zip(got, off))
+
+
+def test_r1_needs_gamma_and_w1_in_one_line():
+    x, w1, _, w2, b2, h = d_inputs(4, 8, 10, "cpu")
+    out = _outputs(2, 4, 8, 10, "cpu")
+    for kwargs, message in (({"r1": torch.ones(1)}, "needs both r1"), ({"r1": torch.ones(2), "w1": w1},
+                                                                       r"one gamma per run, contiguous: shape \(1,\)"),
+                            ({"r1": torch.ones(1), "w1": w1[:9]}, r"w1 has shape \(9, 8\), expected \(10, 8\)")):
+        with pytest.raises(ValueError, match=message) as err:
+            d_grad(x, w2, b2, *out, split=2, h=h, **kwargs)
+        assert "\n" not in str(err.value)

@@ -1,0 +1,73 @@
+"""One run's optimisation settings beyond the seed's, and the named recipes.
+
+    seed    the seed's numbers: Adam 1e-3 for both networks, beta1 0.9, no penalty, no EMA
+    stable  the seed's model and schedule with the R1 penalty and an EMA of G (docs/recipes.md:
+            the search that chose it, and what did not work)
+
+Settings (each a train.py flag and a --sweep key):
+  lr_d, lr_g     Adam's learning rate of D and of G (default: --lr)
+  r1             gamma of the R1 penalty (Mescheder et al. 2018): D's loss gains
+                 (gamma / 2) * mean over the real images of |grad_x D(x)|^2; 0: off
+  g_ema          beta of an exponential moving average of G's weights, updated after each G
+                 step (ema <- ema + (1 - beta) (w - ema)); grids, measurements, best.pt and the
+                 generator use it; 0: off
+  lr_decay       none, linear or cosine: both learning rates fall from decay_start to 0 at the
+                 run's target iteration
+  decay_start    the iteration the decay starts at
+
+Both trainers take a step's learning rate from `lr_factor` in float64 (the eager one as
+torch.optim.Adam's lr, the Triton one in the per-step Adam rows), so they follow one schedule.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+DECAYS = ("none", "linear", "cosine")
+
+# Every recipe names all of these; explicit flags override a recipe.
+SETTINGS = ("lr_d", "lr_g", "beta1", "r1", "g_ema", "lr_decay", "decay_start")
+RECIPES = {
+    "seed": {"r1": 0.0, "g_ema": 0.0, "lr_decay": "none", "decay_start": 0},
+    "stable": {"r1": 1.0, "g_ema": 0.999, "lr_decay": "none", "decay_start": 0},
+}
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """One run's optimiser settings; the defaults are the seed's."""
+
+    lr_d: float = 1e-3
+    lr_g: float = 1e-3
+    beta1: float = 0.9
+    r1: float = 0.0
+    g_ema: float = 0.0
+    lr_decay: str = "none"
+    decay_start: int = 0
+    target: int = 1_000_000  # the iteration a decay reaches 0 at: the run's --iters
+
+    @classmethod
+    def of(cls, cfg):
+        """A resolved Config's (fastgan.config) settings."""
+        return cls(cfg.lr_d_or_lr(), cfg.lr_g_or_lr(), cfg.beta1, cfg.r1, cfg.g_ema, cfg.lr_decay, cfg.decay_start,
+                   cfg.target_iters())
+
+    def lr(self, net):
+        return self.lr_d if net == "D" else self.lr_g
+
+    def lrs(self, net, steps):
+        """Net's learning rate at Adam step numbers `steps` (a tensor of t >= 1), float64."""
+        t = steps.to(torch.float64)
+        return self.lr(net) * lr_factor(t, self.lr_decay, self.decay_start, self.target)
+
+
+def lr_factor(steps, decay, start, target):
+    """The learning rate's factor at Adam steps t (a float64 tensor): 1 up to iteration `start`,
+    then falling to 0 at `target`. Step t is iteration t, which follows t - 1 iterations done:
+    the factor is that of progress p = (t - 1 - start) / (target - start), clamped to [0, 1], so
+    the last step of a run still moves (p < 1)."""
+    if decay == "none":
+        return torch.ones_like(steps)
+    p = ((steps - 1 - start) / max(target - start, 1)).clamp(0.0, 1.0)
+    return 1.0 - p if decay == "linear" else 0.5 * (1.0 + torch.cos(math.pi * p))
