@@ -6,7 +6,8 @@ ahead of time for a GPU architecture on this machine (no GPU needed), with its r
     python -m benchmarks.kernel_report --batch 128 --precision tf32x3 --table kernels/configs/<device>.json
 
 Per launch of an iteration: `graph` is the Triton trainer (`--backend graph`, and `--backend
-fused`, which launches the same kernels un-captured); `ops` is the autograd library
+fused`, which launches the same kernels un-captured; with --options, every run with the R1 penalty
+and G's EMA, fastgan.recipes, which add their variants of d_grad and adam); `ops` is the autograd library
 (kernels.OPS: linear_relu, sigmoid_bce_with_logits, ...) driving the reference step. Programs launched against an H100's 132
 SMs, registers per thread, bytes spilled per thread (cuobjdump's STACK + LOCAL), shared memory,
 and how the products are computed (`fma`, `mma` or `wgmma`, read from the PTX). `variants` is
@@ -36,6 +37,7 @@ from kernels.shared import PRECISIONS
 from fastgan import model
 from fastgan.batcher import Batcher
 from fastgan.graph import GraphTrainer
+from fastgan.recipes import Hyper
 
 BATCHES = (1, 8, 128, 1024, 8192)
 BACKENDS = ("graph", "ops")
@@ -43,21 +45,25 @@ H100_SMS = 132
 ITERS = 4  # graph iterations recorded: enough to see a per-iteration alignment change (odd rows)
 
 
-def backend_launches(backend, batch, runs=1, precision="ieee"):
-    """The launches of `ITERS` iterations (graph, `runs` GANs at once, products in `precision`)
-    or one (ops), per iteration."""
+OPTIONS = Hyper(r1=1.0, g_ema=0.999, lr_decay="cosine")  # --options: every launch variant of fastgan.recipes
+
+
+def backend_launches(backend, batch, runs=1, precision="ieee", options=False):
+    """The launches of `ITERS` iterations (graph, `runs` GANs at once, products in `precision`,
+    with R1 and G's EMA if `options`) or one (ops), per iteration."""
     torch.manual_seed(0)
     images = torch.rand(max(batch, 64), model.X_DIM)
     params = model.init_params(0, "cpu")
+    hyper = OPTIONS if options else Hyper()
     with aot.record() as launches:
         if backend == "graph":
             if runs == 1:
-                trainer = GraphTrainer(params, 1e-3, Batcher(images, batch, seed=0), ITERS, capture=False,
-                                       precision=precision)
+                trainer = GraphTrainer(params, None, Batcher(images, batch, seed=0), ITERS, capture=False,
+                                       precision=precision, hyper=hyper)
             else:
-                trainer = GraphTrainer([model.init_params(r, "cpu") for r in range(runs)], [1e-3] * runs,
+                trainer = GraphTrainer([model.init_params(r, "cpu") for r in range(runs)], None,
                                        [Batcher(images, batch, seed=r) for r in range(runs)], ITERS, capture=False,
-                                       precision=precision)
+                                       precision=precision, hyper=[hyper] * runs)
             trainer.advance(ITERS)
             iters = ITERS
         elif backend == "ops":
@@ -91,20 +97,22 @@ def _describe(launch):
     return shape, " ".join(tiles), flags
 
 
-def report(archs=(90,), batches=BATCHES, backends=BACKENDS, runs=(1,), precisions=("ieee",), progress=None):
+def report(archs=(90,), batches=BATCHES, backends=BACKENDS, runs=(1,), precisions=("ieee",), progress=None,
+           options=False):
     """One record per (arch, backend, batch, runs, precision, launch of the iteration); the
-    autograd ops (`ops`) train one run in IEEE fp32 only."""
+    autograd ops (`ops`) train one run in IEEE fp32 only, and never with `options`."""
     compilers = {arch: aot.Compiler(arch) for arch in archs}
     records = []
     cases = [(b, n, r, p) for b in backends for n in batches for r in runs for p in precisions
-             if b == "graph" or (r == 1 and p == "ieee")]
+             if b == "graph" or (r == 1 and p == "ieee" and not options)]
     for backend, batch, n_runs, precision in cases:
-        iterations = backend_launches(backend, batch, n_runs, precision)
+        iterations = backend_launches(backend, batch, n_runs, precision, options)
         for site, launch in enumerate(iterations[0]):
             shape, blocks, flags = _describe(launch)
             for arch, compiler in compilers.items():
                 rec = {
                     "arch": f"sm_{arch}", "backend": backend, "batch": batch, "runs": n_runs, "precision": precision,
+                    "options": options,
                     "kernel": launch.name,
                     "shape": shape, "blocks": blocks, "flags": flags, "programs": launch.programs,
                     "variants": len({compiler.key(it[site]) for it in iterations}),
@@ -141,6 +149,7 @@ def main(argv=None):
     p.add_argument("--backend", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     p.add_argument("--runs", type=int, nargs="+", default=[1], help="GANs trained at once (graph)")
     p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["ieee"], help="products' precision (graph)")
+    p.add_argument("--options", action="store_true", help="every run with R1 and G's EMA (their kernel variants)")
     p.add_argument("--table", help="a launch-config table to use before the default (e.g. a tuned card's)")
     p.add_argument("--json", action="store_true", help="print the records as a JSON list")
     p.add_argument("--out", help="write the report to this file instead of printing it")
@@ -150,7 +159,8 @@ def main(argv=None):
         print(f"error: cannot compile here: {missing}", file=sys.stderr)
         return 2
     with configs.use(args.table) if args.table else contextlib.nullcontext():
-        records = report(tuple(args.arch or (90,)), args.batch, args.backend, args.runs, args.precision)
+        records = report(tuple(args.arch or (90,)), args.batch, args.backend, args.runs, args.precision,
+                         options=args.options)
     text = json.dumps(records, indent=1) if args.json else f"Triton {triton.__version__}\n\n{markdown(records)}"
     if args.out:
         Path(args.out).write_text(text + "\n")

@@ -124,15 +124,6 @@ def _d_grad_kernel(
                 u = tl.where(on, w2[None, :], 0.0)
                 g_t = tl.dot(u, tl.trans(w1t), input_precision=PRECISION)  # (BLOCK_M, BLOCK_K) of grad_x D
                 dw1 = tl.dot(tl.trans(g_t), u * r1_scale, dw1, input_precision=PRECISION)
-                if tile_k == 0:  # dw2's term sums g W1 over every K tile
-                    gw = tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32)
-                    for k0 in range(0, K, BLOCK_K):
-                        rk2 = k0 + tl.arange(0, BLOCK_K)
-                        w1k = tl.load(w1_ptr + rk2[:, None] * H + cols[None, :],
-                                      mask=(rk2[:, None] < K) & cmask[None, :], other=0.0)
-                        g_k = tl.dot(u, tl.trans(w1k), input_precision=PRECISION)
-                        gw = tl.dot(g_k, w1k, gw, input_precision=PRECISION)
-                    dw2 += tl.sum(tl.where(on, gw, 0.0), axis=0) * r1_scale
         db1 += tl.sum(g, axis=0)
         dw2 += tl.sum(h * dlogit[:, None], axis=0)
         db2 += dlogit
@@ -140,6 +131,21 @@ def _d_grad_kernel(
         acc1 += tl.where(rmask & (rows >= split), loss, 0.0)
     dw1_ptr += run * stride_dw1r + chunk * stride_dw1p
     tl.store(dw1_ptr + rk[:, None] * H + cols[None, :], dw1, mask=(rk[:, None] < K) & cmask[None, :])
+    if R1:
+        if tile_k == 0:  # dw2's R1 term sums g W1 over every K tile: the chunk's real rows again, dW1 stored
+            for m0 in range(m_lo, tl.minimum(m_hi, split), BLOCK_M):
+                rows = m0 + tl.arange(0, BLOCK_M)
+                h, _, _, _, rmask = d_head(h_ptr, b1, w2, b2, rows, cols, M, H, stride_pres, t0, inv0, PRE_PARTS)
+                on = (rmask & (rows < split))[:, None] & (h > 0)
+                u = tl.where(on, w2[None, :], 0.0)
+                gw = tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32)
+                for k0 in range(0, K, BLOCK_K):
+                    rk2 = k0 + tl.arange(0, BLOCK_K)
+                    w1k = tl.load(w1_ptr + rk2[:, None] * H + cols[None, :], mask=(rk2[:, None] < K) & cmask[None, :],
+                                  other=0.0)
+                    gw = tl.dot(tl.dot(u, tl.trans(w1k), input_precision=PRECISION), w1k, gw,
+                                input_precision=PRECISION)
+                dw2 += tl.sum(tl.where(on, gw, 0.0), axis=0) * r1_scale
     if tile_k == 0:  # the chunk's sums over rows, once
         loss_ptr += run * stride_lr + chunk * stride_lp
         mean0 = tl.sum(acc0, axis=0) * inv0
@@ -203,7 +209,7 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
         if tuple(r1.shape) != (R,) or (R > 1 and r1.stride(0) != 1):
             raise ValueError(f"{op}: r1 must hold one gamma per run, contiguous: shape ({R},), got {tuple(r1.shape)}")
     check_devices(op, x=x, images=images, idx=idx, h=given, b1=b1, w2=w2, b2=b2, w1=w1, r1=r1, **outs)
-    cfg = row_chunk_config("d_grad", x.device, M, H, K)
+    cfg = row_chunk_config("d_grad", x.device, M, H, K, "r1" if r1 is not None else None)
     n_chunks = cfg.pop("SPLIT")
     for name, n in n_slots.items():
         check_slots(op, name, n, n_chunks, "splits the rows in", "kernels.d_grad.grad_partials")

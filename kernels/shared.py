@@ -150,11 +150,11 @@ def d1_input(op, h, pre, R, M, H):
     return first, parts, stride, b1
 
 
-def row_chunk_config(kernel, device, M, H, K):
+def row_chunk_config(kernel, device, M, H, K, mode=None):
     """The config of a row-chunked D kernel (d_grad, d_input_grad) for M rows, D1 of width H on K
-    inputs (the lookup key: M, N = H, K): BLOCK_M clamped to M, BLOCK_K (its tiles of D's K
-    inputs) to K, and SPLIT to M's row blocks."""
-    cfg = configs.lookup(kernel, device, M=M, N=H, K=K)
+    inputs (the lookup key: M, N = H, K, and `mode`: "r1" for d_grad with the R1 penalty):
+    BLOCK_M clamped to M, BLOCK_K (its tiles of D's K inputs) to K, and SPLIT to M's row blocks."""
+    cfg = configs.lookup(kernel, device, M=M, N=H, K=K, mode=mode)
     cfg["BLOCK_M"] = configs.block(cfg["BLOCK_M"], M)
     cfg["BLOCK_K"] = configs.block(cfg["BLOCK_K"], K)
     cfg["SPLIT"] = max(1, min(cfg["SPLIT"], triton.cdiv(M, cfg["BLOCK_M"])))

@@ -179,14 +179,17 @@ def test_replays_differ_and_training_moves():
     assert torch.isfinite(torch.stack(logs)).all()
 
 
-def test_resume_equals_one_go_on_graph_backend(tmp_path, small_mnist):
+@pytest.mark.parametrize("options", [{}, {"r1": 1.0, "g_ema": 0.9, "lr_g": 5e-4}])
+def test_resume_equals_one_go_on_graph_backend(tmp_path, small_mnist, options):
+    """Also with R1, G's EMA and two learning rates: the EMA weights resume bitwise too."""
     device = DEVICES[0]
     data_dir = tmp_path / "data"
     save_cache(data_dir / "mnist.npz", fake_arrays(300, 50))
 
     def cfg(out, iters, **kw):
         return Config(iters=iters, batch_size=8, log_every=1, sample_every=100, ckpt_every=100, iters_per_replay=2,
-                      device=device, backend="graph", out=str(out) if out else None, data_dir=str(data_dir), **kw)
+                      device=device, backend="graph", out=str(out) if out else None, data_dir=str(data_dir), **options,
+                      **kw)
 
     quiet = dict(log=lambda m: None, show_progress=False)
     one = run.train(cfg(tmp_path / "one", 3), **quiet)
@@ -195,6 +198,7 @@ def test_resume_equals_one_go_on_graph_backend(tmp_path, small_mnist):
     a = checkpoint.load(one / "checkpoints" / "0000003.pt")
     b = checkpoint.load(two / "checkpoints" / "0000003.pt")
     assert all(torch.equal(a["params"][k], b["params"][k]) for k in model.SHAPES)
+    assert ("ema" in b) == bool(options) and all(torch.equal(a["ema"][k], b["ema"][k]) for k in b.get("ema", {}))
     assert float(b["adam"]["G"]["step"]) == 3
     lines = [json.loads(x) for x in (one / "metrics.jsonl").read_text().splitlines()]
     assert [m["iter"] for m in lines] == [1, 2, 3]

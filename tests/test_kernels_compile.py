@@ -12,7 +12,8 @@ does the work in a subprocess, since this process runs kernels in the interprete
 Also asserted: a launch of the captured iteration takes one specialization in every iteration
 (`variants` = 1); a second one would compile during a CUDA-graph capture and fail. At batch 128
 and 8192 on sm_90 (the H100/H200 the configs are for: kernels/configs/default.json, and every
-tuned card's table there) nothing spills registers, in every precision (sm_80's large tiles
+tuned card's table there) nothing spills registers, in every precision, with and without the
+R1 penalty and G's EMA (fastgan.recipes: their own variants of d_grad and adam) (sm_80's large tiles
 still spill at batch 8192: benchmarks/NOTES.md); the tensor-core precisions (tf32x3, tf32)
 compile their products to mma/wgmma.
 """
@@ -60,7 +61,10 @@ def reports():
                       "--runs", *map(str, RUNS)] for arch in aot.ARCHS))
     tensor_cores = _report(*(["--arch", str(arch), "--batch", *map(str, NO_SPILL_BATCHES), "--backend", "graph",
                               "--precision", *TENSOR_CORES] for arch in aot.ARCHS))
-    return {arch: a + b for arch, a, b in zip(aot.ARCHS, ieee, tensor_cores)}
+    # fastgan.recipes' kernel variants (R1 in d_grad, G's EMA in adam), every precision, 1 and 3 runs
+    options = _report(*(["--arch", str(arch), "--batch", *map(str, NO_SPILL_BATCHES), "--backend", "graph", "--options",
+                         "--precision", "ieee", *TENSOR_CORES, "--runs", *map(str, RUNS)] for arch in aot.ARCHS))
+    return {arch: a + b + c for arch, a, b, c in zip(aot.ARCHS, ieee, tensor_cores, options)}
 
 
 @pytest.mark.parametrize("arch", aot.ARCHS)
@@ -69,9 +73,13 @@ def test_every_launched_specialization_compiles(reports, arch):
     failed = [f"{r['backend']} batch {r['batch']} {r['kernel']} {r['shape']} blocks {r['blocks']} {r['flags']}: {r['error']}"
               for r in records if r["error"]]
     assert not failed, "compile errors:\n" + "\n".join(failed)
-    assert {(r["backend"], r["batch"], r["runs"], r["precision"]) for r in records} == (
-        {("graph", n, k, "ieee") for n in BATCHES for k in RUNS} | {("ops", n, 1, "ieee") for n in BATCHES}
-        | {("graph", n, 1, p) for n in NO_SPILL_BATCHES for p in TENSOR_CORES})
+    assert {(r["backend"], r["batch"], r["runs"], r["precision"], r["options"]) for r in records} == (
+        {("graph", n, k, "ieee", False) for n in BATCHES for k in RUNS} | {("ops", n, 1, "ieee", False) for n in BATCHES}
+        | {("graph", n, 1, p, False) for n in NO_SPILL_BATCHES for p in TENSOR_CORES}
+        | {("graph", n, k, p, True) for n in NO_SPILL_BATCHES for k in RUNS for p in ("ieee", *TENSOR_CORES)})
+    options = [r for r in records if r["options"]]  # R1 and the EMA compiled: their flags are on
+    assert any(r["kernel"] == "d_grad" and "R1=True" in r["flags"] for r in options)
+    assert any(r["kernel"] == "adam" and "EMA=True" in r["flags"] for r in options)
     assert all(r["regs"] > 0 and r["programs"] >= 1 for r in records)
 
 
@@ -83,7 +91,7 @@ def test_captured_iteration_has_one_specialization_per_launch(reports, arch):
 
 
 def test_no_spills_at_batch_128_and_8192_on_sm90(reports):
-    spilled = [f"{r['backend']} batch {r['batch']} runs {r['runs']} {r['precision']} {r['kernel']} {r['shape']} "
+    spilled = [f"{r['backend']} batch {r['batch']} runs {r['runs']} {r['precision']} {r['kernel']} {r['shape']} {r['flags']} "
                f"{r['blocks']}: {r['spill_bytes']} B" for r in reports[90]
                if r["batch"] in NO_SPILL_BATCHES and r["spill_bytes"] != 0]
     assert not spilled, "launches that spill registers:\n" + "\n".join(spilled)

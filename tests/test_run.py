@@ -57,6 +57,63 @@ def test_resume_equals_one_go(data_dir, tmp_path):
     assert metrics == [5, 10, 15, 17, 20, 25, 30]
 
 
+OPTIONS = dict(r1=1.0, g_ema=0.9, lr_g=5e-4, lr_decay="linear", decay_start=10)
+
+
+def test_resume_mid_decay_with_ema_and_r1_equals_one_go(data_dir, tmp_path, monkeypatch):
+    """A run to 30 stopped (Ctrl-C) at 15, inside its decay from 10 to 30, and resumed: bitwise
+    the parameters, Adam state and EMA weights of the unbroken run; the resumed run keeps its
+    options and target unasked. (The decay ends at the run's target: a resume that changes
+    --iters changes the schedule from then on.)"""
+    one = _train(_cfg(data_dir, tmp_path / "one", iters=30, **OPTIONS))
+
+    def interrupt(trainer, it):
+        if it == 10:  # during iterations 11..15
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with monkeypatch.context() as m:
+        _wrap_advance(m, interrupt)
+        _train(_cfg(data_dir, tmp_path / "two", iters=30, **OPTIONS))
+    assert checkpoint.list_checkpoints(tmp_path / "two" / "checkpoints")[-1].name == "0000015.pt"
+    two = _train(Config(resume=str(tmp_path / "two")))
+    a, b = (checkpoint.load(r / "checkpoints" / "0000030.pt") for r in (one, two))
+    for part in ("params", "ema"):
+        assert a[part].keys() == b[part].keys() and all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+    for net in ("G", "D"):
+        assert all(torch.equal(a["adam"][net]["exp_avg_sq"][k], b["adam"][net]["exp_avg_sq"][k])
+                   for k in a["adam"][net]["exp_avg_sq"])
+    assert {k: b["config"][k] for k in OPTIONS} == OPTIONS
+    assert not all(torch.equal(a["ema"][k], a["params"][k]) for k in a["ema"])
+
+
+def test_checkpoint_from_before_the_options_resumes_as_the_seed_recipe(data_dir, tmp_path, capsys):
+    """A checkpoint written before the options existed (no EMA entry, none of their settings in
+    its config) loads and resumes with the seed's settings; giving one of them is refused."""
+    out = _train(_cfg(data_dir, tmp_path / "old", iters=10))
+    path = out / "checkpoints" / "0000010.pt"
+    state = torch.load(path, weights_only=True)
+    for key in ("recipe", "lr_d", "lr_g", "r1", "g_ema", "lr_decay", "decay_start"):
+        del state["config"][key]
+    torch.save(state, path)
+    code, err = _cli(capsys, "--resume", str(out), "--iters", "20", "--r1", "1")
+    assert code == 2 and err.startswith("error: --r1 1.0 differs from the run's 0.0: a resume keeps")
+    assert train_cli.main(["--resume", str(out), "--iters", "20"]) == 0
+    resumed = checkpoint.load(out / "checkpoints" / "0000020.pt")
+    assert "ema" not in resumed and resumed["config"]["r1"] == 0.0 and resumed["config"]["recipe"] == "seed"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--r1", "-1"], "--r1 must be a finite gamma >= 0"),
+    (["--g-ema", "1"], "--g-ema must be in [0, 1)"),
+    (["--lr-d", "0"], "--lr-d must be in (0, 1]"),
+    (["--lr-decay", "linear", "--decay-start", "50", "--iters", "50"], "--decay-start 50 is not before the target"),
+])
+def test_bad_options_are_one_line(capsys, tmp_path, argv, message):
+    code, err = _cli(capsys, *argv, "--out", str(tmp_path / "r"))
+    assert code == 2 and err.startswith("error: " + message) and "\n" not in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_resume_from_file_keeps_the_runs_settings(data_dir, tmp_path):
     _train(_cfg(data_dir, tmp_path / "r", iters=10, ckpt_every=5, keep=7))
     logs = []
@@ -279,7 +336,8 @@ def test_resume_flags_that_may_change_and_those_that_may_not(data_dir, tmp_path,
     capsys.readouterr()
     code, err = _cli(capsys, "--resume", str(out), "--batch-size", "16")
     assert code == 2 and err == ("error: --batch-size 16 differs from the run's 8: a resume keeps --batch-size, "
-                                 "--dataset, --seed, --lr, --beta1; drop the flag, or start a new run")
+                                 "--dataset, --seed, --lr, --beta1, --recipe, --lr-d, --lr-g, --r1, --g-ema, "
+                                 "--lr-decay, --decay-start; drop the flag, or start a new run")
     assert train_cli.main(["--resume", str(out), "--iters", "14", "--ckpt-every", "7"]) == 0
     assert "--ckpt-every 5 -> 7" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["ckpt_every"] == 7

@@ -41,8 +41,15 @@ def test_seeds_and_sweep_specs():
     assert [r["seed"] for r in sweep.parse_seeds("0-2,5")] == [0, 1, 2, 5]
     runs = sweep.expand(Config(), sweep.parse_sweep("lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-1"))
     assert len(runs) == 8
-    assert runs[3] == ("lr1e-3_beta1-0.5_seed1", {"lr": 1e-3, "beta1": 0.5, "seed": 1})
-    assert sweep.expand(Config(lr=2e-4), sweep.parse_seeds("3"))[0] == ("seed3", {"lr": 2e-4, "beta1": 0.9, "seed": 3})
+    default = {k: getattr(Config(), k) for k in sweep.KEYS}
+    assert runs[3] == ("lr1e-3_beta1-0.5_seed1", {**default, "lr": 1e-3, "beta1": 0.5, "seed": 1})
+    assert sweep.expand(Config(lr=2e-4), sweep.parse_seeds("3"))[0] == ("seed3", {**default, "lr": 2e-4, "seed": 3})
+    runs = sweep.expand(Config(r1=1.0), sweep.parse_sweep("g_ema=0,0.999 lr_decay=none,cosine decay_start=100 "
+                                                          "lr_g=4e-4 seed=2"))
+    assert len(runs) == 4
+    assert runs[3] == ("lr_g-4e-4_g_ema-0.999_lr_decay-cosine_decay_start-100_seed2",
+                       {**default, "lr_g": 4e-4, "r1": 1.0, "g_ema": 0.999, "lr_decay": "cosine", "decay_start": 100,
+                        "seed": 2})
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -54,6 +61,12 @@ def test_seeds_and_sweep_specs():
     ("lr=-1", "lr: -1 is out of range"),
     ("beta1=1.0", "beta1: 1.0 is out of range"),
     ("lr=x", "'x' is not a number"),
+    ("r1=-1", "r1: -1 is out of range; gamma must be finite and >= 0"),
+    ("g_ema=1", "g_ema: 1 is out of range; an EMA's beta must be in"),
+    ("lr_d=0", "lr_d: 0 is out of range; a learning rate must be in"),
+    ("lr_decay=step", "lr_decay: 'step' is not one of none, linear, cosine"),
+    ("decay_start=1e3", "'1e3' is not an iteration"),
+    ("decay_start=-5", "decay_start: -5 is out of range"),
     ("lr=1e-3,0.001", "two runs with the same settings"),
     ("seed=1 seed=2", "seed is given twice"),
     ("lr", "is not KEY=VALUES"),
@@ -91,6 +104,26 @@ def test_sweep_runs_equal_runs_alone(data_dir, tmp_path, backend, iters):
         assert [(m["iter"], m["d_loss"], m["g_loss"]) for m in a] == [(m["iter"], m["d_loss"], m["g_loss"]) for m in b]
     for f in ("summary.csv", "summary.md", "summary.png"):
         assert (top / f).stat().st_size > 100
+
+
+@pytest.mark.parametrize("backend, iters", [("eager", 10), ("fused", 2)])
+def test_sweep_runs_with_options_equal_runs_alone(data_dir, tmp_path, backend, iters):
+    """Runs that differ in R1 and G's EMA (a shared cosine decay and two learning rates), trained
+    as one sweep, equal each run alone bitwise: parameters, EMA weights and losses."""
+    kw = dict(iters=iters, backend=backend, ckpt_every=iters, sample_every=iters, log_every=1, lr_g=5e-4,
+              lr_decay="cosine", decay_start=1)
+    top = _train(_cfg(data_dir, tmp_path / "S", sweep="r1=0,1 g_ema=0,0.9", **kw))
+    for name, (r1, ema) in zip(("r1-0_g_ema-0", "r1-0_g_ema-0.9", "r1-1_g_ema-0", "r1-1_g_ema-0.9"),
+                               [(0.0, 0.0), (0.0, 0.9), (1.0, 0.0), (1.0, 0.9)]):
+        alone = _train(_cfg(data_dir, tmp_path / f"alone-{name}", r1=r1, g_ema=ema, **kw))
+        a = checkpoint.load(top / name / "checkpoints" / checkpoint.ckpt_name(iters))
+        b = checkpoint.load(alone / "checkpoints" / checkpoint.ckpt_name(iters))
+        assert _equal(a["params"], b["params"]) and ("ema" in a) == ("ema" in b) == bool(ema), name
+        assert _equal(a.get("ema", {}), b.get("ema", {}))
+        assert (top / name / "metrics.jsonl").read_text().count("d_loss") == iters
+        assert [json.loads(x)["g_loss"] for x in (top / name / "metrics.jsonl").read_text().splitlines()] == \
+               [json.loads(x)["g_loss"] for x in (alone / "metrics.jsonl").read_text().splitlines()]
+    assert (top / "summary.csv").read_text().startswith("rank,run,lr,beta1,r1,g_ema,seed,best_fd")
 
 
 def test_resume_of_a_sweep_equals_one_go_and_a_run_resumes_alone(data_dir, tmp_path):
