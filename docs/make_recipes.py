@@ -1,0 +1,114 @@
+"""Regenerate docs/recipes.md's tables and docs/recipes.png from the recipe search's run folders:
+
+    python docs/make_recipes.py runs/screen-A runs/screen-B runs/stable-s0 ...
+
+Each argument is a run folder or a sweep folder (its runs). Per run: its settings (config.json)
+and every measurement in its metrics.jsonl (Fréchet distance, class KL and the class histogram,
+fastgan.evaluate). Writes, between the markers in docs/recipes.md, one table per group of runs
+(the folder's name) ranked by the distance at their last common measurement, and docs/recipes.png:
+the Fréchet distance and class KL of every run against iterations.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fastgan.metrics import atomic_write_text, read_records
+
+DOCS = Path(__file__).resolve().parent
+START, END = "<!-- recipes:start (docs/make_recipes.py) -->", "<!-- recipes:end -->"
+SETTINGS = ("r1", "g_ema", "lr_d", "lr_g", "beta1", "lr_decay", "decay_start", "seed")
+
+
+def runs_in(folder):
+    """[(group, name, settings, measurements)] of a run folder or of a sweep folder's runs."""
+    folder = Path(folder)
+    if (folder / "sweep.json").is_file():
+        names = [r["name"] for r in json.loads((folder / "sweep.json").read_text())["runs"]]
+        return [(folder.name, name, *_read(folder / name)) for name in names]
+    return [(folder.name, folder.name, *_read(folder))]
+
+
+def _read(run):
+    cfg = json.loads((run / "config.json").read_text())
+    settings = {k: cfg.get(k) for k in SETTINGS}
+    for k in ("lr_d", "lr_g"):
+        settings[k] = cfg["lr"] if settings[k] is None else settings[k]
+    return settings, [m for m in read_records(run / "metrics.jsonl") if "fd" in m]
+
+
+def _fmt(v):
+    return "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+
+def table(runs):
+    """Markdown: one row per run, its distance at each measurement, worst digit share at the last."""
+    iters = sorted({m["iter"] for *_, evals in runs for m in evals})
+    last = max((it for it in iters if all(any(m["iter"] == it for m in e) for *_, e in runs)), default=None)
+
+    def at(evals, it):
+        return next((m for m in evals if m["iter"] == it), None)
+
+    ranked = sorted(runs, key=lambda r: (at(r[3], last) or {"fd": float("inf")})["fd"] if last else 0)
+    head = ["run", *SETTINGS, *(f"FD {it // 1000}k" for it in iters), "best FD", "rarest digit", "class KL"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, name, settings, evals in ranked:
+        fds = [at(evals, it) for it in iters]
+        final = evals[-1] if evals else None
+        best = min(evals, key=lambda m: m["fd"]) if evals else None
+        cells = [name, *(_fmt(settings[k]) for k in SETTINGS), *(_fmt(m["fd"]) if m else "—" for m in fds),
+                 f"{best['fd']:.1f} @ {best['iter'] // 1000}k" if best else "—",
+                 f"{min(final['classes']):.1%}" if final else "—", _fmt(final["class_kl"]) if final else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(groups, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.5))
+    ax_fd, ax_kl = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    colors = iter(np.tile(np.array(__import__("matplotlib").colormaps["tab20"].colors), (8, 1)))
+    for group, runs in groups.items():
+        for _, name, _, evals in runs:
+            if not evals:
+                continue
+            c = next(colors)
+            its = [m["iter"] for m in evals]
+            label = name if len(runs) == 1 else f"{group}/{name}"
+            ax_fd.plot(its, [m["fd"] for m in evals], marker="o", ms=3, color=c, label=label)
+            ax_kl.plot(its, [m["class_kl"] for m in evals], marker="o", ms=3, color=c)
+    ax_fd.set_yscale("log")
+    ax_fd.set(xlabel="iteration", ylabel="Fréchet distance (log)", title="sample quality (lower is better)")
+    ax_kl.set(xlabel="iteration", ylabel="class KL vs uniform", title="digit coverage (0: all ten equally)")
+    for ax in (ax_fd, ax_kl):
+        ax.grid(alpha=0.3)
+    fig.legend(loc="lower center", ncol=4, fontsize=6, bbox_to_anchor=(0.5, -0.02))
+    fig.subplots_adjust(bottom=0.35)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=90)
+
+
+def main(folders):
+    groups = {}
+    for folder in folders:
+        for group, *run in runs_in(folder):
+            groups.setdefault(group, []).append((group, *run))
+    doc = DOCS / "recipes.md"
+    text = doc.read_text()
+    if START not in text or END not in text:
+        sys.exit(f"error: {doc} lacks the markers {START} ... {END}")
+    tables = "\n\n".join(f"**{group}**\n\n{table(runs)}" for group, runs in groups.items())
+    atomic_write_text(doc, text[: text.index(START) + len(START)] + "\n" + tables + "\n" + text[text.index(END):])
+    plot(groups, DOCS / "recipes.png")
+    print(f"wrote {doc} and {DOCS / 'recipes.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    sys.exit(main(sys.argv[1:]))
