@@ -53,7 +53,12 @@ def _parser():
                    help="matrix products of the Triton backends: ieee (fp32, default), tf32x3 (tensor cores, "
                         "close to fp32), tf32 (tensor cores, ~1e-3 relative)")
     p.add_argument("--resume", default=d.resume, help="a checkpoint file, or a run folder (its newest checkpoint)")
-    p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
+    p.add_argument("--dataset", default=d.dataset,
+                   help=f"{', '.join(DATASETS)}, or your own images: a folder (searched recursively) or an .npz")
+    p.add_argument("--image-size", type=int, default=d.image_size, metavar="S",
+                   help="your own images' square side (default: theirs if square, else 28); centre-cropped and resized")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=d.channels,
+                   help="your own images as grey (1) or RGB (3) (default: theirs)")
     p.add_argument("--data-dir", default=d.data_dir, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")
     p.add_argument("--eval-every", type=int, default=d.eval_every,
                    help="iterations between sample-quality metrics (Fréchet distance etc.) and best.pt")

@@ -112,9 +112,10 @@ def make_trainer(backend, runs, cfg, device, log=print):
 
     if device.type == "cuda" and len(runs) > 1:
         free = torch.cuda.mem_get_info(device)[0]
-        fit = runs_that_fit(cfg.batch_size, cfg.iters_per_replay, free, device=device)
+        x_dim = runs[0].params["G_W2"].shape[1]
+        fit = runs_that_fit(cfg.batch_size, cfg.iters_per_replay, free, device=device, x_dim=x_dim)
         if len(runs) > fit:
-            need = len(runs) * bytes_per_run(cfg.batch_size, cfg.iters_per_replay, device)
+            need = len(runs) * bytes_per_run(cfg.batch_size, cfg.iters_per_replay, device, x_dim=x_dim)
             raise FastganError(f"{len(runs)} runs at batch {cfg.batch_size} need about {need / 2**30:.1f} GiB of GPU "
                                f"memory and {free / 2**30:.1f} GiB is free: at most {fit} runs fit; sweep fewer runs "
                                "at a time, or lower --iters-per-replay (each run holds that many iterations of noise)")

@@ -9,7 +9,7 @@ from .model import Z_DIM
 
 
 def images_to_tensor(images_u8, device):
-    """(N, 28, 28) uint8 -> (N, 784) float32 in [0, 1] on `device`."""
+    """(N, 28, 28) or (N, C, S, S) uint8 -> (N, X) float32 in [0, 1] on `device` (channels first)."""
     return torch.from_numpy(np.ascontiguousarray(images_u8)).to(device).reshape(len(images_u8), -1).float().div_(255.0)
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 
 from .errors import FastganError, os_error
-from .model import ARCH, D_SHAPES, G_SHAPES, SHAPES
+from .model import ARCH, D_SHAPES, G_SHAPES, H_DIM, Z_DIM, arch, g_shapes, image_of, shapes
 
 FORMAT = "fastgan-checkpoint-1"
 _NAME = re.compile(r"^(\d{7,})\.pt$")
-NETS = {"G": G_SHAPES, "D": D_SHAPES}
+NETS = {"G": G_SHAPES, "D": D_SHAPES}  # each net's parameter names (shapes: MNIST's; fastgan.model.nets(x))
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
@@ -92,13 +92,16 @@ def load(path):
         )
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise FastganError(f"{path} is not a fastgan checkpoint (format {FORMAT!r} expected)")
-    if state.get("arch") != ARCH:
-        raise FastganError(f"checkpoint {path} is for architecture {state.get('arch')}, this fastgan is {ARCH}")
-    tables = [("parameter", state.get("params", {}), SHAPES)]
+    a = state.get("arch")
+    if not _known_arch(a):
+        raise FastganError(f"checkpoint {path} is for architecture {a}, this fastgan trains {ARCH} (x_dim: any "
+                           "C x S x S image, with its image shape)")
+    x_dim = a["x_dim"]
+    tables = [("parameter", state.get("params", {}), shapes(x_dim))]
     if "ema" in state:  # G's EMA weights (--g-ema)
-        tables.append(("EMA weight", state["ema"] if isinstance(state["ema"], dict) else {}, G_SHAPES))
-    for what, tensors, shapes in tables:
-        for name, shape in shapes.items():
+        tables.append(("EMA weight", state["ema"] if isinstance(state["ema"], dict) else {}, g_shapes(x_dim)))
+    for what, tensors, want in tables:
+        for name, shape in want.items():
             t = tensors.get(name)
             if not torch.is_tensor(t) or tuple(t.shape) != shape:
                 got = tuple(t.shape) if torch.is_tensor(t) else None
@@ -107,6 +110,22 @@ def load(path):
                 raise FastganError(f"checkpoint {path}: {what} {name} has NaN or infinite values; "
                                    "resume from an earlier checkpoint")
     return state
+
+
+def _known_arch(a):
+    """The seed's MLP for MNIST (ARCH) or for other C x S x S images (fastgan.model.arch)."""
+    if not isinstance(a, dict) or a.get("z_dim") != Z_DIM or a.get("h_dim") != H_DIM:
+        return False
+    image = a.get("image")
+    if image is None:
+        return a == ARCH
+    return (set(a) == {"z_dim", "h_dim", "x_dim", "image"} and isinstance(image, list) and len(image) == 3
+            and all(isinstance(v, int) and v > 0 for v in image) and a == arch(tuple(image)))
+
+
+def image_shape(state):
+    """(C, S, S) of the images a loaded checkpoint's G draws."""
+    return image_of(state["arch"])
 
 
 def check_resumable(path, state):
@@ -118,6 +137,7 @@ def check_resumable(path, state):
     if not isinstance(state.get("iter"), int) or state["iter"] < 0:
         raise missing("its iteration number")
     adam = state.get("adam")
+    want = shapes(state["arch"]["x_dim"])
     for net, names in NETS.items():
         s = adam.get(net) if isinstance(adam, dict) else None
         if not isinstance(s, dict) or "step" not in s:
@@ -127,7 +147,7 @@ def check_resumable(path, state):
                 got = s.get(moment, {})
                 for name in names:
                     t = got.get(name) if isinstance(got, dict) else None
-                    if not torch.is_tensor(t) or tuple(t.shape) != SHAPES[name]:
+                    if not torch.is_tensor(t) or tuple(t.shape) != want[name]:
                         raise missing(f"a usable Adam {moment} for {name}")
     sampler = state.get("sampler")
     if not isinstance(sampler, dict) or not {"data_gen", "noise_gen", "perm", "pos"} <= set(sampler):

@@ -37,7 +37,9 @@ class Config:
     backend: str = "auto"
     precision: str = "ieee"
     resume: Optional[str] = None
-    dataset: str = "mnist"
+    dataset: str = "mnist"  # or the path of a folder of images or an .npz (fastgan.images)
+    image_size: Optional[int] = None  # your own images' square side (None: the data's own)
+    channels: Optional[int] = None  # 1 or 3 (None: the data's own)
     data_dir: Optional[str] = None
     iters_per_replay: int = 100
     eval_every: int = 50_000
@@ -106,7 +108,14 @@ class Config:
                                "the decay would never start: lower it, or use --lr-decay none")
         from .recipes import DECAYS, RECIPES
 
-        for name, allowed in (("device", DEVICES), ("backend", BACKENDS), ("dataset", DATASETS),
+        if self.dataset not in DATASETS and not Path(self.dataset).exists():
+            raise FastganError(f"unknown --dataset {self.dataset!r}: not {' or '.join(DATASETS)}, and no such folder or "
+                               "file; give a folder of images or an .npz")
+        if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size <= 0):
+            raise FastganError(f"--image-size must be a positive integer, got {self.image_size!r}")
+        if self.channels not in (None, 1, 3):
+            raise FastganError(f"--channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
+        for name, allowed in (("device", DEVICES), ("backend", BACKENDS),
                               ("precision", PRECISIONS), ("lr_decay", DECAYS), ("recipe", RECIPES)):
             value = getattr(self, name)
             if value not in allowed:

@@ -1,4 +1,5 @@
-"""MNIST and Fashion-MNIST: find, verify and cache them (batches: fastgan.batcher).
+"""MNIST and Fashion-MNIST: find, verify and cache them (batches: fastgan.batcher; your own
+images: fastgan.images, through `load_images`).
 
 Loading order (each failed step is reported if all fail):
   1. `--data-dir`: our cache `<dataset>.npz`, or the four standard IDX files (optionally .gz);
@@ -149,7 +150,7 @@ def save_cache(path, arrays):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez_compressed(f, **{k: np.ascontiguousarray(v, dtype=np.uint8) for k, v in arrays.items()})
+        np.savez_compressed(f, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
     os.replace(tmp, path)
 
 
@@ -189,6 +190,29 @@ def download_idx(dataset, dest):
 # ---------------------------------------------------------------------------------------------
 # The whole search
 # ---------------------------------------------------------------------------------------------
+
+
+def load_images(dataset, data_dir=None, image_size=None, channels=None, log=print, check=None):
+    """(arrays, image shape (C, S, S)): MNIST or Fashion-MNIST (load_dataset; 28 x 28 grey), or
+    your own images, a folder or an .npz at the path `dataset` (fastgan.images), converted to
+    image_size and channels (None: the data's own) and cached in the data folder. `check(n,
+    image)` runs before the images are loaded into memory or converted."""
+    if dataset in DATASETS:
+        if image_size not in (None, 28) or channels not in (None, 1):
+            raise FastganError(f"{dataset} is 28x28 grey; --image-size and --channels convert your own images (a "
+                               "folder or an .npz given as --dataset), not the built-in datasets")
+        arrays = load_dataset(dataset, data_dir, log)
+        if check is not None:
+            check(len(arrays["train_images"]), (1, 28, 28))
+        return arrays, (1, 28, 28)
+    from .images import load_custom
+
+    folder = Path(data_dir) if data_dir else default_data_dir()
+    if folder.exists() and not folder.is_dir():
+        raise FastganError(f"--data-dir {folder} is a file; give a folder")
+    arrays = load_custom(dataset, image_size, channels, folder, log, check=check)
+    c, s = arrays["train_images"].shape[1:3]
+    return arrays, (c, s, s)
 
 
 def load_dataset(dataset="mnist", data_dir=None, log=print):

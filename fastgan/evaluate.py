@@ -32,7 +32,7 @@ from torch import nn
 from . import checkpoint
 from .backends import pick_device
 from .batcher import images_to_tensor
-from .data import default_data_dir, load_dataset
+from .data import default_data_dir, load_images
 from .errors import FastganError
 from .model import Z_DIM, generator
 
@@ -188,14 +188,47 @@ def sample_metrics(model, samples, test_features, fd_floor, runs=1):
     return out
 
 
+# --- label-free: other images ---------------------------------------------------------------------
+
+PCA_COMPONENTS = 64
+
+
+class PCAFeatures:
+    """Features for images without a classifier (your own data): the projection on the top
+    principal components of the training images (up to 10,000 of them, seeded), a linear
+    feature in which the Fréchet distance still compares means and covariances of pixels' main
+    modes of variation. The reference set and the floor: two disjoint halves of those images."""
+
+    def __init__(self, train_x, n_components=PCA_COMPONENTS, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        x = train_x[torch.randperm(len(train_x), generator=gen)[: 2 * FLOOR_SAMPLES].to(train_x.device)].double()
+        self.mean = x.mean(0)
+        k = max(1, min(n_components, len(x) - 1, x.shape[1]))
+        _, _, v = torch.linalg.svd(x - self.mean, full_matrices=False)
+        self.basis = v[:k].T
+        half = len(x) // 2
+        self.reference = self.features(x[:half])
+        self.floor = frechet_distance(self.features(x[half:]), self.reference) if half > k else None
+
+    def features(self, x):
+        return ((x.double() - self.mean) @ self.basis).float()
+
+
 class Evaluator:
-    """Holds the classifier and the test features; `__call__(params)` measures a generator."""
+    """Holds the classifier and the test features; `__call__(params)` measures a generator.
+    Data without a classifier (no test split with labels: your own images) is measured with
+    PCAFeatures: Fréchet distance and its floor only (`label_free`)."""
 
     def __init__(self, arrays, dataset, data_dir, device, n_samples=10000, seed=0, log=print, **classifier_kw):
-        self.model, record = get_classifier(arrays, dataset, data_dir, device, log=log, **classifier_kw)
-        self.fd_floor = float(record["fd_floor"])
-        with torch.no_grad():
-            self.test_features = _batched(self.model.features, images_to_tensor(arrays["test_images"], device))
+        self.label_free = "test_labels" not in arrays
+        if self.label_free:
+            self.pca = PCAFeatures(images_to_tensor(arrays["train_images"], device))
+            self.fd_floor, self.test_features = self.pca.floor, self.pca.reference
+        else:
+            self.model, record = get_classifier(arrays, dataset, data_dir, device, log=log, **classifier_kw)
+            self.fd_floor = float(record["fd_floor"])
+            with torch.no_grad():
+                self.test_features = _batched(self.model.features, images_to_tensor(arrays["test_images"], device))
         gen = torch.Generator().manual_seed(seed + 4)
         self.z = (torch.rand(n_samples, Z_DIM, generator=gen) * 2 - 1).to(device)
 
@@ -207,6 +240,9 @@ class Evaluator:
     def many(self, runs_params):
         """Measure several generators (a sweep's runs) with one classifier pass over all samples."""
         samples = torch.cat([_batched(lambda z, p=p: generator(p, z), self.z) for p in runs_params])
+        if self.label_free:
+            return [{"fd": frechet_distance(self.pca.features(s), self.test_features), "fd_floor": self.fd_floor}
+                    for s in samples.chunk(len(runs_params))]
         return sample_metrics(self.model, samples, self.test_features, self.fd_floor, len(runs_params))
 
 
@@ -225,9 +261,10 @@ def main(argv=None):
         path = checkpoint.resolve_best(args.checkpoint, "checkpoint")
         state = checkpoint.load(path)
         device = pick_device(args.device, log=lambda m: None)
-        dataset = state.get("config", {}).get("dataset", "mnist")
+        run_cfg = state.get("config", {})
+        dataset = run_cfg.get("dataset", "mnist")
         say = (lambda m: print(m, file=sys.stderr))
-        arrays = load_dataset(dataset, args.data_dir, log=say)
+        arrays, _ = load_images(dataset, args.data_dir, run_cfg.get("image_size"), run_cfg.get("channels"), log=say)
         evaluator = Evaluator(arrays, dataset, args.data_dir, device, n_samples=args.samples, log=say)
         params = {k: v.to(device) for k, v in checkpoint.g_weights(state, args.raw).items()}
         result = {"iter": state["iter"], **evaluator(params)}
@@ -239,6 +276,11 @@ def main(argv=None):
     else:
         weights = "" if "ema" not in state else (" (trained weights)" if args.raw else " (EMA weights)")
         print(f"checkpoint        {path} (iteration {result['iter']}){weights}")
+        if "score" not in result:  # your own images: no classifier
+            floor = "—" if result["fd_floor"] is None else f"{result['fd_floor']:.3f}"
+            print(f"Fréchet distance  {result['fd']:.3f}   (label-free: on the training images' top principal "
+                  f"components; floor {floor})")
+            return 0
         print(f"Fréchet distance  {result['fd']:.3f}   (train vs test floor {result['fd_floor']:.3f})")
         print(f"classifier score  {result['score']:.3f}   (MNIST test images: 9.75)")
         print(f"class KL          {result['class_kl']:.4f}  (0 = all ten digits equally often, 2.30 = one digit)")

@@ -2,19 +2,17 @@
 
     import fastgan
     G = fastgan.load("runs/first")           # its best.pt, else its newest checkpoint; eval mode
-    images = G.sample(16, seed=0)            # (16, 1, 28, 28) in [0, 1]
+    images = G.sample(16, seed=0)            # (16, C, S, S) in [0, 1]: (16, 1, 28, 28) for MNIST
     images = G(torch.rand(8, G.z_dim) * 2 - 1)
 
-Plain PyTorch (the seed's G: z -> 128 ReLU -> 784 sigmoid); no Triton needed.
+Plain PyTorch (the seed's G: z -> 128 ReLU -> C * S * S sigmoid); no Triton needed.
 """
 
 import torch
 from torch import nn
 
 from . import checkpoint
-from .model import G_SHAPES, Z_DIM, generator
-
-IMAGE_SHAPE = (1, 28, 28)  # channels, height, width
+from .model import G_SHAPES, IMAGE, Z_DIM, generator
 
 
 def noise(n, seed):
@@ -24,20 +22,21 @@ def noise(n, seed):
 
 
 class Generator(nn.Module):
-    """G of a fastgan checkpoint: G(z), z (n, z_dim) ~ U(-1, 1), gives images (n, 1, 28, 28) in
-    [0, 1]. `iteration` and `path` say which checkpoint it is; `ema` whether these are G's EMA
-    weights (--g-ema) rather than the trained ones."""
+    """G of a fastgan checkpoint: G(z), z (n, z_dim) ~ U(-1, 1), gives images (n, C, S, S) in
+    [0, 1] (`image` = (C, S, S): MNIST's (1, 28, 28) by default). `iteration` and `path` say
+    which checkpoint it is; `ema` whether these are G's EMA weights (--g-ema) rather than the
+    trained ones."""
 
     z_dim = Z_DIM
 
-    def __init__(self, params, iteration=None, path=None, ema=False):
+    def __init__(self, params, iteration=None, path=None, ema=False, image=IMAGE):
         super().__init__()
         for name in G_SHAPES:
             setattr(self, name, nn.Parameter(params[name].detach().clone(), requires_grad=False))
-        self.iteration, self.path, self.ema = iteration, path, ema
+        self.iteration, self.path, self.ema, self.image = iteration, path, ema, tuple(image)
 
     def forward(self, z):
-        return generator({name: getattr(self, name) for name in G_SHAPES}, z).view(-1, *IMAGE_SHAPE)
+        return generator({name: getattr(self, name) for name in G_SHAPES}, z).view(-1, *self.image)
 
     @torch.no_grad()
     def sample(self, n, seed=0):
@@ -52,4 +51,5 @@ def load(path, device="cpu", raw=False):
     path = checkpoint.resolve_best(path, "checkpoint")
     state = checkpoint.load(path)
     ema = "ema" in state and not raw
-    return Generator(checkpoint.g_weights(state, raw), state.get("iter"), path, ema).to(device).eval()
+    return Generator(checkpoint.g_weights(state, raw), state.get("iter"), path, ema,
+                     checkpoint.image_shape(state)).to(device).eval()

@@ -60,7 +60,7 @@ from kernels.shared import PRECISIONS
 from . import checkpoint
 from .buffers import buffer_table
 from .checkpoint import NETS
-from .model import ADAM_BETAS, ADAM_EPS
+from .model import ADAM_BETAS, ADAM_EPS, nets
 from .recipes import Hyper
 
 
@@ -121,13 +121,14 @@ class GraphTrainer:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.R, self.B, self.K, self.images, self.precision = R, B, iters_per_replay, images, precision
+        self.nets = nets(images.shape[1])  # net -> its parameters' shapes, for these images' size
         self.capture = device.type == "cuda" if capture is None else capture
         K = iters_per_replay
         self.chunk = K if self.capture else None  # a captured graph replays K iterations; else any n <= K
 
         self.flat, self.grad_flat, self.m_flat, self.v_flat = {}, {}, {}, {}  # net -> buffer (buffer_table)
         self.hD = self.hD_pre = self.hDg = self.hDg_pre = self.z_draw = self.ema_flat = self.gamma = None  # those the table leaves out stay None
-        for attr, net, shape, dtype in buffer_table(R, B, K, device, self.ema, self.r1):
+        for attr, net, shape, dtype in buffer_table(R, B, K, device, self.ema, self.r1, images.shape[1]):
             buffer = torch.zeros(shape, dtype=dtype, device=device)
             if net is None:
                 setattr(self, attr, buffer)
@@ -135,7 +136,7 @@ class GraphTrainer:
                 getattr(self, attr)[net] = buffer
         self.idx = self.idx[:, : R * B].view(K, R, B)
         self.P, self.Gr, self.M, self.V = {}, {}, {}, {}  # name -> (R, *shape) views; Gr: (slots, R, *shape)
-        for net, shapes in NETS.items():
+        for net, shapes in self.nets.items():
             for store, views in ((self.flat, self.P), (self.grad_flat, self.Gr), (self.m_flat, self.M),
                                  (self.v_flat, self.V)):
                 views.update(_flat_views(store[net], shapes))
@@ -145,7 +146,7 @@ class GraphTrainer:
                     self.P[name][r].copy_(t)
         self.E = {}  # name -> (R, *shape) views of G's EMA weights
         if self.ema:
-            self.E = _flat_views(self.ema_flat, NETS["G"])
+            self.E = _flat_views(self.ema_flat, self.nets["G"])
             self.ema_flat.copy_(self.flat["G"])  # the EMA starts at G's initial weights
             weights = [torch.tensor(1.0 - h.g_ema if h.g_ema else 0.0, dtype=torch.float32) for h in self.hypers]
             self.hyper[:, 1, :, 3] = torch.stack(weights).to(device)  # per run, constant: prepare leaves it

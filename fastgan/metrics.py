@@ -155,8 +155,10 @@ class LossLog:
         while not self.extra.empty():
             record = self.extra.get()
             self._write(record)
-            self.say(f"Iter: {record['iter']}; Fréchet distance {record['fd']:.3f} (floor {record['fd_floor']:.3f}); "
-                     f"score {record['score']:.2f}; class KL {record['class_kl']:.3f}")
+            floor = "—" if record["fd_floor"] is None else f"{record['fd_floor']:.3f}"
+            classes = f"; score {record['score']:.2f}; class KL {record['class_kl']:.3f}" if "score" in record else \
+                " (label-free: principal components of the training images)"
+            self.say(f"Iter: {record['iter']}; Fréchet distance {record['fd']:.3f} (floor {floor}){classes}")
 
     def close(self):
         try:

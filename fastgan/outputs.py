@@ -42,9 +42,9 @@ def _write_checkpoint(state, folder, keep, before_replace):
     checkpoint.prune(folder, keep)
 
 
-def _write_grid(samples, path):
+def _write_grid(samples, path, image):
     try:
-        save_grid(samples.cpu().numpy(), path)
+        save_grid(samples.cpu().numpy(), path, image=image)
     except OSError as e:
         raise FastganError(os_error("write", path, e)) from None
 
@@ -88,8 +88,9 @@ class RunOutputs:
         self.ckpt_dir = self.out / "checkpoints"
         self.losslog = None  # LossLog, from open_log
         self.z_fixed = None  # (16, Z) the grids' noise, from create
+        self.image = None  # (C, S, S) of the run's images, from create
 
-    def create(self, backend, device):
+    def create(self, backend, device, image):
         """Make samples/ and checkpoints/, write config.json (the run's settings and backend)."""
         for sub in ("samples", "checkpoints"):
             try:
@@ -99,13 +100,15 @@ class RunOutputs:
         atomic_write_text(self.out / "config.json",
                           json.dumps({**self.cfg.to_dict(), "backend": backend, "device": str(device)}, indent=2))
         self.z_fixed = fixed_noise(self.cfg.seed, device)
+        self.image = image
 
     def open_log(self, device, start, bar, say, log):
         self.losslog = LossLog(self.out, device, start, bar, self.cfg.sample_every, say, log)
 
     def sample(self, writer, params, ops, it):
         with torch.no_grad():
-            writer.submit(_write_grid, generator(params, self.z_fixed, ops), self.out / "samples" / f"{it:07d}.png")
+            writer.submit(_write_grid, generator(params, self.z_fixed, ops), self.out / "samples" / f"{it:07d}.png",
+                          self.image)
 
     def checkpoint(self, writer, state, keep):
         self.losslog.drain(wait=True)  # every record up to the state's iteration is written before it...

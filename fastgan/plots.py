@@ -25,18 +25,23 @@ def _save(fig, path):
     os.replace(tmp, path)
 
 
-def grid_image(samples, rows=4, cols=4, gap=2, scale=3):
-    """rows x cols 28x28 tiles in [0, 1] on white gaps as one grey image, upscaled; the seed's
-    grid is 4 x 4. Tiles fill row by row; missing ones stay white."""
-    img = np.ones((rows * 28 + (rows - 1) * gap, cols * 28 + (cols - 1) * gap), dtype=np.float32)
+def grid_image(samples, rows=4, cols=4, gap=2, scale=3, image=(1, 28, 28)):
+    """rows x cols tiles of C x S x S images (flat, channels first) in [0, 1] on white gaps as one
+    image, upscaled: grey (H, W) for C = 1, RGB (H, W, 3) for C = 3; the seed's grid is 4 x 4 of
+    28 x 28 grey. Tiles fill row by row; missing ones stay white."""
+    c, s, _ = image
+    img = np.ones((rows * s + (rows - 1) * gap, cols * s + (cols - 1) * gap, c), dtype=np.float32)
     for i, sample in enumerate(samples[: rows * cols]):
-        r, c = divmod(i, cols)
-        img[r * (28 + gap) : r * (28 + gap) + 28, c * (28 + gap) : c * (28 + gap) + 28] = sample.reshape(28, 28)
-    return np.kron(img, np.ones((scale, scale), dtype=np.float32))
+        r, col = divmod(i, cols)
+        img[r * (s + gap) : r * (s + gap) + s, col * (s + gap) : col * (s + gap) + s] = \
+            sample.reshape(c, s, s).transpose(1, 2, 0)
+    img = np.kron(img, np.ones((scale, scale, 1), dtype=np.float32))
+    return img[..., 0] if c == 1 else img
 
 
-def save_grid(samples, path, rows=4, cols=4):
-    """samples: (n, 784) array in [0, 1] -> a grey rows x cols grid (the seed's 4x4) as a PNG.
+def save_grid(samples, path, rows=4, cols=4, image=(1, 28, 28)):
+    """samples: (n, X) array in [0, 1] of C x S x S images -> a rows x cols grid (the seed's 4x4),
+    grey or RGB, as a PNG.
 
     Drawn as one image with matplotlib's imsave (a few ms) instead of 16 subplots (~250 ms), so
     a grid every 1000 iterations keeps up with training that runs well over 1000 it/s."""
@@ -44,8 +49,8 @@ def save_grid(samples, path, rows=4, cols=4):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        mimage.imsave(tmp, grid_image(np.clip(samples, 0.0, 1.0), rows, cols), cmap="Greys_r", vmin=0.0, vmax=1.0,
-                      format="png")
+        mimage.imsave(tmp, grid_image(np.clip(samples, 0.0, 1.0), rows, cols, image=image), cmap="Greys_r", vmin=0.0,
+                      vmax=1.0, format="png")
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):  # a read-only folder: the write's own error is the one to report
@@ -70,15 +75,19 @@ def save_losses(metrics, path):
         ax = fig.add_subplot(1, 2, 2)
         its = [m["iter"] for m in evals]
         ax.plot(its, [m["fd"] for m in evals], marker="o", label="Fréchet distance")
-        ax.plot(its, [m["fd_floor"] for m in evals], linestyle="--", color="grey", label="train-vs-test floor")
+        labelled = all("class_kl" in m for m in evals)
+        if all(m["fd_floor"] is not None for m in evals):
+            ax.plot(its, [m["fd_floor"] for m in evals], linestyle="--", color="grey",
+                    label="train-vs-test floor" if labelled else "floor: two halves of the training images")
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
-        ax.set_ylabel("Fréchet distance (classifier fc1 features)")
+        ax.set_ylabel("Fréchet distance (" + ("classifier fc1 features)" if labelled else "principal components)"))
         ax.grid(alpha=0.3, which="both")
-        kl = ax.twinx()
-        kl.plot(its, [m["class_kl"] for m in evals], marker="s", color="tab:red", label="class KL to uniform")
-        kl.set_ylabel("class KL (2.30 = one digit)")
-        lines = ax.get_legend_handles_labels()
-        more = kl.get_legend_handles_labels()
+        lines, more = ax.get_legend_handles_labels(), ([], [])
+        if labelled:
+            kl = ax.twinx()
+            kl.plot(its, [m["class_kl"] for m in evals], marker="s", color="tab:red", label="class KL to uniform")
+            kl.set_ylabel("class KL (2.30 = one digit)")
+            more = kl.get_legend_handles_labels()
         ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
     _save(fig, path)

@@ -8,6 +8,7 @@ already holds a run unless that run is being resumed, and removes the temp files
 owner left mid-write.
 """
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -21,12 +22,18 @@ RUN_MARKERS = ("config.json", "metrics.jsonl")
 
 
 class RunFolder:
-    """An owned run folder; `release()` (or process exit) gives it up."""
+    """An owned run folder; `release()` (or process exit) gives it up. A folder this claim made
+    that still holds nothing but its lock (a start that failed: bad data, too little memory) is
+    removed on release: a failed start leaves nothing behind."""
 
-    def __init__(self, path, fd):
-        self.path, self._fd = Path(path), fd
+    def __init__(self, path, fd, created=False):
+        self.path, self._fd, self.created = Path(path), fd, created
 
     def release(self):
+        if self._fd is not None and self.created and [p.name for p in self.path.iterdir()] == [LOCK]:
+            (self.path / LOCK).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
@@ -49,6 +56,7 @@ def claim(out, resuming, log=print):
     try:
         if out.exists() and not out.is_dir():
             raise FastganError(f"--out {out} is a file; give a folder for the run")
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
@@ -60,7 +68,7 @@ def claim(out, resuming, log=print):
         os.close(fd)
         raise FastganError(f"run folder {out} is in use by another training (process {owner}); "
                            "wait for it to end or pick another --out") from None
-    folder = RunFolder(out, fd)
+    folder = RunFolder(out, fd, created)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

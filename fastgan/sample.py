@@ -53,7 +53,8 @@ def main(argv=None):
     p.add_argument("--interpolate", type=int, default=0, metavar="K",
                    help=f"instead: K rows of {STEPS} images walking linearly between two random points of z-space")
     p.add_argument("--out", help="the PNG to write (default: beside the checkpoint)")
-    p.add_argument("--npz", action="store_true", help="also save the images as a (n, 28, 28) uint8 array (.npz)")
+    p.add_argument("--npz", action="store_true",
+                   help="also save the images as a uint8 array (.npz): (n, S, S) grey or (n, S, S, 3) RGB")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     p.add_argument("--raw", action="store_true", help="draw with G's trained weights, not its EMA (runs with --g-ema)")
@@ -80,9 +81,11 @@ def main(argv=None):
             images = G(z.to(G.G_W1.device)).reshape(len(z), -1).cpu().numpy()
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            save_grid(images, out, rows, cols)
-            if args.npz:
-                pixels = np.round(images.reshape(-1, 28, 28) * 255).astype(np.uint8)
+            save_grid(images, out, rows, cols, image=G.image)
+            if args.npz:  # (n, S, S) grey or (n, S, S, 3) RGB, as fastgan.prepare writes
+                c, s, _ = G.image
+                pixels = np.round(images.reshape(-1, c, s, s).transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+                pixels = pixels[..., 0] if c == 1 else pixels
                 np.savez_compressed(npz, images=pixels)
         except OSError as e:
             raise FastganError(os_error("write", e.filename or out, e)) from None

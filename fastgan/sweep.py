@@ -168,8 +168,8 @@ def run_summary(name, settings, folder):
     last = evals[-1] if evals else None
     row = {"run": name, **settings,
            "best_fd": best["fd"] if best else None, "best_iter": best["iter"] if best else None,
-           "last_fd": last["fd"] if last else None, "class_kl": last["class_kl"] if last else None,
-           "digits": sum(c >= 0.005 for c in last["classes"]) if last else None,
+           "last_fd": last["fd"] if last else None, "class_kl": last.get("class_kl") if last else None,
+           "digits": sum(c >= 0.005 for c in last["classes"]) if last and "classes" in last else None,
            "iter": losses[-1]["iter"] if losses else 0}
     row.update({k: losses[-1][k] for k in LOSS_KEYS} if losses else {k: None for k in LOSS_KEYS})
     return row

@@ -1,0 +1,190 @@
+"""Your own images: a folder of image files or an .npz array, converted once to the training
+format and cached (`--dataset PATH`; `python -m fastgan.prepare` does the same explicitly).
+
+The training format is uint8 (n, C, S, S): square, channels first, as G draws them. Conversion:
+centre-crop to a square, resize to S x S with Pillow's Lanczos filter (none when already S x S),
+to grey (ITU-R 601-2 luma) or RGB. A folder is searched recursively for the files Pillow reads
+(IMAGE_SUFFIXES); unreadable files are skipped and counted. An .npz holds `images`, uint8
+(n, H, W) or (n, H, W, C) with C = 1 or 3, and optionally `labels` (n,) integers.
+
+Grey data is never silently made colour: `--channels 3` on grey images is refused unless the
+conversion is asked for (`python -m fastgan.prepare SRC OUT.npz --channels 3`). Colour to grey
+is a conversion like a resize, done when `--channels 1` is given.
+
+The cache, beside the other data: `custom-<hash>-<S>x<S>x<C>.npz`, the hash over every file's
+relative path and bytes (a folder) or the .npz's bytes, so a changed folder is converted again.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FastganError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+MIN_SIZE = 8  # a side below this leaves no image to learn
+DEFAULT_SIZE = 28  # for data that is not square
+
+
+def image_files(folder):
+    """The folder's image files (by suffix), recursively, in a stable order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _hash_files(paths, root):
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _square(img, size):
+    """A PIL image centre-cropped to a square and resized to size x size (Lanczos)."""
+    from PIL import Image
+
+    w, h = img.size
+    side = min(w, h)
+    if w != h:
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    return img if side == size else img.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def read_folder(folder, log=print):
+    """(list of PIL images, their channel count: 3 if any is colour, else 1); FastganError if the
+    folder holds no image Pillow can read."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    paths = image_files(folder)
+    if not paths:
+        raise FastganError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}), searched recursively; "
+                           "point --dataset at a folder of images or an .npz")
+    images, bad = [], []
+    for p in paths:
+        try:
+            with Image.open(p) as img:
+                img.load()
+                images.append(img.copy())
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            bad.append((p, e))
+    if not images:
+        p, e = bad[0]
+        raise FastganError(f"no image in {folder} could be read ({len(bad)} files): the first, {p}, gives "
+                           f"{type(e).__name__}: {e}")
+    if bad:
+        log(f"notice: skipped {len(bad)} unreadable of {len(paths)} files in {folder} (the first: {bad[0][0]})")
+    colour = any(img.mode not in ("1", "L", "LA", "I", "I;16", "F") and not _is_grey(img) for img in images)
+    return images, 3 if colour else 1
+
+
+def _is_grey(img):
+    """A colour-mode image whose channels are all equal (a grey image saved as RGB)."""
+    if img.mode == "P":
+        img = img.convert("RGB")
+    if img.mode not in ("RGB", "RGBA"):
+        return False
+    a = np.asarray(img)[..., :3]
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+
+def read_npz(path):
+    """(images uint8 (n, H, W) or (n, H, W, C), labels or None) from an .npz, checked."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "images" not in f.files:
+                raise FastganError(f"{path} has no `images` array (it has: {', '.join(f.files) or 'nothing'}); save "
+                                   "your images as np.savez(PATH, images=uint8 array (n, H, W) or (n, H, W, C))")
+            images = f["images"]
+            labels = f["labels"] if "labels" in f.files else None
+    except FastganError:
+        raise
+    except ValueError as e:  # an object array: images of mixed sizes
+        raise FastganError(f"{path}: `images` is not one array ({e}); images of mixed sizes cannot be one array: "
+                           "save a folder of them instead, or convert them with python -m fastgan.prepare") from None
+    except Exception as e:
+        raise FastganError(f"{path} is unreadable as .npz ({type(e).__name__}: {e})") from None
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+        raise FastganError(f"{path}: `images` must be uint8 (n, H, W) or (n, H, W, C) with C = 1 or 3; got "
+                           f"{images.dtype} {images.shape}")
+    if labels is not None and (labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer)):
+        raise FastganError(f"{path}: `labels` must be integers, one per image ({len(images)}); got "
+                           f"{labels.dtype} {labels.shape}")
+    return images, labels
+
+
+def convert(images, size, channels):
+    """uint8 (n, channels, size, size) from PIL images or a uint8 (n, H, W[, C]) array."""
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    out = np.empty((len(images), channels, size, size), dtype=np.uint8)
+    for i, img in enumerate(images):
+        if isinstance(img, np.ndarray):
+            img = Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img)
+        if img.mode in ("I", "I;16", "F"):
+            img = img.point(lambda v: v / 256).convert("L") if img.mode == "I;16" else img.convert("L")
+        img = _square(img.convert(mode), size)
+        a = np.asarray(img)
+        out[i] = a[None] if channels == 1 else a.transpose(2, 0, 1)
+    return out
+
+
+def source_shape(images, channels_found):
+    """(side, channels) of the data as it is: the side if every image is square and alike, else None."""
+    if isinstance(images, np.ndarray):
+        h, w = images.shape[1:3]
+        return (h if h == w else None), (1 if images.ndim == 3 else images.shape[3])
+    sizes = {img.size for img in images}
+    side = next(iter(sizes))[0] if len(sizes) == 1 and next(iter(sizes))[0] == next(iter(sizes))[1] else None
+    return side, channels_found
+
+
+def load_custom(path, image_size=None, channels=None, data_dir=None, log=print, convert_channels=False, check=None):
+    """{"train_images": uint8 (n, C, S, S)[, "train_labels"]} for a folder or .npz at `path`, with
+    its conversion cached in `data_dir`. `image_size`, `channels`: None for the data's own (a side
+    of DEFAULT_SIZE for data that is not square). `convert_channels`: allow grey to RGB.
+    `check(n, (C, S, S))` runs before anything is converted (a run's batch and memory checks)."""
+    path = Path(path)
+    if not path.exists():
+        raise FastganError(f"--dataset {path}: no such folder or file; give mnist, fashion-mnist, a folder of images "
+                           "or an .npz")
+    is_npz = path.is_file()
+    if is_npz and path.suffix != ".npz":
+        raise FastganError(f"--dataset {path} is a file but not an .npz; give a folder of images or an .npz")
+    files = [path] if is_npz else image_files(path)
+    key = _hash_files(files, path.parent if is_npz else path) if files else None
+    if is_npz:
+        images, labels = read_npz(path)
+        found = 1 if images.ndim == 3 else images.shape[3]
+    else:
+        images, found = read_folder(path, log)
+        labels = None
+    side, own_channels = source_shape(images, found)
+    size = image_size or side or DEFAULT_SIZE
+    channels = channels or own_channels
+    if size < MIN_SIZE:
+        raise FastganError(f"--image-size {size} is too small; images need a side of at least {MIN_SIZE} pixels")
+    if channels == 3 and own_channels == 1 and not convert_channels:
+        raise FastganError(f"{path} holds grey images; --channels 3 would only copy the grey three times: train with "
+                           f"--channels 1, or convert them first: python -m fastgan.prepare {path} OUT.npz --channels 3")
+    if check is not None:
+        check(len(images), (channels, size, size))
+    cache = Path(data_dir) / f"custom-{key}-{size}x{size}x{channels}.npz" if data_dir is not None else None
+    if cache is not None and cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        except Exception as e:  # a torn cache is rebuilt
+            log(f"warning: cache {cache} is unreadable ({type(e).__name__}); converting {path} again")
+    log(f"converting {len(images):,} images from {path} to {size}x{size}x{channels} ...")
+    arrays = {"train_images": convert(images, size, channels)}
+    if labels is not None:
+        arrays["train_labels"] = labels.astype(np.int64)
+    if cache is not None:
+        from .data import save_cache
+
+        save_cache(cache, arrays)
+    return arrays
