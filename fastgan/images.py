@@ -149,11 +149,10 @@ def load_custom(path, image_size=None, channels=None, data_dir=None, log=print, 
     `check(n, (C, S, S))` runs before anything is converted (a run's batch and memory checks)."""
     path = Path(path)
     if not path.exists():
-        raise FastganError(f"--dataset {path}: no such folder or file; give mnist, fashion-mnist, a folder of images "
-                           "or an .npz")
+        raise FastganError(f"{path}: no such folder or file; give a folder of images or an .npz")
     is_npz = path.is_file()
     if is_npz and path.suffix != ".npz":
-        raise FastganError(f"--dataset {path} is a file but not an .npz; give a folder of images or an .npz")
+        raise FastganError(f"{path} is a file but not an .npz; give a folder of images or an .npz")
     files = [path] if is_npz else image_files(path)
     key = _hash_files(files, path.parent if is_npz else path) if files else None
     if is_npz:

@@ -133,6 +133,20 @@ def test_tuned_tables_compile_without_spills(tmp_path):
         assert not _unfit(records), f"{table.name}:\n" + "\n".join(_unfit(records))
 
 
+def test_other_image_sizes_compile_without_spills():
+    """Your own images (fastgan.images): the Triton trainer for 32x32 grey (X = 1,024) and 32x32
+    RGB (X = 3,072) images at batch 128 on sm_90, every precision, with and without R1 and G's
+    EMA: no compile error, no spill, one specialization per launch (the default table's entries
+    for other shapes than MNIST's serve them)."""
+    common = ["--arch", "90", "--backend", "graph", "--batch", "128", "--x-dim", "1024", "3072",
+              "--precision", "ieee", *TENSOR_CORES]
+    plain, options = _report(common, [*common, "--options"])
+    records = plain + options
+    assert {(r["x_dim"], r["options"]) for r in records} == {(x, o) for x in (1024, 3072) for o in (False, True)}
+    assert any(r["kernel"] == "d_grad" and r["shape"] == "256x3072x128" for r in records)
+    assert not _unfit(records), "\n".join(_unfit(records))
+
+
 def test_linear_backward_with_unequal_blocks_is_covered(reports):
     """The case that once failed to compile (N = 1: BLOCK_N 16 against BLOCK_M, BLOCK_K 64) is launched."""
     def unequal(blocks):  # "dx16x64x32 dw64x64x64/4": a tile whose block sizes differ

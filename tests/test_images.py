@@ -1,0 +1,129 @@
+"""fastgan.images (your own images: a folder or an .npz, converted and cached) and the runs that
+train on them, on images the tests make."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastgan import checkpoint, run
+from fastgan.config import Config
+from fastgan.errors import FastganError
+from fastgan.images import load_custom
+
+
+def _folder(path, n=12, size=(24, 20), mode="RGB", seed=0):
+    """n random images of size (W, H) in `mode`, half of them in a subfolder, and a text file."""
+    rng = np.random.default_rng(seed)
+    (path / "sub").mkdir(parents=True)
+    for i in range(n):
+        shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+        Image.fromarray((rng.random(shape) * 255).astype(np.uint8), mode).save(
+            path / ("sub" if i % 2 else "") / f"{i:03d}.png")
+    (path / "notes.txt").write_text("not an image")
+    return path
+
+
+def test_a_folder_is_cropped_resized_and_cached(tmp_path):
+    """Centre crop of a 12 x 8 image to its middle 8 x 8 (no resize at --image-size 8), colour kept;
+    the second load reads the cache (nothing converted); a changed folder is converted again."""
+    src = tmp_path / "imgs"
+    src.mkdir()
+    a = np.zeros((8, 12, 3), np.uint8)
+    a[:, :2], a[:, 2:10], a[:, 10:] = 50, (200, 100, 30), 90
+    for i in range(3):
+        Image.fromarray(a).save(src / f"{i}.png")
+    said = []
+    got = load_custom(src, 8, None, tmp_path / "cache", said.append)["train_images"]
+    assert got.shape == (3, 3, 8, 8) and (got.transpose(0, 2, 3, 1) == (200, 100, 30)).all()
+    assert said == [f"converting 3 images from {src} to 8x8x3 ..."]
+    said.clear()
+    assert np.array_equal(load_custom(src, 8, None, tmp_path / "cache", said.append)["train_images"], got)
+    assert said == []
+    Image.fromarray(a // 2).save(src / "0.png")
+    changed = load_custom(src, 8, None, tmp_path / "cache", said.append)["train_images"]
+    assert len(said) == 1 and (changed[0].transpose(1, 2, 0) == (100, 50, 15)).all()
+
+
+def test_sizes_and_channels_default_to_the_datas_own(tmp_path):
+    """Square images keep their side; others become 28 x 28; grey stays grey (also a grey image
+    saved as RGB); --channels 1 makes colour grey; a resize uses Lanczos (a flat image stays flat)."""
+    square = load_custom(_folder(tmp_path / "sq", size=(16, 16)), None, None, None)["train_images"]
+    assert square.shape == (12, 3, 16, 16)
+    assert load_custom(_folder(tmp_path / "wide", size=(30, 20)), None, None, None)["train_images"].shape == \
+        (12, 3, 28, 28)
+    grey = load_custom(_folder(tmp_path / "grey", size=(16, 16), mode="L"), 10, None, None)["train_images"]
+    assert grey.shape == (12, 1, 10, 10)
+    rgb_grey = tmp_path / "rgbgrey"
+    rgb_grey.mkdir()
+    Image.fromarray(np.full((9, 9), 77, np.uint8)).convert("RGB").save(rgb_grey / "a.png")
+    flat = load_custom(rgb_grey, 18, None, None)["train_images"]
+    assert flat.shape == (1, 1, 18, 18) and (flat == 77).all()
+    assert load_custom(tmp_path / "sq", None, 1, None)["train_images"].shape == (12, 1, 16, 16)
+
+
+def test_an_npz_with_labels(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (10, 12, 12, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", images=images, labels=np.arange(10) % 4)
+    got = load_custom(tmp_path / "d.npz", None, None, None)
+    assert np.array_equal(got["train_images"], images.transpose(0, 3, 1, 2))
+    assert np.array_equal(got["train_labels"], np.arange(10) % 4)
+
+
+def test_bad_input_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.png").write_text("not a png")
+    np.savez(tmp_path / "mixed.npz", images=np.array([np.zeros((4, 4), np.uint8), np.zeros((5, 5), np.uint8)],
+                                                     dtype=object))
+    np.savez(tmp_path / "noimages.npz", pixels=np.zeros((3, 8, 8), np.uint8))
+    np.savez(tmp_path / "floats.npz", images=np.zeros((3, 8, 8)))
+    np.savez(tmp_path / "grey.npz", images=np.zeros((3, 8, 8), np.uint8))
+    cases = [
+        ((tmp_path / "empty",), "holds no image files"),
+        ((junk,), f"no image in {junk} could be read \\(1 files\\): the first, {junk / 'a.png'}, gives"),
+        ((tmp_path / "mixed.npz",), "images of mixed sizes cannot be one array"),
+        ((tmp_path / "noimages.npz",), "has no `images` array \\(it has: pixels\\)"),
+        ((tmp_path / "floats.npz",), "`images` must be uint8"),
+        ((tmp_path / "grey.npz", None, 3), "holds grey images; --channels 3 would only copy"),
+        ((tmp_path / "grey.npz", 4), "--image-size 4 is too small"),
+        ((tmp_path / "nothing",), "no such folder or file"),
+    ]
+    for args, message in cases:
+        with pytest.raises(FastganError, match=message) as err:
+            load_custom(*args)
+        assert "\n" not in str(err.value)
+    assert load_custom(tmp_path / "grey.npz", None, 3, None, convert_channels=True)["train_images"].shape == (3, 3, 8, 8)
+
+
+@pytest.mark.parametrize("backend, iters", [("eager", 6), ("fused", 2)])
+def test_colour_images_of_another_size_train_and_write_every_output(tmp_path, backend, iters):
+    """A folder of 20 x 24 RGB PNGs at --image-size 12 (X = 432) through the eager reference and
+    the Triton trainer (Triton's interpreter here): grids in colour, checkpoints naming the image
+    shape, a label-free measurement, best.pt; fastgan.load draws (n, 3, 12, 12); a checkpoint
+    does not resume on other data."""
+    import fastgan
+
+    src = _folder(tmp_path / "imgs", n=20)
+    cfg = Config(dataset=str(src), image_size=12, iters=iters, batch_size=8, sample_every=iters, ckpt_every=iters,
+                 eval_every=iters, log_every=1, device="cpu", backend=backend, out=str(tmp_path / "run"),
+                 data_dir=str(tmp_path / "cache"), r1=1.0, g_ema=0.9)
+    out = run.train(cfg, log=lambda m: None, show_progress=False)
+    grid = np.asarray(Image.open(out / "samples" / f"{iters:07d}.png"))
+    assert grid.shape[2] in (3, 4) and not np.array_equal(grid[..., 0], grid[..., 1])  # colour
+    state = checkpoint.load(out / "checkpoints" / checkpoint.ckpt_name(iters))
+    assert state["arch"] == {"z_dim": 100, "h_dim": 128, "x_dim": 432, "image": [3, 12, 12]}
+    assert state["params"]["G_W2"].shape == (128, 432) and "ema" in state
+    measured = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"fd"' in x]
+    assert len(measured) == 1 and measured[0]["fd"] > 0 and "classes" not in measured[0]
+    assert (out / "checkpoints" / "best.pt").is_file() and json.loads((out / "config.json").read_text())["image_size"] == 12
+    G = fastgan.load(out)
+    assert G.sample(5).shape == (5, 3, 12, 12) and G.ema
+    with pytest.raises(FastganError, match=r"--image-size 10 differs from the run's 12: a resume keeps"):
+        run.train(Config(resume=str(out), image_size=10, iters=iters + 1), log=lambda m: None, show_progress=False)
+    for p in src.rglob("*.png"):  # the folder now holds grey images: the run's data has changed
+        Image.open(p).convert("L").save(p)
+    with pytest.raises(FastganError, match=r"the checkpoint draws 12x12 RGB images and the data is 12x12 grey"):
+        run.train(Config(resume=str(out), iters=iters + 1), log=lambda m: None, show_progress=False)
