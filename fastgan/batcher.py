@@ -10,7 +10,8 @@ from .model import Z_DIM
 
 def images_to_tensor(images_u8, device):
     """(N, 28, 28) or (N, C, S, S) uint8 -> (N, X) float32 in [0, 1] on `device` (channels first)."""
-    return torch.from_numpy(np.ascontiguousarray(images_u8)).to(device).reshape(len(images_u8), -1).float().div_(255.0)
+    images_u8 = np.require(images_u8, requirements=["C", "W"])  # IDX files are read as read-only buffers
+    return torch.from_numpy(images_u8).to(device).reshape(len(images_u8), -1).float().div_(255.0)
 
 
 class Batcher:

@@ -219,8 +219,9 @@ class Evaluator:
     Data without a classifier (no test split with labels: your own images) is measured with
     PCAFeatures: Fréchet distance and its floor only (`label_free`)."""
 
-    def __init__(self, arrays, dataset, data_dir, device, n_samples=10000, seed=0, log=print, **classifier_kw):
-        self.label_free = "test_labels" not in arrays
+    def __init__(self, arrays, dataset, data_dir, device, n_samples=10000, seed=0, log=print, label_free=None,
+                 **classifier_kw):
+        self.label_free = "test_labels" not in arrays if label_free is None else label_free
         if self.label_free:
             self.pca = PCAFeatures(images_to_tensor(arrays["train_images"], device))
             self.fd_floor, self.test_features = self.pca.floor, self.pca.reference
@@ -253,6 +254,9 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--label-free", action="store_true",
+                   help="the Fréchet distance on the training images' principal components, as for your own images "
+                        "(on MNIST: to compare it with the classifier's)")
     p.add_argument("--raw", action="store_true", help="measure G's trained weights, not its EMA (runs with --g-ema)")
     args = p.parse_args(argv)
     try:
@@ -265,7 +269,8 @@ def main(argv=None):
         dataset = run_cfg.get("dataset", "mnist")
         say = (lambda m: print(m, file=sys.stderr))
         arrays, _ = load_images(dataset, args.data_dir, run_cfg.get("image_size"), run_cfg.get("channels"), log=say)
-        evaluator = Evaluator(arrays, dataset, args.data_dir, device, n_samples=args.samples, log=say)
+        evaluator = Evaluator(arrays, dataset, args.data_dir, device, n_samples=args.samples, log=say,
+                              label_free=args.label_free or None)
         params = {k: v.to(device) for k, v in checkpoint.g_weights(state, args.raw).items()}
         result = {"iter": state["iter"], **evaluator(params)}
     except FastganError as e:

@@ -114,6 +114,22 @@ def test_evaluator_measures_a_generator(tmp_path, arrays):
     assert result["fd"] > 0 and 1 <= result["score"] <= 10 and 0 <= result["class_kl"] <= math.log(10) + 1e-9
 
 
+def test_label_free_distance_tells_data_from_noise(arrays):
+    """PCAFeatures (your own images, or --label-free): the training images against their
+    reference half sit near the floor (two halves of real images), uniform noise images far
+    above; an Evaluator without a classifier reports the distance and floor only."""
+    from fastgan.batcher import images_to_tensor
+    from fastgan.model import init_params
+
+    train = images_to_tensor(arrays["train_images"], "cpu")
+    pca = evaluate.PCAFeatures(train, n_components=16)
+    real = evaluate.frechet_distance(pca.features(train[:150]), pca.reference)
+    noise = evaluate.frechet_distance(pca.features(torch.rand(150, train.shape[1])), pca.reference)
+    assert pca.floor is not None and real < 3 * pca.floor + 1 and noise > 10 * real
+    ev = evaluate.Evaluator({"train_images": arrays["train_images"]}, "mine", None, "cpu", n_samples=64)
+    assert ev.label_free and set(ev(init_params(0, "cpu"))) == {"fd", "fd_floor"}
+
+
 def test_run_measures_keeps_best_and_cli_reads_it(tmp_path, arrays, monkeypatch, capsys):
     monkeypatch.setattr(evaluate, "Evaluator", functools.partial(evaluate.Evaluator, n_samples=64, **TINY))
     data_dir = tmp_path / "data"
