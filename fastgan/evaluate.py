@@ -15,7 +15,7 @@ Metrics of N generated samples against the dataset's test set:
 
 The classifier (LeNet-style: two 5x5 conv + max-pool layers, fc1 128, fc2 10) trains on the
 training set on first use — seeded, 4 epochs of Adam (1e-3, then 1e-4 for the last), seconds
-on a GPU and about a minute on 2 CPU cores — and is cached beside the data with its test accuracy, which must reach 99%. A corrupt,
+on a GPU and about a minute on 2 CPU cores — and is cached beside the data with its test accuracy, which must reach 99% (MNIST; 88% for Fashion-MNIST). A corrupt,
 foreign or differently shaped cache is rebuilt, never trusted.
 """
 
@@ -38,7 +38,9 @@ from .model import Z_DIM, generator
 
 CLASSIFIER_FORMAT = "fastgan-classifier-1"
 ARCH = {"c1": 32, "c2": 64, "fc": 128}
-MIN_ACCURACY = 0.99
+# The test accuracy a classifier must reach to be cached and trusted, per dataset: MNIST's
+# reaches 99.2%; Fashion-MNIST is harder (this LeNet reached 89.7% in 4 epochs, 2026-12-02).
+MIN_ACCURACY = {"mnist": 0.99, "fashion-mnist": 0.88}
 EPOCHS = 4
 FLOOR_SAMPLES = 10000
 MAX_SAMPLES = 200_000  # generated on the device at once: 0.6 GB of images
@@ -115,7 +117,7 @@ def load_classifier(path, arch, device):
 
 
 def get_classifier(arrays, dataset, data_dir, device, arch=ARCH, epochs=EPOCHS,
-                   min_accuracy=MIN_ACCURACY, log=print):
+                   min_accuracy=None, log=print):
     """(classifier, record) from the cache beside the data, trained and cached if needed."""
     path = classifier_path(data_dir or default_data_dir(), dataset)
     if path.is_file():
@@ -130,6 +132,7 @@ def get_classifier(arrays, dataset, data_dir, device, arch=ARCH, epochs=EPOCHS,
     log(f"training the {dataset} classifier for the metrics (once; cached in {path}) ...")
     model = train_classifier(train_x, train_y, arch, epochs, log=log)
     acc = accuracy(model, test_x, test_y)
+    min_accuracy = MIN_ACCURACY[dataset] if min_accuracy is None else min_accuracy
     if acc < min_accuracy:
         raise FastganError(f"the metrics classifier reached only {acc:.4f} test accuracy (< {min_accuracy}); not cached")
     with torch.no_grad():
