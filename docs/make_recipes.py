@@ -1,12 +1,15 @@
 """Regenerate docs/recipes.md's tables and docs/recipes.png from the recipe search's run folders:
 
-    python docs/make_recipes.py runs/screen-A runs/screen-B runs/stable-s0 ...
+    python docs/make_recipes.py runs/screen-A runs/screen-B runs/stable-s0 ... \
+        --side-by-side runs/screen-A/r1-0_g_ema-0 runs/stable-s0
 
 Each argument is a run folder or a sweep folder (its runs). Per run: its settings (config.json)
 and every measurement in its metrics.jsonl (Fréchet distance, class KL and the class histogram,
 fastgan.evaluate). Writes, between the markers in docs/recipes.md, one table per group of runs
 (the folder's name) ranked by the distance at their last common measurement, and docs/recipes.png:
-the Fréchet distance and class KL of every run against iterations.
+the Fréchet distance and class KL of every run against iterations. With --side-by-side SEED
+STABLE (two run folders): docs/recipes-grids.png, their sample grids at 30,000, 300,000 and
+1,000,000 iterations (those the runs have reached), a row per recipe.
 """
 
 import json
@@ -92,7 +95,33 @@ def plot(groups, path):
     fig.savefig(path, dpi=90)
 
 
-def main(folders):
+SIDE_BY_SIDE = (30_000, 300_000, 1_000_000)
+
+
+def side_by_side(runs, path):
+    """A row of grids per run (its label and FD at each iteration shown), at SIDE_BY_SIDE."""
+    from matplotlib import image as mimage
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3 * len(SIDE_BY_SIDE), 3.3 * len(runs)))
+    for row, (label, run) in enumerate(runs):
+        evals = {m["iter"]: m for m in read_records(Path(run) / "metrics.jsonl") if "fd" in m}
+        for col, it in enumerate(SIDE_BY_SIDE):
+            ax = fig.add_subplot(len(runs), len(SIDE_BY_SIDE), row * len(SIDE_BY_SIDE) + col + 1)
+            ax.set_axis_off()
+            grid = Path(run) / "samples" / f"{it:07d}.png"
+            fd = f", FD {evals[it]['fd']:.1f}" if it in evals else ""
+            if grid.is_file():
+                ax.imshow(mimage.imread(grid))
+                ax.set_title(f"{label} @ {it:,}{fd}", fontsize=9)
+            else:
+                ax.set_title(f"{label} @ {it:,}: not reached yet", fontsize=9)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+
+
+def main(folders, pair=None):
     groups = {}
     for folder in folders:
         for group, *run in runs_in(folder):
@@ -105,10 +134,18 @@ def main(folders):
     atomic_write_text(doc, text[: text.index(START) + len(START)] + "\n" + tables + "\n" + text[text.index(END):])
     plot(groups, DOCS / "recipes.png")
     print(f"wrote {doc} and {DOCS / 'recipes.png'}")
+    if pair:
+        side_by_side([("seed", pair[0]), ("stable", pair[1])], DOCS / "recipes-grids.png")
+        print(f"wrote {DOCS / 'recipes-grids.png'}")
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    pair = None
+    if "--side-by-side" in args:
+        i = args.index("--side-by-side")
+        pair, args = args[i + 1 : i + 3], args[:i] + args[i + 3 :]
+    if not args or (pair is not None and len(pair) != 2):
         sys.exit(__doc__)
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(args, pair))
