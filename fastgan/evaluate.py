@@ -20,6 +20,7 @@ foreign or differently shaped cache is rebuilt, never trusted.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -46,18 +47,26 @@ FLOOR_SAMPLES = 10000
 MAX_SAMPLES = 200_000  # generated on the device at once: 0.6 GB of images
 
 
+MIN_CLASSIFIER_SIZE = 16  # the two 5x5 conv + pool stages need images of at least 16 x 16
+
+
 class Classifier(nn.Module):
-    def __init__(self, c1, c2, fc):
+    """LeNet-style: for MNIST's 28 x 28 grey and 10 classes by default; any C x S x S images
+    (S >= MIN_CLASSIFIER_SIZE) and number of classes for your own labelled images."""
+
+    def __init__(self, c1, c2, fc, channels=1, size=28, classes=10):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, c1, 5)
+        self.image = (channels, size, size)
+        side = ((size - 4) // 2 - 4) // 2
+        self.conv1 = nn.Conv2d(channels, c1, 5)
         self.conv2 = nn.Conv2d(c1, c2, 5)
-        self.fc1 = nn.Linear(c2 * 16, fc)
-        self.fc2 = nn.Linear(fc, 10)
+        self.fc1 = nn.Linear(c2 * side * side, fc)
+        self.fc2 = nn.Linear(fc, classes)
         self.pool = nn.MaxPool2d(2)
 
     def features(self, x):
-        """(N, 784) in [0, 1] -> the penultimate `fc1` features (N, fc), after ReLU."""
-        x = self.pool(torch.relu(self.conv1(x.reshape(-1, 1, 28, 28))))
+        """(N, X) in [0, 1] -> the penultimate `fc1` features (N, fc), after ReLU."""
+        x = self.pool(torch.relu(self.conv1(x.reshape(-1, *self.image))))
         x = self.pool(torch.relu(self.conv2(x)))
         return torch.relu(self.fc1(x.flatten(1)))
 
@@ -110,7 +119,8 @@ def load_classifier(path, arch, device):
             return None, "it is not a fastgan classifier of this shape"
         model = Classifier(**arch)
         model.load_state_dict(state["state_dict"])
-        state["test_accuracy"], state["fd_floor"] = float(state["test_accuracy"]), float(state["fd_floor"])  # both present
+        floor = state["fd_floor"]  # None: too few of your images for a floor
+        state["test_accuracy"], state["fd_floor"] = float(state["test_accuracy"]), None if floor is None else float(floor)
     except Exception as e:  # truncated, foreign pickle refused by weights_only, wrong keys or shapes
         return None, f"it is unreadable ({type(e).__name__})"
     return model.to(device).eval(), state
@@ -217,17 +227,64 @@ class PCAFeatures:
         return ((x.double() - self.mean) @ self.basis).float()
 
 
+def own_classifier(arrays, data_dir, device, arch=ARCH, epochs=EPOCHS, min_accuracy=0.0, log=print):
+    """(classifier, its record, reference features) for your own labelled images: trained on a
+    seeded 90% of them (its accuracy on the other 10% printed and cached), cached by the images'
+    and labels' content beside the data (no accuracy is required of it: your labels may be hard);
+    the reference features are those of up to 10,000 of the images, and the floor the distance
+    between two halves of up to 20,000."""
+    images, labels = arrays["train_images"], arrays["train_labels"]
+    classes, y = np.unique(labels, return_inverse=True)
+    c, s = images.shape[1:3]
+    arch = {**arch, "channels": int(c), "size": int(s), "classes": len(classes)}
+    key = hashlib.sha256(images.tobytes() + labels.astype(np.int64).tobytes()).hexdigest()[:16]
+    path = Path(data_dir or default_data_dir()) / f"classifier-custom-{key}.pt"
+    x = images_to_tensor(images, device)
+    y = torch.from_numpy(y.astype(np.int64)).to(device)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0)).to(device)
+    n_test = max(1, len(x) // 10)
+    model, state = load_classifier(path, arch, device) if path.is_file() else (None, None)
+    if model is None:
+        log(f"training a classifier on the {len(classes)} labels of your images for the metrics (once; cached in "
+            f"{path}) ...")
+        model = train_classifier(x[perm[n_test:]], y[perm[n_test:]], arch, epochs, log=log)
+        acc = accuracy(model, x[perm[:n_test]], y[perm[:n_test]])
+        if acc < min_accuracy:
+            raise FastganError(f"the metrics classifier reached only {acc:.4f} held-out accuracy (< {min_accuracy}); "
+                               "not cached")
+        with torch.no_grad():
+            sample = _batched(model.features, x[perm[: 2 * FLOOR_SAMPLES]])
+        half = len(sample) // 2
+        floor = frechet_distance(sample[:half], sample[half:]) if half > 1 else None
+        state = {"format": CLASSIFIER_FORMAT, "arch": arch, "state_dict": model.state_dict(), "test_accuracy": acc,
+                 "fd_floor": floor}
+        checkpoint.atomic_torch_save(path, state)
+    log(f"classifier accuracy on a held-out 10% of your images: {state['test_accuracy']:.4f}")
+    with torch.no_grad():
+        reference = _batched(model.features, x[perm[:FLOOR_SAMPLES]])
+    return model, state, reference
+
+
 class Evaluator:
     """Holds the classifier and the test features; `__call__(params)` measures a generator.
-    Data without a classifier (no test split with labels: your own images) is measured with
-    PCAFeatures: Fréchet distance and its floor only (`label_free`)."""
+    MNIST and Fashion-MNIST: the cached classifier and the test set. Your own images with labels
+    (and a side of at least 16): a classifier trained on them (own_classifier). Without labels:
+    PCAFeatures, the Fréchet distance and its floor only (`label_free`)."""
 
     def __init__(self, arrays, dataset, data_dir, device, n_samples=10000, seed=0, log=print, label_free=None,
                  **classifier_kw):
-        self.label_free = "test_labels" not in arrays if label_free is None else label_free
+        own = "test_labels" not in arrays and "train_labels" in arrays
+        if label_free is None:
+            label_free = "test_labels" not in arrays and not (
+                own and arrays["train_images"].shape[-1] >= MIN_CLASSIFIER_SIZE)
+        self.label_free = label_free
         if self.label_free:
             self.pca = PCAFeatures(images_to_tensor(arrays["train_images"], device))
             self.fd_floor, self.test_features = self.pca.floor, self.pca.reference
+        elif own:
+            self.model, record, self.test_features = own_classifier(arrays, data_dir, device, log=log,
+                                                                    **classifier_kw)
+            self.fd_floor = record["fd_floor"]
         else:
             self.model, record = get_classifier(arrays, dataset, data_dir, device, log=log, **classifier_kw)
             self.fd_floor = float(record["fd_floor"])

@@ -5,6 +5,7 @@ import functools
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from helpers import fake_arrays
@@ -187,3 +188,34 @@ def test_sweep_measures_every_run_and_keeps_each_best(tmp_path, arrays, monkeypa
         assert checkpoint.load(top / name / "checkpoints" / "best.pt")["iter"] == min(evals, key=lambda m: m["fd"])["iter"]
     summary = (top / "summary.md").read_text()
     assert "| 1 | seed" in summary and "—" not in summary.splitlines()[2]
+
+
+SMALL = dict(epochs=3)  # the default classifier: TINY's 2 and 4 channels do not learn at 16 x 16
+
+
+def test_your_labelled_images_get_their_own_classifier(tmp_path):
+    """Labelled images of 16 x 16 RGB (a bright patch whose place is the label, on noise): a
+    classifier for 3 channels, 16 pixels and 4 classes is trained on 90%, its held-out accuracy
+    printed and cached (the second Evaluator reuses it); the measurement has a 4-class histogram.
+    Below 16 pixels, or without labels: the label-free distance."""
+    from fastgan.model import init_params
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(1000) % 4
+    images = (rng.random((1000, 3, 16, 16)) * 60).astype(np.uint8)
+    for i, k in enumerate(labels):
+        images[i, :, 4 * k : 4 * k + 4, :] = 255
+    arrays = {"train_images": images, "train_labels": labels}
+    said = []
+    ev = evaluate.Evaluator(arrays, "mine", tmp_path, "cpu", n_samples=64, log=said.append, **SMALL)
+    assert not ev.label_free and ev.model.fc2.out_features == 4 and ev.model.conv1.in_channels == 3
+    accuracy = [m for m in said if m.startswith("classifier accuracy on a held-out 10%")]
+    assert len(accuracy) == 1 and float(accuracy[0].split(": ")[1]) > 0.9
+    assert len(list(tmp_path.glob("classifier-custom-*.pt"))) == 1
+    said.clear()
+    evaluate.Evaluator(arrays, "mine", tmp_path, "cpu", n_samples=64, log=said.append, **SMALL)
+    assert not any("training a classifier" in m for m in said)
+    result = ev(init_params(0, "cpu", 3 * 16 * 16))
+    assert len(result["classes"]) == 4 and result["fd"] > 0
+    small = {"train_images": images[:, :, :8, :8].copy(), "train_labels": labels}
+    assert evaluate.Evaluator(small, "mine", tmp_path, "cpu", n_samples=64).label_free
