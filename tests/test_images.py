@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import DEVICES
 from PIL import Image
 
 from fastgan import checkpoint, run
@@ -108,7 +109,8 @@ def test_colour_images_of_another_size_train_and_write_every_output(tmp_path, ba
 
     src = _folder(tmp_path / "imgs", n=20)
     cfg = Config(dataset=str(src), image_size=12, iters=iters, batch_size=8, sample_every=iters, ckpt_every=iters,
-                 eval_every=iters, log_every=1, device="cpu", backend=backend, out=str(tmp_path / "run"),
+                 eval_every=iters, log_every=1, device="cpu" if backend == "eager" else DEVICES[0], backend=backend,
+                 out=str(tmp_path / "run"),
                  data_dir=str(tmp_path / "cache"), r1=1.0, g_ema=0.9)
     out = run.train(cfg, log=lambda m: None, show_progress=False)
     grid = np.asarray(Image.open(out / "samples" / f"{iters:07d}.png"))

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from conftest import DEVICES
 
 import train as train_cli
 from fastgan import checkpoint, run, sweep
@@ -91,7 +92,8 @@ def test_cli_bad_sweep_writes_nothing(capsys, data_dir, tmp_path):
 
 @pytest.mark.parametrize("backend, iters", [("eager", 10), ("fused", 2)])
 def test_sweep_runs_equal_runs_alone(data_dir, tmp_path, backend, iters):
-    kw = dict(iters=iters, backend=backend, ckpt_every=iters, sample_every=iters, log_every=1)
+    kw = dict(iters=iters, backend=backend, device="cpu" if backend == "eager" else DEVICES[0], ckpt_every=iters,
+              sample_every=iters, log_every=1)
     top = _train(_cfg(data_dir, tmp_path / "S", sweep="lr=1e-3,2e-4 beta1=0.5 seed=0-1", **kw))
     names = [r["name"] for r in json.loads((top / sweep.SWEEP_FILE).read_text())["runs"]]
     assert names == ["lr1e-3_beta1-0.5_seed0", "lr1e-3_beta1-0.5_seed1", "lr2e-4_beta1-0.5_seed0",
@@ -110,7 +112,8 @@ def test_sweep_runs_equal_runs_alone(data_dir, tmp_path, backend, iters):
 def test_sweep_runs_with_options_equal_runs_alone(data_dir, tmp_path, backend, iters):
     """Runs that differ in R1 and G's EMA (a shared cosine decay and two learning rates), trained
     as one sweep, equal each run alone bitwise: parameters, EMA weights and losses."""
-    kw = dict(iters=iters, backend=backend, ckpt_every=iters, sample_every=iters, log_every=1, lr_g=5e-4,
+    kw = dict(iters=iters, backend=backend, device="cpu" if backend == "eager" else DEVICES[0], ckpt_every=iters,
+              sample_every=iters, log_every=1, lr_g=5e-4,
               lr_decay="cosine", decay_start=1)
     top = _train(_cfg(data_dir, tmp_path / "S", sweep="r1=0,1 g_ema=0,0.9", **kw))
     for name, (r1, ema) in zip(("r1-0_g_ema-0", "r1-0_g_ema-0.9", "r1-1_g_ema-0", "r1-1_g_ema-0.9"),
