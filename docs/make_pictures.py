@@ -5,7 +5,11 @@
 
 Writes docs/samples.png (64 samples at the run's best checkpoint), docs/walks.png (latent walks
 at the same checkpoint) and docs/curves.png (the run's losses, Fréchet distance and class KL),
-each through the same commands and functions a user has.
+each through the same commands and functions a user has. With a prefix, another run's pictures
+beside them (the README's Fashion-MNIST run):
+
+    python train.py --dataset fashion-mnist --recipe stable --iters 30000 --eval-every 10000 --out runs/fashion
+    python docs/make_pictures.py runs/fashion fashion-     # docs/fashion-samples.png, fashion-walks.png, ...
 """
 
 import sys
@@ -18,17 +22,17 @@ from fastgan.plots import save_losses
 DOCS = Path(__file__).resolve().parent
 
 
-def main(run):
-    for argv in ([run, "--n", "64", "--out", DOCS / "samples.png"],
-                 [run, "--interpolate", "5", "--out", DOCS / "walks.png"]):
+def main(run, prefix=""):
+    for argv in ([run, "--n", "64", "--out", DOCS / f"{prefix}samples.png"],
+                 [run, "--interpolate", "5", "--out", DOCS / f"{prefix}walks.png"]):
         if sample.main([str(a) for a in argv] + ["--force", "--device", "cpu"]) != 0:
             return 2
-    save_losses(read_records(Path(run) / "metrics.jsonl"), DOCS / "curves.png")
-    print(f"wrote {DOCS / 'curves.png'}")
+    save_losses(read_records(Path(run) / "metrics.jsonl"), DOCS / f"{prefix}curves.png")
+    print(f"wrote {DOCS / f'{prefix}curves.png'}")
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(*sys.argv[1:]))
