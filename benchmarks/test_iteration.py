@@ -22,6 +22,7 @@ import torch
 
 from fastgan.batcher import Batcher
 from fastgan.model import TORCH_OPS, Z_DIM, AdamStep, init_params
+from fastgan.recipes import Hyper
 
 from .conftest import DEVICE, HAS_CUDA, environment, sync
 
@@ -107,7 +108,7 @@ def _sweep_runner(backend, batch, runs):
     from fastgan.config import Config
 
     images = _images(batch)
-    inits = [backends.RunInit(init_params(r, DEVICE), 1e-3, 0.9, Batcher(images, batch, seed=r)) for r in range(runs)]
+    inits = [backends.RunInit(init_params(r, DEVICE), Hyper(), Batcher(images, batch, seed=r)) for r in range(runs)]
     k_replay = ITERS_PER_REPLAY if HAS_CUDA else 1
     cfg = Config(iters_per_replay=k_replay, backend=backend)
     trainer = backends.make_trainer(backend, inits, cfg, DEVICE, log=print)
