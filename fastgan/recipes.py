@@ -1,8 +1,8 @@
 """One run's optimisation settings beyond the seed's, and the named recipes.
 
     seed    the seed's numbers: Adam 1e-3 for both networks, beta1 0.9, no penalty, no EMA
-    stable  the seed's model and schedule with the R1 penalty and an EMA of G (docs/recipes.md:
-            the search that chose it, and what did not work)
+    stable  the seed's model and schedule with the R1 penalty (gamma 1), an EMA of G (0.999) and
+            Adam's beta1 at 0.5 (docs/recipes.md: the search that chose it, and what did not work)
 
 Settings (each a train.py flag and a --sweep key):
   lr_d, lr_g     Adam's learning rate of D and of G (default: --lr)
@@ -29,8 +29,8 @@ DECAYS = ("none", "linear", "cosine")
 # Every recipe names all of these; explicit flags override a recipe.
 SETTINGS = ("lr_d", "lr_g", "beta1", "r1", "g_ema", "lr_decay", "decay_start")
 RECIPES = {
-    "seed": {"r1": 0.0, "g_ema": 0.0, "lr_decay": "none", "decay_start": 0},
-    "stable": {"r1": 1.0, "g_ema": 0.999, "lr_decay": "none", "decay_start": 0},
+    "seed": {"beta1": 0.9, "r1": 0.0, "g_ema": 0.0, "lr_decay": "none", "decay_start": 0},
+    "stable": {"beta1": 0.5, "r1": 1.0, "g_ema": 0.999, "lr_decay": "none", "decay_start": 0},
 }
 
 
