@@ -7,7 +7,8 @@ Each argument is a run folder or a sweep folder (its runs). Per run: its setting
 and every measurement in its metrics.jsonl (Fréchet distance, class KL and the class histogram,
 fastgan.evaluate). Writes, between the markers in docs/recipes.md, one table per group of runs
 (the folder's name) ranked by the distance at their last common measurement, and docs/recipes.png:
-the Fréchet distance and class KL of every run against iterations. With --side-by-side SEED
+the Fréchet distance and class KL of every run against iterations. `--compare SEED_RUNS
+STABLE_RUNS` (comma-separated run folders) prints the README's table instead. With --side-by-side SEED
 STABLE (two run folders): docs/recipes-grids.png, their sample grids at 30,000, 300,000 and
 1,000,000 iterations (those the runs have reached), a row per recipe.
 """
@@ -121,6 +122,24 @@ def side_by_side(runs, path):
     fig.savefig(path, dpi=80, bbox_inches="tight")
 
 
+def compare_table(seed_runs, stable_runs):
+    """Markdown for the README: per measured iteration, FD and the rarest digit's share of each
+    seed-recipe run and each stable run (a column per recipe, runs separated by ·)."""
+    def cells(runs, it):
+        out = []
+        for run in runs:
+            m = next((m for m in read_records(Path(run) / "metrics.jsonl") if m.get("iter") == it and "fd" in m), None)
+            out.append(f"{m['fd']:.1f} ({min(m['classes']):.1%})" if m else "—")
+        return " · ".join(out)
+
+    iters = sorted({m["iter"] for run in [*seed_runs, *stable_runs]
+                    for m in read_records(Path(run) / "metrics.jsonl") if "fd" in m})
+    lines = [f"| iteration | seed recipe ({', '.join(Path(r).name for r in seed_runs)}) | stable "
+             f"({', '.join(Path(r).name for r in stable_runs)}) |", "|---:|---|---|"]
+    lines += [f"| {it:,} | {cells(seed_runs, it)} | {cells(stable_runs, it)} |" for it in iters]
+    return "\n".join(lines) + "\n\nFréchet distance (the rarest digit's share of samples)."
+
+
 def main(folders, pair=None):
     groups = {}
     for folder in folders:
@@ -142,6 +161,9 @@ def main(folders, pair=None):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if args[:1] == ["--compare"]:  # --compare SEED_RUN[,SEED_RUN..] STABLE_RUN[,..]: the README's table
+        print(compare_table(args[1].split(","), args[2].split(",")))
+        sys.exit(0)
     pair = None
     if "--side-by-side" in args:
         i = args.index("--side-by-side")
