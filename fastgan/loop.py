@@ -16,10 +16,10 @@ from tqdm import tqdm
 
 from .backends import RunInit, make_trainer, pick_backend, pick_device
 from .batcher import Batcher, images_to_tensor
+from .checkpoint import image_shape as checkpoint_image
 from .data import load_images
 from .errors import FastganError
 from .interrupt import Interrupted, StopOnSignals, Terminated
-from .checkpoint import image_shape as checkpoint_image
 from .model import Z_DIM, arch, init_params, shapes
 from .outputs import BestByDistance, RunOutputs, Writer
 from .recipes import Hyper
