@@ -8,7 +8,7 @@ at the same checkpoint) and docs/curves.png (the run's losses, Fréchet distance
 each through the same commands and functions a user has. With a prefix, another run's pictures
 beside them (the README's Fashion-MNIST run):
 
-    python train.py --dataset fashion-mnist --recipe stable --iters 30000 --eval-every 10000 --out runs/fashion
+    python train.py --dataset fashion-mnist --r1 1 --g-ema 0.999 --iters 30000 --eval-every 10000 --out runs/fashion
     python docs/make_pictures.py runs/fashion fashion-     # docs/fashion-samples.png, fashion-walks.png, ...
 """
 
