@@ -4,7 +4,9 @@ format and cached (`--dataset PATH`; `python -m fastgan.prepare` does the same e
 The training format is uint8 (n, C, S, S): square, channels first, as G draws them. Conversion:
 centre-crop to a square, resize to S x S with Pillow's Lanczos filter (none when already S x S),
 to grey (ITU-R 601-2 luma) or RGB. A folder is searched recursively for the files Pillow reads
-(IMAGE_SUFFIXES); unreadable files are skipped and counted. An .npz holds `images`, uint8
+(IMAGE_SUFFIXES); unreadable files are skipped and counted. Each file is decoded twice, once to
+learn the data's sizes and colours and once to convert it, and never held beyond that: a folder
+larger than memory converts into its (n, C, S, S) array. An .npz holds `images`, uint8
 (n, H, W) or (n, H, W, C) with C = 1 or 3, and optionally `labels` (n,) integers.
 
 Grey data is never silently made colour: `--channels 3` on grey images is refused unless the
@@ -52,9 +54,13 @@ def _square(img, size):
     return img if side == size else img.resize((size, size), Image.Resampling.LANCZOS)
 
 
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
 def read_folder(folder, log=print):
-    """(list of PIL images, their channel count: 3 if any is colour, else 1); FastganError if the
-    folder holds no image Pillow can read."""
+    """(the readable image files, their (width, height) sizes, their channel count: 3 if any is
+    colour, else 1), decoding each once without keeping it (a folder larger than memory converts
+    one image at a time); FastganError if the folder holds no image Pillow can read."""
     from PIL import Image, UnidentifiedImageError
 
     folder = Path(folder)
@@ -62,22 +68,23 @@ def read_folder(folder, log=print):
     if not paths:
         raise FastganError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}), searched recursively; "
                            "point --dataset at a folder of images or an .npz")
-    images, bad = [], []
+    readable, sizes, bad, colour = [], set(), [], False
     for p in paths:
         try:
             with Image.open(p) as img:
                 img.load()
-                images.append(img.copy())
+                sizes.add(img.size)
+                colour = colour or (img.mode not in GREY_MODES and not _is_grey(img))
+            readable.append(p)
         except (OSError, UnidentifiedImageError, ValueError) as e:
             bad.append((p, e))
-    if not images:
+    if not readable:
         p, e = bad[0]
         raise FastganError(f"no image in {folder} could be read ({len(bad)} files): the first, {p}, gives "
                            f"{type(e).__name__}: {e}")
     if bad:
         log(f"notice: skipped {len(bad)} unreadable of {len(paths)} files in {folder} (the first: {bad[0][0]})")
-    colour = any(img.mode not in ("1", "L", "LA", "I", "I;16", "F") and not _is_grey(img) for img in images)
-    return images, 3 if colour else 1
+    return readable, sizes, 3 if colour else 1
 
 
 def _is_grey(img):
@@ -116,30 +123,23 @@ def read_npz(path):
 
 
 def convert(images, size, channels):
-    """uint8 (n, channels, size, size) from PIL images or a uint8 (n, H, W[, C]) array."""
+    """uint8 (n, channels, size, size) from image files (read one at a time) or a uint8
+    (n, H, W[, C]) array."""
     from PIL import Image
 
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(images), channels, size, size), dtype=np.uint8)
-    for i, img in enumerate(images):
-        if isinstance(img, np.ndarray):
-            img = Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img)
+    for i, src in enumerate(images):
+        if isinstance(src, np.ndarray):
+            img = Image.fromarray(src[..., 0] if src.ndim == 3 and src.shape[2] == 1 else src)
+        else:
+            with Image.open(src) as opened:
+                img = opened.copy()
         if img.mode in ("I", "I;16", "F"):
             img = img.point(lambda v: v / 256).convert("L") if img.mode == "I;16" else img.convert("L")
-        img = _square(img.convert(mode), size)
-        a = np.asarray(img)
+        a = np.asarray(_square(img.convert(mode), size))
         out[i] = a[None] if channels == 1 else a.transpose(2, 0, 1)
     return out
-
-
-def source_shape(images, channels_found):
-    """(side, channels) of the data as it is: the side if every image is square and alike, else None."""
-    if isinstance(images, np.ndarray):
-        h, w = images.shape[1:3]
-        return (h if h == w else None), (1 if images.ndim == 3 else images.shape[3])
-    sizes = {img.size for img in images}
-    side = next(iter(sizes))[0] if len(sizes) == 1 and next(iter(sizes))[0] == next(iter(sizes))[1] else None
-    return side, channels_found
 
 
 def load_custom(path, image_size=None, channels=None, data_dir=None, log=print, convert_channels=False, check=None):
@@ -157,11 +157,13 @@ def load_custom(path, image_size=None, channels=None, data_dir=None, log=print, 
     key = _hash_files(files, path.parent if is_npz else path) if files else None
     if is_npz:
         images, labels = read_npz(path)
-        found = 1 if images.ndim == 3 else images.shape[3]
+        h, w = images.shape[1:3]
+        side, own_channels = (h if h == w else None), (1 if images.ndim == 3 else images.shape[3])
     else:
-        images, found = read_folder(path, log)
+        images, sizes, own_channels = read_folder(path, log)
         labels = None
-    side, own_channels = source_shape(images, found)
+        (w, h), alike = next(iter(sizes)), len(sizes) == 1
+        side = w if alike and w == h else None
     size = image_size or side or DEFAULT_SIZE
     channels = channels or own_channels
     if size < MIN_SIZE:
