@@ -117,7 +117,7 @@ def side_by_side(runs, path):
                 ax.imshow(mimage.imread(grid))
                 ax.set_title(f"{label} @ {it:,}{fd}", fontsize=9)
             else:
-                ax.set_title(f"{label} @ {it:,}: not reached yet", fontsize=9)
+                ax.set_title(f"{label} @ {it:,}: not run this far", fontsize=9)
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=80, bbox_inches="tight")
 
