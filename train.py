@@ -12,17 +12,18 @@ from fastgan.interrupt import Interrupted, Terminated
 
 
 def _parser():
+    from fastgan.cli import Help
     from fastgan.config import BACKENDS, DEFAULT_ITERS, DEVICES, PRECISIONS, Config
     from fastgan.data import DATASETS
     from fastgan.recipes import DECAYS, RECIPES
     from fastgan.sweep import KEYS as SWEEP_KEYS
 
     d = Config()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     p.add_argument("--iters", type=int, default=d.iters,
                    help=f"target iteration (one D step + one G step each); default {DEFAULT_ITERS:,}, "
                         "or with --resume the run's own target")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="B: B real and B generated images per D step, B generated per G step")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of both networks")
     p.add_argument("--beta1", type=float, default=d.beta1, help="Adam beta1 of both networks")
     p.add_argument("--recipe", choices=tuple(RECIPES), default=d.recipe,
@@ -40,17 +41,17 @@ def _parser():
                    help="learning-rate decay to 0 at the target iteration, from --decay-start")
     p.add_argument("--decay-start", type=int, default=d.decay_start, metavar="ITER",
                    help="the iteration the learning-rate decay starts at")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the weights, the noise and the batches")
     p.add_argument("--out", default=d.out, help="run folder (default: runs/<date-time>)")
     p.add_argument("--sample-every", type=int, default=d.sample_every, help="iterations between 4x4 sample grids")
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="iterations between checkpoints")
     p.add_argument("--keep", type=int, default=d.keep, help="numbered checkpoints kept")
     p.add_argument("--log-every", type=int, default=d.log_every, help="iterations between logged losses")
-    p.add_argument("--device", choices=DEVICES, default=d.device)
+    p.add_argument("--device", choices=DEVICES, default=d.device, help="auto: the GPU if there is one, else the CPU")
     p.add_argument("--backend", choices=BACKENDS, default=d.backend,
                    help="auto: graph on CUDA, eager on CPU; fused/graph on CPU run Triton's interpreter (slow)")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                   help="matrix products of the Triton backends: ieee (fp32, default), tf32x3 (tensor cores, "
+                   help="matrix products of the Triton backends: ieee (fp32), tf32x3 (tensor cores, "
                         "close to fp32), tf32 (tensor cores, ~1e-3 relative)")
     p.add_argument("--resume", default=d.resume, help="a checkpoint file, or a run folder (its newest checkpoint)")
     p.add_argument("--dataset", default=d.dataset,

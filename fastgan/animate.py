@@ -24,6 +24,7 @@ from matplotlib import image as mimage  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .cli import Help  # noqa: E402
 from .errors import FastganError, os_error  # noqa: E402
 
 
@@ -83,7 +84,7 @@ def write_animation(grids, out, fps):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fastgan.animate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=Help)
     p.add_argument("run", help="a run folder (its samples/*.png are the frames)")
     p.add_argument("--out", help="the .gif or .mp4 to write (default: RUN/progress.gif)")
     p.add_argument("--every", type=int, default=1, help="keep every N-th grid (the last one always)")

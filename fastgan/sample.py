@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .backends import pick_device
+from .cli import Help
 from .errors import FastganError, os_error
 from .generator import load, noise
 from .model import Z_DIM
@@ -46,7 +47,7 @@ def _free(path, force):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fastgan.sample", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=Help)
     p.add_argument("checkpoint", help="a checkpoint file, or a run folder (its best.pt, else its newest checkpoint)")
     p.add_argument("--n", type=int, default=64, help="samples, drawn as a square grid")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise")
