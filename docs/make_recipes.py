@@ -6,7 +6,8 @@
 Each argument is a run folder or a sweep folder (its runs). Per run: its settings (config.json)
 and every measurement in its metrics.jsonl (Fréchet distance, class KL and the class histogram,
 fastgan.evaluate). Writes, between the markers in docs/recipes.md, one table per group of runs
-(the folder's name) ranked by the distance at their last common measurement, and docs/recipes.png:
+(the folder's name) ranked by the distance at their last common measurement (a long run's columns:
+COLUMNS), and docs/recipes.png:
 the Fréchet distance and class KL of every run against iterations. `--compare SEED_RUNS
 STABLE_RUNS` (comma-separated run folders) prints the README's table instead. With --side-by-side SEED
 STABLE (two run folders): docs/recipes-grids.png, their sample grids at 30,000, 300,000 and
@@ -47,16 +48,41 @@ def _fmt(v):
     return "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
 
+# the iterations a long run's table columns (and the README's rows) show; the curves show them all
+COLUMNS = (25_000, 50_000, 100_000, 200_000, 300_000, 500_000, 750_000, 1_000_000)
+ROWS = (10_000, 20_000, 25_000, 30_000, 50_000, 100_000, 200_000, 300_000, 400_000, 500_000, 600_000, 700_000,
+        800_000, 900_000, 1_000_000)
+SHOW_ALL = 12  # up to this many measurements, every one is shown
+
+
+def shown(iters, keep):
+    """The iterations to show: all of few; else those in keep, and the last."""
+    return iters if len(iters) <= SHOW_ALL else [it for it in iters if it in keep or it == iters[-1]]
+
+
+def worst_after(evals, start=100_000):
+    """The largest ratio of a distance measured after `start` to the best measured up to it."""
+    worst, best = None, float("inf")
+    for m in evals:
+        best = min(best, m["fd"])
+        if m["iter"] > start:
+            worst = max(worst or 0.0, m["fd"] / best)
+    return worst
+
+
 def table(runs):
-    """Markdown: one row per run, its distance at each measurement, worst digit share at the last."""
+    """Markdown: one row per run, its distance at the shown measurements, the best, the largest
+    ratio to the best so far after 100k, and the worst digit share and class KL at the last."""
     iters = sorted({m["iter"] for *_, evals in runs for m in evals})
     last = max((it for it in iters if all(any(m["iter"] == it for m in e) for *_, e in runs)), default=None)
+    iters = shown(iters, COLUMNS)
 
     def at(evals, it):
         return next((m for m in evals if m["iter"] == it), None)
 
     ranked = sorted(runs, key=lambda r: (at(r[3], last) or {"fd": float("inf")})["fd"] if last else 0)
-    head = ["run", *SETTINGS, *(f"FD {it // 1000}k" for it in iters), "best FD", "rarest digit", "class KL"]
+    head = ["run", *SETTINGS, *(f"FD {it // 1000}k" for it in iters), "best FD", "worst / best so far after 100k",
+            "rarest digit", "class KL"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, name, settings, evals in ranked:
         fds = [at(evals, it) for it in iters]
@@ -64,6 +90,7 @@ def table(runs):
         best = min(evals, key=lambda m: m["fd"]) if evals else None
         cells = [name, *(_fmt(settings[k]) for k in SETTINGS), *(_fmt(m["fd"]) if m else "—" for m in fds),
                  f"{best['fd']:.1f} @ {best['iter'] // 1000}k" if best else "—",
+                 f"{worst_after(evals):.2f}×" if worst_after(evals) else "—",
                  f"{min(final['classes']):.1%}" if final else "—", _fmt(final["class_kl"]) if final else "—"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -132,8 +159,8 @@ def compare_table(seed_runs, stable_runs):
             out.append(f"{m['fd']:.1f} ({min(m['classes']):.1%})" if m else "—")
         return " · ".join(out)
 
-    iters = sorted({m["iter"] for run in [*seed_runs, *stable_runs]
-                    for m in read_records(Path(run) / "metrics.jsonl") if "fd" in m})
+    iters = shown(sorted({m["iter"] for run in [*seed_runs, *stable_runs]
+                          for m in read_records(Path(run) / "metrics.jsonl") if "fd" in m}), ROWS)
     lines = [f"| iteration | seed recipe ({', '.join(Path(r).name for r in seed_runs)}) | stable "
              f"({', '.join(Path(r).name for r in stable_runs)}) |", "|---:|---|---|"]
     lines += [f"| {it:,} | {cells(seed_runs, it)} | {cells(stable_runs, it)} |" for it in iters]
