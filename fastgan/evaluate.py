@@ -126,32 +126,44 @@ def load_classifier(path, arch, device):
     return model.to(device).eval(), state
 
 
-def get_classifier(arrays, dataset, data_dir, device, arch=ARCH, epochs=EPOCHS,
-                   min_accuracy=None, log=print):
-    """(classifier, record) from the cache beside the data, trained and cached if needed."""
-    path = classifier_path(data_dir or default_data_dir(), dataset)
+def cached_classifier(path, arch, device, build, log=print):
+    """(classifier, record) from the cache at `path`, else from `build()` -> (trained classifier, its
+    held-out accuracy, FD floor or None), saved there (temp file, fsync, rename)."""
     if path.is_file():
         model, state = load_classifier(path, arch, device)
         if model is not None:
             return model, state
         log(f"notice: rebuilding the classifier cache {path}: {state}")
-    train_x = images_to_tensor(arrays["train_images"], device)
-    train_y = torch.from_numpy(arrays["train_labels"].astype(np.int64)).to(device)
-    test_x = images_to_tensor(arrays["test_images"], device)
-    test_y = torch.from_numpy(arrays["test_labels"].astype(np.int64)).to(device)
-    log(f"training the {dataset} classifier for the metrics (once; cached in {path}) ...")
-    model = train_classifier(train_x, train_y, arch, epochs, log=log)
-    acc = accuracy(model, test_x, test_y)
-    min_accuracy = MIN_ACCURACY[dataset] if min_accuracy is None else min_accuracy
-    if acc < min_accuracy:
-        raise FastganError(f"the metrics classifier reached only {acc:.4f} test accuracy (< {min_accuracy}); not cached")
-    with torch.no_grad():
-        floor = frechet_distance(_batched(model.features, train_x[:FLOOR_SAMPLES]), _batched(model.features, test_x))
-    state = {"format": CLASSIFIER_FORMAT, "arch": dict(arch), "state_dict": model.state_dict(),
-             "test_accuracy": acc, "fd_floor": floor}
+    model, acc, floor = build()
+    state = {"format": CLASSIFIER_FORMAT, "arch": dict(arch), "state_dict": model.state_dict(), "test_accuracy": acc,
+             "fd_floor": floor}
     checkpoint.atomic_torch_save(path, state)
-    log(f"classifier test accuracy {acc:.4f}")
     return model, state
+
+
+def get_classifier(arrays, dataset, data_dir, device, arch=ARCH, epochs=EPOCHS,
+                   min_accuracy=None, log=print):
+    """(classifier, record) from the cache beside the data, trained and cached if needed."""
+    path = classifier_path(data_dir or default_data_dir(), dataset)
+    min_accuracy = MIN_ACCURACY[dataset] if min_accuracy is None else min_accuracy
+
+    def build():
+        train_x = images_to_tensor(arrays["train_images"], device)
+        train_y = torch.from_numpy(arrays["train_labels"].astype(np.int64)).to(device)
+        test_x = images_to_tensor(arrays["test_images"], device)
+        test_y = torch.from_numpy(arrays["test_labels"].astype(np.int64)).to(device)
+        log(f"training the {dataset} classifier for the metrics (once; cached in {path}) ...")
+        model = train_classifier(train_x, train_y, arch, epochs, log=log)
+        acc = accuracy(model, test_x, test_y)
+        if acc < min_accuracy:
+            raise FastganError(f"the metrics classifier reached only {acc:.4f} test accuracy (< {min_accuracy}); "
+                               "not cached")
+        log(f"classifier test accuracy {acc:.4f}")
+        with torch.no_grad():
+            floor = frechet_distance(_batched(model.features, train_x[:FLOOR_SAMPLES]), _batched(model.features, test_x))
+        return model, acc, floor
+
+    return cached_classifier(path, arch, device, build, log)
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -243,8 +255,8 @@ def own_classifier(arrays, data_dir, device, arch=ARCH, epochs=EPOCHS, min_accur
     y = torch.from_numpy(y.astype(np.int64)).to(device)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0)).to(device)
     n_test = max(1, len(x) // 10)
-    model, state = load_classifier(path, arch, device) if path.is_file() else (None, None)
-    if model is None:
+
+    def build():
         log(f"training a classifier on the {len(classes)} labels of your images for the metrics (once; cached in "
             f"{path}) ...")
         model = train_classifier(x[perm[n_test:]], y[perm[n_test:]], arch, epochs, log=log)
@@ -255,10 +267,9 @@ def own_classifier(arrays, data_dir, device, arch=ARCH, epochs=EPOCHS, min_accur
         with torch.no_grad():
             sample = _batched(model.features, x[perm[: 2 * FLOOR_SAMPLES]])
         half = len(sample) // 2
-        floor = frechet_distance(sample[:half], sample[half:]) if half > 1 else None
-        state = {"format": CLASSIFIER_FORMAT, "arch": arch, "state_dict": model.state_dict(), "test_accuracy": acc,
-                 "fd_floor": floor}
-        checkpoint.atomic_torch_save(path, state)
+        return model, acc, frechet_distance(sample[:half], sample[half:]) if half > 1 else None
+
+    model, state = cached_classifier(path, arch, device, build, log)
     log(f"classifier accuracy on a held-out 10% of your images: {state['test_accuracy']:.4f}")
     with torch.no_grad():
         reference = _batched(model.features, x[perm[:FLOOR_SAMPLES]])

@@ -196,7 +196,7 @@ SMALL = dict(epochs=3)  # the default classifier: TINY's 2 and 4 channels do not
 def test_your_labelled_images_get_their_own_classifier(tmp_path):
     """Labelled images of 16 x 16 RGB (a bright patch whose place is the label, on noise): a
     classifier for 3 channels, 16 pixels and 4 classes is trained on 90%, its held-out accuracy
-    printed and cached (the second Evaluator reuses it); the measurement has a 4-class histogram.
+    printed and cached (the second Evaluator reuses it, a third rebuilds a corrupt cache); the measurement has a 4-class histogram.
     Below 16 pixels, or without labels: the label-free distance."""
     from fastgan.model import init_params
 
@@ -215,6 +215,10 @@ def test_your_labelled_images_get_their_own_classifier(tmp_path):
     said.clear()
     evaluate.Evaluator(arrays, "mine", tmp_path, "cpu", n_samples=64, log=said.append, **SMALL)
     assert not any("training a classifier" in m for m in said)
+    next(tmp_path.glob("classifier-custom-*.pt")).write_bytes(b"truncated")  # a cache that can't be trusted
+    said.clear()
+    evaluate.Evaluator(arrays, "mine", tmp_path, "cpu", n_samples=64, log=said.append, **SMALL)
+    assert any("rebuilding the classifier cache" in m for m in said) and any("training a classifier" in m for m in said)
     result = ev(init_params(0, "cpu", 3 * 16 * 16))
     assert len(result["classes"]) == 4 and result["fd"] > 0
     small = {"train_images": images[:, :, :8, :8].copy(), "train_labels": labels}
