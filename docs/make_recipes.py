@@ -88,9 +88,10 @@ def table(runs):
         fds = [at(evals, it) for it in iters]
         final = evals[-1] if evals else None
         best = min(evals, key=lambda m: m["fd"]) if evals else None
+        worst = worst_after(evals)
         cells = [name, *(_fmt(settings[k]) for k in SETTINGS), *(_fmt(m["fd"]) if m else "—" for m in fds),
                  f"{best['fd']:.1f} @ {best['iter'] // 1000}k" if best else "—",
-                 f"{worst_after(evals):.2f}×" if worst_after(evals) else "—",
+                 f"{worst:.2f}×" if worst else "—",
                  f"{min(final['classes']):.1%}" if final else "—", _fmt(final["class_kl"]) if final else "—"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
