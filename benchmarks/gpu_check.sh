@@ -125,7 +125,7 @@ grep -E "^wrote|budget spent" "$log" | tail -n 2 | tee -a "$summary"
 if [ $SMOKE = 0 ] && [ -s "$OUT/configs.json" ]; then
     python3 -c "
 import shutil, sys, torch
-from kernels import configs
+from fastgan.kernels import configs
 shutil.copy(sys.argv[1], configs.device_file(torch.cuda.get_device_name()))" "$OUT/configs.json" >> "$log" 2>&1 \
         && say "installed as this card's table" || { say "could not install the tuned table"; FAILED=$((FAILED + 1)); }
 fi

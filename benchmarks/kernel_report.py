@@ -30,9 +30,9 @@ if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
 import torch
 import triton
 
-import kernels
-from kernels import aot, configs
-from kernels.shared import PRECISIONS
+from fastgan import kernels
+from fastgan.kernels import aot, configs
+from fastgan.kernels.shared import PRECISIONS
 
 from fastgan import model
 from fastgan.batcher import Batcher

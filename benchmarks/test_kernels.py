@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from .conftest import DEVICE, HAS_CUDA, environment, sync
 
-import kernels  # noqa: E402  (after conftest has set TRITON_INTERPRET on CPU)
-from kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID
+from fastgan import kernels  # noqa: E402  (after conftest has set TRITON_INTERPRET on CPU)
+from fastgan.kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID
 
 BATCH = 128 if HAS_CUDA else 16  # the interpreter's time grows with the programs: a CPU only checks the bench runs
 # name: (K, N, activation) of the GAN's four layers

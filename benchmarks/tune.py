@@ -38,7 +38,7 @@ if not HAS_CUDA:
 
 import triton  # noqa: E402
 
-from kernels import configs  # noqa: E402
+from fastgan.kernels import configs  # noqa: E402
 
 from .breakdown import make_trainer  # noqa: E402
 from .sites import iteration_sites, time_site  # noqa: E402

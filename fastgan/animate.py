@@ -1,8 +1,8 @@
 """Training as an animation: a run's fixed-noise sample grids in iteration order.
 
-    python -m fastgan.animate RUN                      # RUN/progress.gif
-    python -m fastgan.animate RUN --every 10 --fps 15  # every 10th grid
-    python -m fastgan.animate RUN --out progress.mp4   # MP4 where matplotlib finds ffmpeg
+    fastgan animate RUN                      # RUN/progress.gif
+    fastgan animate RUN --every 10 --fps 15  # every 10th grid
+    fastgan animate RUN --out progress.mp4   # MP4 where matplotlib finds ffmpeg
 
 Every grid of a run is drawn from the same noise batch, so the frames show the same 16 latent
 points learning to be digits. Each frame is labelled with its iteration. Written with
@@ -24,7 +24,7 @@ from matplotlib import image as mimage  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .cli import Help  # noqa: E402
+from .cli import Help, command  # noqa: E402
 from .errors import FastganError, os_error  # noqa: E402
 
 
@@ -83,7 +83,7 @@ def write_animation(grids, out, fps):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fastgan.animate", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=command("animate"), description=__doc__.split("\n\n")[0],
                                 formatter_class=Help)
     p.add_argument("run", help="a run folder (its samples/*.png are the frames)")
     p.add_argument("--out", help="the .gif or .mp4 to write (default: RUN/progress.gif)")

@@ -104,7 +104,7 @@ def make_trainer(backend, runs, cfg, device, log=print):
     if device.type == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
     try:
-        import kernels  # noqa: F401  (is Triton there?)
+        from . import kernels  # noqa: F401  (is Triton there?)
     except ImportError as e:
         raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
     from .buffers import bytes_per_run, runs_that_fit

@@ -1,6 +1,24 @@
-"""What the command lines share: help that gives each flag's default once."""
+"""What the command lines share: the name the user ran fastgan by (for messages that say what to
+run next) and help that gives each flag's default once."""
 
 import argparse
+
+# How this process was started: "fastgan" (the installed command), "python -m fastgan" or
+# "python train.py" (a clone's entry); set once by the entry point, read by the messages.
+_prog = "fastgan"
+
+
+def set_prog(prog):
+    global _prog
+    _prog = prog
+
+
+def command(sub="train"):
+    """The command line that runs fastgan's `sub` the way this process was started: `fastgan
+    train`, `python -m fastgan sample`, or `python train.py` for training from a clone."""
+    if _prog == "python train.py":
+        return "python train.py" if sub == "train" else f"python -m fastgan {sub}"
+    return f"{_prog} {sub}"
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):

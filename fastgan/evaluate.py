@@ -1,6 +1,6 @@
 """Measure what the GAN learns, with a small MNIST classifier trained by fastgan itself.
 
-    python -m fastgan.evaluate CHECKPOINT [--samples 10000] [--json]
+    fastgan evaluate CHECKPOINT [--samples 10000] [--json]
 
 Metrics of N generated samples against the dataset's test set:
   fd           Fréchet distance between Gaussians fitted to the classifier's penultimate
@@ -33,6 +33,7 @@ from torch import nn
 from . import checkpoint
 from .backends import pick_device
 from .batcher import images_to_tensor
+from .cli import Help, command
 from .data import default_data_dir, load_images
 from .errors import FastganError
 from .model import Z_DIM, generator
@@ -319,7 +320,8 @@ class Evaluator:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Measure a fastgan checkpoint: Fréchet distance, classifier score, class coverage.")
+    p = argparse.ArgumentParser(prog=command("evaluate"), formatter_class=Help,
+                                description="Measure a fastgan checkpoint: Fréchet distance, classifier score, class coverage.")
     p.add_argument("checkpoint", help="a checkpoint file, or a run folder (its best.pt, else its newest checkpoint)")
     p.add_argument("--samples", type=int, default=10000, help="generated samples to measure")
     p.add_argument("--data-dir", default=None, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")

@@ -40,7 +40,7 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def sample(self, n, seed=0):
-        """n images from the noise `seed` draws (the same as `python -m fastgan.sample --seed`)."""
+        """n images from the noise `seed` draws (the same as `fastgan sample --seed`)."""
         return self(noise(n, seed).to(self.G_W1.device))
 
 

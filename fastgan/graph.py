@@ -44,8 +44,8 @@ format: a run can move between backends.
 
 import torch
 
-import kernels
-from kernels import (
+from . import kernels
+from .kernels import (
     ACT_RELU,
     ACT_SIGMOID,
     adam_terms,
@@ -55,7 +55,7 @@ from kernels import (
     linear_act_backward,
     linear_act_forward,
 )
-from kernels.shared import PRECISIONS
+from .kernels.shared import PRECISIONS
 
 from . import checkpoint
 from .buffers import buffer_table

@@ -1,5 +1,5 @@
 """Your own images: a folder of image files or an .npz array, converted once to the training
-format and cached (`--dataset PATH`; `python -m fastgan.prepare` does the same explicitly).
+format and cached (`--dataset PATH`; `fastgan prepare` does the same explicitly).
 
 The training format is uint8 (n, C, S, S): square, channels first, as G draws them. Conversion:
 centre-crop to a square, resize to S x S with Pillow's Lanczos filter (none when already S x S),
@@ -10,7 +10,7 @@ larger than memory converts into its (n, C, S, S) array. An .npz holds `images`,
 (n, H, W) or (n, H, W, C) with C = 1 or 3, and optionally `labels` (n,) integers.
 
 Grey data is never silently made colour: `--channels 3` on grey images is refused unless the
-conversion is asked for (`python -m fastgan.prepare SRC OUT.npz --channels 3`). Colour to grey
+conversion is asked for (`fastgan prepare SRC OUT.npz --channels 3`). Colour to grey
 is a conversion like a resize, done when `--channels 1` is given.
 
 The cache, beside the other data: `custom-<hash>-<S>x<S>x<C>.npz`, the hash over every file's
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import command
 from .errors import FastganError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -110,7 +111,7 @@ def read_npz(path):
         raise
     except ValueError as e:  # an object array: images of mixed sizes
         raise FastganError(f"{path}: `images` is not one array ({e}); images of mixed sizes cannot be one array: "
-                           "save a folder of them instead, or convert them with python -m fastgan.prepare") from None
+                           f"save a folder of them instead, or convert them with {command('prepare')}") from None
     except Exception as e:
         raise FastganError(f"{path} is unreadable as .npz ({type(e).__name__}: {e})") from None
     if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
@@ -170,7 +171,7 @@ def load_custom(path, image_size=None, channels=None, data_dir=None, log=print, 
         raise FastganError(f"--image-size {size} is too small; images need a side of at least {MIN_SIZE} pixels")
     if channels == 3 and own_channels == 1 and not convert_channels:
         raise FastganError(f"{path} holds grey images; --channels 3 would only copy the grey three times: train with "
-                           f"--channels 1, or convert them first: python -m fastgan.prepare {path} OUT.npz --channels 3")
+                           f"--channels 1, or convert them first: {command('prepare')} {path} OUT.npz --channels 3")
     if check is not None:
         check(len(images), (channels, size, size))
     cache = Path(data_dir) / f"custom-{key}-{size}x{size}x{channels}.npz" if data_dir is not None else None

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from .backends import RunInit, make_trainer, pick_backend, pick_device
 from .batcher import Batcher, images_to_tensor
 from .checkpoint import image_shape as checkpoint_image
+from .cli import command
 from .data import load_images
 from .errors import FastganError
 from .interrupt import Interrupted, StopOnSignals, Terminated
@@ -154,7 +155,7 @@ def train_runs(cfg, members, log, show_progress):
             failed = False
             if stop.requested:
                 again = runs[0].out if R == 1 else runs[0].out.parent
-                stopped = f"stopped at iteration {it}; continue with: python train.py --resume {again}"
+                stopped = f"stopped at iteration {it}; continue with: {command()} --resume {again}"
                 if stop.signal != signal.SIGTERM:
                     log("\n" + stopped)
     except KeyboardInterrupt:

@@ -1,8 +1,8 @@
 """Convert a folder of images (or an .npz) into the array fastgan trains on, explicitly (like
 stylegan's dataset_tool); `--dataset FOLDER` does the same conversion itself and caches it.
 
-    python -m fastgan.prepare photos/ photos-32.npz --size 32 --channels 3
-    python train.py --dataset photos-32.npz
+    fastgan prepare photos/ photos-32.npz --size 32 --channels 3
+    fastgan train --dataset photos-32.npz
 
 Writes OUT.npz with `images`, uint8 (n, S, S) or (n, S, S, 3), and `labels` if the source had
 them, and reports what it read and skipped. Grey images become RGB only here (--channels 3).
@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import Help, command
 from .errors import FastganError
 from .images import load_custom
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fastgan.prepare", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=command("prepare"), description=__doc__.split("\n\n")[0],
+                                formatter_class=Help)
     p.add_argument("src", help="a folder of images (searched recursively) or an .npz with `images`")
     p.add_argument("out", help="the .npz to write")
     p.add_argument("--size", type=int, help="square side in pixels (default: the images' own if square, else 28)")

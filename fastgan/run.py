@@ -1,4 +1,4 @@
-"""`python train.py`'s entry: one run (new or resumed) or a sweep, from the user's config to
+"""`fastgan train`'s entry: one run (new or resumed) or a sweep, from the user's config to
 the training loop (fastgan.loop). The config is resolved once (fastgan.resume,
 fastgan.sweep_driver), validated, and read-only from then on."""
 

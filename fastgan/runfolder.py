@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from . import checkpoint
+from .cli import command
 from .errors import FastganError, os_error
 
 LOCK = ".lock"
@@ -86,7 +87,7 @@ def claim(out, resuming, log=print):
         if at:
             folder.release()
             raise FastganError(f"--out {out} already holds a run (checkpointed at iteration {at}); continue it with "
-                               f"`python train.py --resume {out}`, or pick another --out")
+                               f"`{command()} --resume {out}`, or pick another --out")
         if at == 0:
             log(f"notice: {out} holds a run stopped before its first checkpoint (nothing to lose); starting it again")
     for stale in (out / "checkpoints").glob("*.tmp"):  # left by a process killed mid-write; ours now

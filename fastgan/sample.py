@@ -1,8 +1,8 @@
 """Draw samples from a trained generator.
 
-    python -m fastgan.sample RUN_OR_CHECKPOINT                 # 64 samples as an 8x8 grid PNG
-    python -m fastgan.sample runs/try --n 100 --seed 3 --npz   # also the raw (n, 28, 28) uint8 array
-    python -m fastgan.sample runs/try --interpolate 6          # 6 rows of linear walks through z-space
+    fastgan sample RUN_OR_CHECKPOINT                 # 64 samples as an 8x8 grid PNG
+    fastgan sample runs/try --n 100 --seed 3 --npz   # also the raw (n, 28, 28) uint8 array
+    fastgan sample runs/try --interpolate 6          # 6 rows of linear walks through z-space
 
 A run folder means its checkpoints/best.pt (the lowest Fréchet distance measured), else its
 newest checkpoint. The PNG (and .npz) go beside the checkpoint unless --out says where; an
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .backends import pick_device
-from .cli import Help
+from .cli import Help, command
 from .errors import FastganError, os_error
 from .generator import load, noise
 from .model import Z_DIM
@@ -46,7 +46,7 @@ def _free(path, force):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fastgan.sample", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=command("sample"), description=__doc__.split("\n\n")[0],
                                 formatter_class=Help)
     p.add_argument("checkpoint", help="a checkpoint file, or a run folder (its best.pt, else its newest checkpoint)")
     p.add_argument("--n", type=int, default=64, help="samples, drawn as a square grid")

@@ -1,7 +1,7 @@
 """Sweeps: many GANs trained at once, one run folder each, one summary for all.
 
-    python train.py --seeds 0-7                                    # 8 runs that differ in seed
-    python train.py --sweep "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"  # the cartesian product: 16 runs
+    fastgan train --seeds 0-7                                    # 8 runs that differ in seed
+    fastgan train --sweep "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"  # the cartesian product: 16 runs
 
 Keys: lr, beta1, seed and fastgan.recipes' settings (lr_d, lr_g, r1, g_ema, lr_decay,
 decay_start); values comma-separated, seeds and decay starts also as ranges A-B (inclusive, seeds)

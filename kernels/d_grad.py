@@ -212,7 +212,7 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     cfg = row_chunk_config("d_grad", x.device, M, H, K, "r1" if r1 is not None else None)
     n_chunks = cfg.pop("SPLIT")
     for name, n in n_slots.items():
-        check_slots(op, name, n, n_chunks, "splits the rows in", "kernels.d_grad.grad_partials")
+        check_slots(op, name, n, n_chunks, "splits the rows in", "fastgan.kernels.d_grad.grad_partials")
     losses, dw1, db1, dw2, db2 = outs.values()
     return _d_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]), R)](
         x, images if rows is not None else x, idx if rows is not None else x, given, b1 if b1 is not None else given, w2, b2, losses, dw1, db1, dw2, db2,

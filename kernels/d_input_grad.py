@@ -113,7 +113,7 @@ def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
     check_devices(op, h=given, b1=b1, w1=w1, w2=w2, b2=b2, losses=losses, dx=dx)
     cfg = row_chunk_config("d_input_grad", w1.device, M, H, K)
     n_chunks = cfg.pop("SPLIT")
-    check_slots(op, "losses", n_slots, n_chunks, "splits the rows in", "kernels.d_input_grad.input_grad_partials")
+    check_slots(op, "losses", n_slots, n_chunks, "splits the rows in", "fastgan.kernels.d_input_grad.input_grad_partials")
     return _d_input_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]), R)](
         given, b1 if b1 is not None else given, w1, w2, b2, losses, dx,
         M, H, K, float(t), 1.0 / M,

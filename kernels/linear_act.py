@@ -330,7 +330,7 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=Fa
     cfg = _forward_config(x.device, M, N, K)
     if not partials:
         cfg["SPLIT_K"] = 1
-    check_slots(op, "y", n_slots, cfg["SPLIT_K"], "splits K in", "kernels.linear_act.forward_partials")
+    check_slots(op, "y", n_slots, cfg["SPLIT_K"], "splits K in", "fastgan.kernels.linear_act.forward_partials")
     grid = (triton.cdiv(M, cfg["BLOCK_M"]) * cfg["SPLIT_K"], triton.cdiv(N, cfg["BLOCK_N"]), R)
     return _linear_act_fwd_kernel[grid](
         x, images if rows is not None else x, idx if rows is not None else x, w, b, y, M, N, K, G,
@@ -383,9 +383,9 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", partials
         cfg["SPLIT_M"] = 1
     for name, n in n_slots.items():
         if name == "dx":
-            check_slots(op, name, n, cfg["SPLIT_N"], "splits N in", "kernels.linear_act.dx_partials")
+            check_slots(op, name, n, cfg["SPLIT_N"], "splits N in", "fastgan.kernels.linear_act.dx_partials")
         else:
-            check_slots(op, name, n, cfg["SPLIT_M"], "splits the batch in", "kernels.linear_act.dw_partials")
+            check_slots(op, name, n, cfg["SPLIT_M"], "splits the batch in", "fastgan.kernels.linear_act.dw_partials")
     n_dx = 0 if dx is None else triton.cdiv(M, cfg["DX_BLOCK_M"]) * triton.cdiv(K, cfg["DX_BLOCK_K"]) * cfg["SPLIT_N"]
     n_dw = 0 if dw is None else triton.cdiv(K, cfg["DW_BLOCK_K"]) * triton.cdiv(N, cfg["DW_BLOCK_N"]) * cfg["SPLIT_M"]
     return _linear_act_bwd_kernel[(n_dx + n_dw, R)](

@@ -4,7 +4,7 @@ double precision on the inputs' values, with autograd for the gradients."""
 import torch
 import torch.nn.functional as F
 
-from kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID
+from fastgan.kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID
 
 ACTS = {ACT_NONE: lambda t: t, ACT_RELU: torch.relu, ACT_SIGMOID: torch.sigmoid}
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-import train
+from fastgan import train_cli as train
 from fastgan import animate, sample
 
 

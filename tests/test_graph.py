@@ -311,6 +311,6 @@ def test_train_fused_matches_eager(tmp_path, small_mnist, device, iters, batch, 
 def test_cli_precisions_are_the_kernels():
     """fastgan.config keeps its own list (it is read without importing Triton): the kernels' one."""
     from fastgan import config
-    from kernels import shared
+    from fastgan.kernels import shared
 
     assert config.PRECISIONS == shared.PRECISIONS

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import DEVICES
 
-from kernels import adam_terms, adam_update
+from fastgan.kernels import adam_terms, adam_update
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels import aot
+from fastgan.kernels import aot
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 8, 128, 1024, 8192)

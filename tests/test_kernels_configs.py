@@ -14,7 +14,7 @@ from conftest import DEVICES
 from helpers import rel_err
 import reference
 
-from kernels import (
+from fastgan.kernels import (
     ACT_RELU,
     ACT_SIGMOID,
     adam_terms,
@@ -25,9 +25,9 @@ from kernels import (
     linear_act_backward,
     linear_act_forward,
 )
-from kernels.d_grad import grad_partials as d_grad_partials
-from kernels.d_input_grad import input_grad_partials
-from kernels.linear_act import backward_config, dw_partials, dx_partials, forward_partials
+from fastgan.kernels.d_grad import grad_partials as d_grad_partials
+from fastgan.kernels.d_input_grad import input_grad_partials
+from fastgan.kernels.linear_act import backward_config, dw_partials, dx_partials, forward_partials
 
 TABLES = sorted(configs.TABLE_DIR.glob("*.json"))
 ENTRIES = [(path.name, i, e) for path in TABLES for i, e in enumerate(configs.load(path))]

@@ -20,8 +20,8 @@ from conftest import DEVICES, requires_cuda
 from helpers import d_inputs, rel_err
 import reference
 
-from kernels import configs, d_grad
-from kernels.d_grad import grad_partials
+from fastgan.kernels import configs, d_grad
+from fastgan.kernels.d_grad import grad_partials
 
 NAN = float("nan")
 

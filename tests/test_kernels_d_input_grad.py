@@ -19,8 +19,8 @@ from conftest import DEVICES, requires_cuda
 from helpers import d_inputs, rel_err
 import reference
 
-from kernels import configs, d_input_grad
-from kernels.d_input_grad import input_grad_partials
+from fastgan.kernels import configs, d_input_grad
+from fastgan.kernels.d_input_grad import input_grad_partials
 
 NAN = float("nan")
 

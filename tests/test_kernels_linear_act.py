@@ -22,8 +22,8 @@ from conftest import DEVICES, requires_cuda
 from helpers import rel_err
 import reference
 
-import kernels
-from kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID, linear_act_backward, linear_act_forward
+from fastgan import kernels
+from fastgan.kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID, linear_act_backward, linear_act_forward
 
 FUNCS = {ACT_NONE: kernels.linear, ACT_RELU: kernels.linear_relu, ACT_SIGMOID: kernels.linear_sigmoid}
 # (M, K, N): the GAN's layers at a small batch, and odd sizes on every axis so masking shows.

@@ -12,7 +12,7 @@ import torch
 from conftest import DEVICES
 from helpers import assert_adam_params_close
 
-import kernels
+from fastgan import kernels
 from fastgan import model
 
 

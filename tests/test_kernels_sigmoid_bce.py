@@ -12,7 +12,7 @@ import torch
 from conftest import DEVICES
 import reference
 
-from kernels import sigmoid_bce_backward, sigmoid_bce_forward, sigmoid_bce_with_logits
+from fastgan.kernels import sigmoid_bce_backward, sigmoid_bce_forward, sigmoid_bce_with_logits
 
 SIZES = [1, 7, 33, 127, 129, 785, 2049]
 

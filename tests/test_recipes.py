@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-import train as train_cli
+from fastgan import train_cli
 from fastgan import checkpoint
 from fastgan.config import Config
 from fastgan.recipes import RECIPES, SETTINGS, Hyper, lr_factor

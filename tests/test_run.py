@@ -7,7 +7,7 @@ import signal
 import pytest
 import torch
 
-import train as train_cli
+from fastgan import train_cli
 from fastgan import checkpoint, loop, run
 from fastgan.config import Config
 from fastgan.errors import FastganError

@@ -6,7 +6,7 @@ into the trainer's buffers."""
 import torch
 from conftest import DEVICES
 
-import kernels
+from fastgan import kernels
 from benchmarks.sites import iteration_sites
 from fastgan import model
 from fastgan.batcher import Batcher

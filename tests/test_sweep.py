@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import DEVICES
 
-import train as train_cli
+from fastgan import train_cli
 from fastgan import checkpoint, run, sweep
 from fastgan.config import Config
 from fastgan.errors import FastganError

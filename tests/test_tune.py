@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks import tune
-from kernels import configs
+from fastgan.kernels import configs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,131 @@
+"""`fastgan train` (also `python -m fastgan train` and, from a clone, `python train.py`): its flags,
+the exit codes, and a Ctrl-C during start-up.
+
+Exit codes: 0 done (or stopped by Ctrl-C with a checkpoint), 2 a problem with the input (one
+line), 130 interrupted at once, 143 SIGTERM (checkpointed)."""
+
+import argparse
+import signal
+import sys
+import threading
+
+from .cli import Help, command, set_prog
+from .errors import FastganError  # light: errors, interrupt and cli import neither torch nor numpy
+from .interrupt import Interrupted, Terminated
+
+DESCRIPTION = "Train the seed's vanilla GAN (Goodfellow et al. 2014) on MNIST or your own images."
+
+
+def _parser():
+    from .config import BACKENDS, DEFAULT_ITERS, DEVICES, PRECISIONS, Config
+    from .data import DATASETS
+    from .recipes import DECAYS, RECIPES
+    from .sweep import KEYS as SWEEP_KEYS
+
+    d = Config()
+    p = argparse.ArgumentParser(prog=command("train"), description=DESCRIPTION, formatter_class=Help)
+    p.add_argument("--iters", type=int, default=d.iters,
+                   help=f"target iteration (one D step + one G step each); default {DEFAULT_ITERS:,}, "
+                        "or with --resume the run's own target")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="B: B real and B generated images per D step, B generated per G step")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of both networks")
+    p.add_argument("--beta1", type=float, default=d.beta1, help="Adam beta1 of both networks")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default=d.recipe,
+                   help="seed: the seed's numbers; stable: "
+                        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in RECIPES["stable"].items()
+                                   if v != RECIPES["seed"].get(k))
+                        + " (docs/recipes.md); a flag given overrides the recipe's value")
+    p.add_argument("--lr-d", type=float, default=d.lr_d, help="D's Adam learning rate (default: --lr)")
+    p.add_argument("--lr-g", type=float, default=d.lr_g, help="G's Adam learning rate (default: --lr)")
+    p.add_argument("--r1", type=float, default=d.r1, metavar="GAMMA",
+                   help="R1 penalty: D's loss gains GAMMA/2 * mean |grad_x D(x)|^2 on real images; 0: off")
+    p.add_argument("--g-ema", type=float, default=d.g_ema, metavar="BETA",
+                   help="keep an EMA of G's weights (e.g. 0.999); grids, metrics, best.pt and samples use it; 0: off")
+    p.add_argument("--lr-decay", choices=DECAYS, default=d.lr_decay,
+                   help="learning-rate decay to 0 at the target iteration, from --decay-start")
+    p.add_argument("--decay-start", type=int, default=d.decay_start, metavar="ITER",
+                   help="the iteration the learning-rate decay starts at")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the weights, the noise and the batches")
+    p.add_argument("--out", default=d.out, help="run folder (default: runs/<date-time>)")
+    p.add_argument("--sample-every", type=int, default=d.sample_every, help="iterations between 4x4 sample grids")
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="iterations between checkpoints")
+    p.add_argument("--keep", type=int, default=d.keep, help="numbered checkpoints kept")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="iterations between logged losses")
+    p.add_argument("--device", choices=DEVICES, default=d.device, help="auto: the GPU if there is one, else the CPU")
+    p.add_argument("--backend", choices=BACKENDS, default=d.backend,
+                   help="auto: graph on CUDA, eager on CPU; fused/graph on CPU run Triton's interpreter (slow)")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="matrix products of the Triton backends: ieee (fp32), tf32x3 (tensor cores, "
+                        "close to fp32), tf32 (tensor cores, ~1e-3 relative)")
+    p.add_argument("--resume", default=d.resume, help="a checkpoint file, or a run folder (its newest checkpoint)")
+    p.add_argument("--dataset", default=d.dataset,
+                   help=f"{', '.join(DATASETS)}, or your own images: a folder (searched recursively) or an .npz")
+    p.add_argument("--image-size", type=int, default=d.image_size, metavar="S",
+                   help="your own images' square side (default: theirs if square, else 28); centre-cropped and resized")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=d.channels,
+                   help="your own images as grey (1) or RGB (3) (default: theirs)")
+    p.add_argument("--data-dir", default=d.data_dir, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="iterations between sample-quality metrics (Fréchet distance etc.) and best.pt")
+    p.add_argument("--seeds", default=d.seeds, metavar="RANGE",
+                   help="train several runs at once that differ in seed, e.g. 0-7 (one folder each in --out)")
+    p.add_argument("--sweep", default=d.sweep, metavar="SPEC",
+                   help='train the cartesian product at once, e.g. "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"; keys: '
+                        + ", ".join(SWEEP_KEYS))
+    p.add_argument("--iters-per-replay", type=int, default=d.iters_per_replay,
+                   help="iterations per CUDA-graph replay (graph backend); also how often the others check for Ctrl-C")
+    return p
+
+
+def parse_args(argv=None):
+    """The Config the flags give, knowing which flags were given (a resumed run keeps the rest)."""
+    from .config import Config
+
+    args = vars(_parser().parse_args(argv))
+    unset = object()
+    probe = _parser()
+    probe.set_defaults(**{k: unset for k in args})
+    given = frozenset(k for k, v in vars(probe.parse_args(argv)).items() if v is not unset)
+    return Config(**args, given=given)
+
+
+def _load(argv):
+    """The training entry and the config. A Ctrl-C while torch, numpy and matplotlib load is
+    noted and acted on after: interrupted mid-import they can fail with other errors instead."""
+    noted = []
+    previous = signal.getsignal(signal.SIGINT)
+    deferring = previous is not signal.SIG_IGN and threading.current_thread() is threading.main_thread()
+    if deferring:
+        signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    try:
+        from .run import train
+
+        cfg = parse_args(argv)
+    finally:
+        if deferring:
+            signal.signal(signal.SIGINT, previous)
+    if noted:
+        raise KeyboardInterrupt
+    return train, cfg
+
+
+def main(argv=None, prog=None):
+    """`fastgan train ARGV`; `prog` names the command the user ran (for the help and the messages)."""
+    if prog is not None:
+        set_prog(prog)
+    try:
+        train, cfg = _load(argv)
+        train(cfg)
+    except Interrupted as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 130
+    except Terminated as e:
+        print(str(e), file=sys.stderr)
+        return 143
+    except FastganError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before the run started (imports, arguments)
+        print("error: interrupted (Ctrl-C); nothing was trained", file=sys.stderr)
+        return 130
+    return 0
