@@ -59,7 +59,7 @@ if [ $SMOKE = 1 ]; then
     python3 -c "
 import numpy as np, sys
 from pathlib import Path
-from fastgan.data import save_cache
+from fastgan.atomic import save_npz as save_cache
 rng = np.random.default_rng(0)
 save_cache(Path(sys.argv[1]) / 'mnist.npz', {
     'train_images': rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),

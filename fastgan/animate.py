@@ -11,8 +11,6 @@ existing file is never overwritten without --force.
 """
 
 import argparse
-import contextlib
-import os
 import sys
 from pathlib import Path
 
@@ -25,7 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .cli import Help, command  # noqa: E402
-from .errors import FastganError, os_error  # noqa: E402
+from .atomic import replacing  # noqa: E402
+from .errors import FastganError  # noqa: E402
 
 
 def frames(run, every=1):
@@ -71,15 +70,8 @@ def write_animation(grids, out, fps):
         writer = animation.FFMpegWriter(fps=fps)
     else:
         writer = animation.PillowWriter(fps=fps)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)  # the writer picks its format by the suffix
-    try:
+    with replacing(out, suffix=out.suffix) as tmp:  # the writer picks its format by the suffix
         anim.save(tmp, writer=writer)
-        os.replace(tmp, out)
-    except OSError as e:
-        raise FastganError(os_error("write", out, e)) from None
-    finally:
-        with contextlib.suppress(OSError):  # a read-only folder: the write's own error is the one to report
-            tmp.unlink(missing_ok=True)
 
 
 def main(argv=None):

@@ -2,48 +2,21 @@
 validated against the architecture before anything is trusted."""
 
 import errno
-import os
 import re
 import shutil
 from pathlib import Path
 
 import torch
 
-from .errors import FastganError, os_error
-from .model import ARCH, D_SHAPES, G_SHAPES, H_DIM, Z_DIM, arch, g_shapes, image_of, shapes
+from .atomic import replacing
+from .errors import FastganError
+from .model import (  # noqa: F401  (MOMENTS, run_state, read_adam, g_weights: the format's parts)
+    ARCH, D_SHAPES, G_SHAPES, H_DIM, MOMENTS, Z_DIM, arch, g_shapes, g_weights, image_of, read_adam, run_state,
+    shapes)
 
 FORMAT = "fastgan-checkpoint-1"
 _NAME = re.compile(r"^(\d{7,})\.pt$")
 NETS = {"G": G_SHAPES, "D": D_SHAPES}  # each net's parameter names (shapes: MNIST's; fastgan.model.nets(x))
-MOMENTS = ("exp_avg", "exp_avg_sq")
-
-
-def run_state(params, adam, ema=None):
-    """One run's {"params", "adam"[, "ema"]} in the checkpoint format, as copies on the run's
-    device: `params` name -> tensor; `adam` net -> (its Adam step count, {"exp_avg": name ->
-    tensor, "exp_avg_sq": ...}, empty before its first step); `ema`: G's EMA weights, name ->
-    tensor, or None (--g-ema 0: no entry). Every trainer's state_dict is this."""
-    state = {"params": {k: v.detach().clone() for k, v in params.items()},
-             "adam": {net: {"step": torch.tensor(float(step)),
-                            **{m: {k: t.detach().clone() for k, t in moments[m].items()} for m in MOMENTS}}
-                      for net, (step, moments) in adam.items()}}
-    if ema is not None:
-        state["ema"] = {k: v.detach().clone() for k, v in ema.items()}
-    return state
-
-
-def g_weights(state, raw=False):
-    """G's weights a grid, a measurement or fastgan.load draws with: the EMA's if the state has
-    them (unless `raw`), else the trained ones; name -> tensor."""
-    return state["ema"] if "ema" in state and not raw else {k: state["params"][k] for k in G_SHAPES}
-
-
-def read_adam(state, net):
-    """(step count, {"exp_avg": name -> tensor, "exp_avg_sq": ...}) of one net's Adam state in
-    a run_state or checkpoint; the moments are empty at step 0."""
-    s = state["adam"][net]
-    step = int(float(s["step"]))
-    return step, {m: (s[m] if step else {}) for m in MOMENTS}
 
 
 def ckpt_name(iteration):
@@ -55,23 +28,13 @@ def atomic_torch_save(path, obj, before_replace=None):
     failed write (disk full, no permission) leaves no temp file: FastganError names the path.
     `before_replace` runs after the new file is durable and before it takes the old one's place."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+    with replacing(path, "write checkpoint", before_replace) as tmp, open(tmp, "wb") as f:
+        try:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if before_replace is not None:
-            before_replace()
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
-        if not isinstance(e, OSError):  # measured while the partial temp file still fills the disk
-            free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
-            e = OSError(errno.ENOSPC, "No space left on device") if free < (1 << 20) else \
-                OSError(errno.EIO, f"write failed ({free >> 20} MB free there)")
-        tmp.unlink(missing_ok=True)
-        raise FastganError(os_error("write checkpoint", path, e)) from None
+        except RuntimeError:  # torch.save reports a failed write so: measured while the partial file still fills the disk
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(errno.ENOSPC, "No space left on device") if free < (1 << 20) else \
+                OSError(errno.EIO, f"write failed ({free >> 20} MB free there)") from None
 
 
 def save(path, state, before_replace=None):

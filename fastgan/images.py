@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import command
+from .atomic import save_npz
 from .errors import FastganError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -186,7 +187,5 @@ def load_custom(path, image_size=None, channels=None, data_dir=None, log=print, 
     if labels is not None:
         arrays["train_labels"] = labels.astype(np.int64)
     if cache is not None:
-        from .data import save_cache
-
-        save_cache(cache, arrays)
+        save_npz(cache, arrays, "write the data cache")
     return arrays

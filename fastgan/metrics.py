@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_text
 from .errors import FastganError, os_error
 from .plots import LOSS_KEYS
 
@@ -56,21 +57,6 @@ def read_records(path, log=None):
     return records
 
 
-def atomic_write_text(path, text):
-    """Write a whole file so that a crash leaves the old or the new one, never a mix."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise FastganError(os_error("write", path, e)) from None
-
-
 class LossLog:
     """Writes metrics.jsonl (and TensorBoard events, if installed) for a run from `start_iter`."""
 
@@ -88,7 +74,7 @@ class LossLog:
             log(f"notice: metrics.jsonl had {len(redone)} records after iteration {start_iter} (up to {redone[-1]}); "
                 f"iterations {start_iter + 1}..{redone[-1]} are redone and their records written again")
         if self.path.exists():  # rewritten whole: drops the redone records and a torn last line
-            atomic_write_text(self.path, "".join(json.dumps(m) + "\n" for m in kept))
+            write_text(self.path, "".join(json.dumps(m) + "\n" for m in kept))
         try:
             self.file = open(self.path, "a")
         except OSError as e:

@@ -178,35 +178,62 @@ class AdamStep:
 
     def state_dict(self):
         """Device copies of everything the step updates, in the checkpoint format."""
-        from . import (
-            checkpoint,  # here: fastgan.checkpoint validates against this module's shapes
-        )
-
         adam = {}
         for net, opt, names in self._nets():
             states = [opt.state.get(self.params[k], {}) for k in names]
-            adam[net] = (self.t, {m: {k: s[m] for k, s in zip(names, states) if s} for m in checkpoint.MOMENTS})
-        return checkpoint.run_state(self.params, adam, self.ema)
+            adam[net] = (self.t, {m: {k: s[m] for k, s in zip(names, states) if s} for m in MOMENTS})
+        return run_state(self.params, adam, self.ema)
 
     def load_state_dict(self, state):
         """Continue from a state_dict (or a checkpoint): parameters, Adam moments and step, EMA."""
-        from . import checkpoint
-
         with torch.no_grad():
             for k in SHAPES:
                 self.params[k].copy_(state["params"][k])
             if self.ema is not None:
                 for k, e in self.ema.items():
-                    e.copy_(checkpoint.g_weights(state)[k])
+                    e.copy_(g_weights(state)[k])
         steps = set()
         for net, opt, names in self._nets():
-            step, moments = checkpoint.read_adam(state, net)
+            step, moments = read_adam(state, net)
             steps.add(step)
             opt.state.clear()
             for k in names if step else ():
                 t = self.params[k]
                 opt.state[t] = {"step": torch.tensor(float(step)),
-                                **{m: moments[m][k].to(t.device).clone() for m in checkpoint.MOMENTS}}
+                                **{m: moments[m][k].to(t.device).clone() for m in MOMENTS}}
         if len(steps) != 1:
             raise ValueError(f"G and D took different numbers of Adam steps ({sorted(steps)}); a run steps both")
         self.t = steps.pop()
+
+
+# One run's state in the checkpoint format (fastgan.checkpoint writes and validates it): what every
+# trainer's state_dict gives and load_state_dict takes.
+MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+def run_state(params, adam, ema=None):
+    """One run's {"params", "adam"[, "ema"]} in the checkpoint format, as copies on the run's
+    device: `params` name -> tensor; `adam` net -> (its Adam step count, {"exp_avg": name ->
+    tensor, "exp_avg_sq": ...}, empty before its first step); `ema`: G's EMA weights, name ->
+    tensor, or None (--g-ema 0: no entry). Every trainer's state_dict is this."""
+    state = {"params": {k: v.detach().clone() for k, v in params.items()},
+             "adam": {net: {"step": torch.tensor(float(step)),
+                            **{m: {k: t.detach().clone() for k, t in moments[m].items()} for m in MOMENTS}}
+                      for net, (step, moments) in adam.items()}}
+    if ema is not None:
+        state["ema"] = {k: v.detach().clone() for k, v in ema.items()}
+    return state
+
+
+def g_weights(state, raw=False):
+    """G's weights a grid, a measurement or fastgan.load draws with: the EMA's if the state has
+    them (unless `raw`), else the trained ones; name -> tensor."""
+    return state["ema"] if "ema" in state and not raw else {k: state["params"][k] for k in G_SHAPES}
+
+
+def read_adam(state, net):
+    """(step count, {"exp_avg": name -> tensor, "exp_avg_sq": ...}) of one net's Adam state in
+    a run_state or checkpoint; the moments are empty at step 0."""
+    s = state["adam"][net]
+    step = int(float(s["step"]))
+    return step, {m: (s[m] if step else {}) for m in MOMENTS}

@@ -10,7 +10,8 @@ import torch
 
 from . import checkpoint
 from .errors import FastganError, os_error
-from .metrics import LossLog, NonFiniteLoss, atomic_write_text, read_records
+from .atomic import write_text
+from .metrics import LossLog, NonFiniteLoss, read_records
 from .model import Z_DIM, generator
 from .plots import save_grid, save_losses
 
@@ -97,7 +98,7 @@ class RunOutputs:
                 (self.out / sub).mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise FastganError(os_error("create", self.out / sub, e)) from None
-        atomic_write_text(self.out / "config.json",
+        write_text(self.out / "config.json",
                           json.dumps({**self.cfg.to_dict(), "backend": backend, "device": str(device)}, indent=2))
         self.z_fixed = fixed_noise(self.cfg.seed, device)
         self.image = image

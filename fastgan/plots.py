@@ -1,9 +1,6 @@
 """The seed's 4x4 sample grid and its loss curves, drawn with matplotlib's object API
 (no pyplot state), so they can be written from a background thread."""
 
-import contextlib
-import os
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -13,16 +10,15 @@ from matplotlib import image as mimage  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .atomic import replacing  # noqa: E402
+
 LOSS_KEYS = ("d_loss", "d_real_loss", "d_fake_loss", "g_loss")
 
 
 def _save(fig, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     FigureCanvasAgg(fig)
-    fig.savefig(tmp, format="png", bbox_inches="tight")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
 
 
 def grid_image(samples, rows=4, cols=4, gap=2, scale=3, image=(1, 28, 28)):
@@ -45,16 +41,9 @@ def save_grid(samples, path, rows=4, cols=4, image=(1, 28, 28)):
 
     Drawn as one image with matplotlib's imsave (a few ms) instead of 16 subplots (~250 ms), so
     a grid every 1000 iterations keeps up with training that runs well over 1000 it/s."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with replacing(path) as tmp:
         mimage.imsave(tmp, grid_image(np.clip(samples, 0.0, 1.0), rows, cols, image=image), cmap="Greys_r", vmin=0.0,
                       vmax=1.0, format="png")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):  # a read-only folder: the write's own error is the one to report
-            tmp.unlink(missing_ok=True)
 
 
 def save_losses(metrics, path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import Help, command
+from .atomic import save_npz
 from .errors import FastganError
 from .images import load_custom
 
@@ -43,10 +44,11 @@ def main(argv=None):
     saved = {"images": images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)}
     if "train_labels" in arrays:
         saved["labels"] = arrays["train_labels"]
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **saved)
-    tmp.replace(out)
+    try:
+        save_npz(out, saved)
+    except FastganError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     n, c, s, _ = images.shape
     print(f"wrote {out}: {n:,} images, {s}x{s}, {'RGB' if c == 3 else 'grey'}"
           + (f", {len(np.unique(saved['labels']))} labels" if "labels" in saved else ""))

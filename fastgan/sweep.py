@@ -21,7 +21,8 @@ import numpy as np
 
 from .config import MAX_SEED
 from .errors import FastganError
-from .metrics import atomic_write_text, read_records
+from .atomic import replacing, write_text
+from .metrics import read_records
 from .plots import LOSS_KEYS
 from .recipes import DECAYS
 
@@ -145,7 +146,7 @@ def expand(cfg, runs):
 
 
 def write_spec(out, spec, runs, cfg):
-    atomic_write_text(Path(out) / SWEEP_FILE, json.dumps(
+    write_text(Path(out) / SWEEP_FILE, json.dumps(
         {"spec": spec, "runs": [{"name": n, **s} for n, s in runs], "shared": {
             k: v for k, v in cfg.to_dict().items() if k not in (*KEYS, "out", "resume", "seeds", "sweep")}},
         indent=2))
@@ -207,12 +208,12 @@ def write_summary(out, rows, grids=None):
     writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: r.get(k) for k in cols} for r in rows)
-    atomic_write_text(out / "summary.csv", buf.getvalue())
+    write_text(out / "summary.csv", buf.getvalue())
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(_fmt(r.get(k)) for k in cols) + " |" for r in rows]
     note = ("\nbest_fd: lowest Fréchet distance measured (iteration best_iter); last_fd, class_kl, digits "
             "(classes drawn in >= 0.5% of samples): at the last measurement; losses at the last logged iteration.\n")
-    atomic_write_text(out / "summary.md", "\n".join(md) + "\n" + note)
+    write_text(out / "summary.md", "\n".join(md) + "\n" + note)
     if grids:
         save_summary_grids(out / "summary.png", [(r, grids[r["run"]]) for r in rows if grids.get(r["run"]) is not None])
     return rows
@@ -235,9 +236,5 @@ def save_summary_grids(path, items, per_row=4):
         fd = f"FD {row['best_fd']:.1f} @ {row['best_iter']:,}" if row["best_fd"] is not None else "not measured"
         ax.set_title(f"#{row['rank']} {row['run']}\n{fd}", fontsize=8)
     FigureCanvasAgg(fig)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with replacing(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight", dpi=80)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

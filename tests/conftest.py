@@ -33,8 +33,8 @@ def data_dir(tmp_path, small_mnist):
     """A data folder with a small synthetic MNIST cache (300 + 50 images)."""
     from helpers import fake_arrays
 
-    from fastgan.data import save_cache
+    from fastgan.atomic import save_npz
 
     folder = tmp_path / "data"
-    save_cache(folder / "mnist.npz", fake_arrays(300, 50))
+    save_npz(folder / "mnist.npz", fake_arrays(300, 50))
     return folder

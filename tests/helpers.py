@@ -59,10 +59,10 @@ def assert_adam_params_close(got, want, steps, lr=1e-3, name=""):
 def write_mnist_sized(folder):
     """An MNIST-sized synthetic cache (60,000 + 10,000 images of 0/255 noise): what the loader
     accepts in a process of its own, where the tests' size patch does not reach."""
-    from fastgan.data import save_cache
+    from fastgan.atomic import save_npz
 
     rng = np.random.default_rng(0)
-    save_cache(folder / "mnist.npz", {
+    save_npz(folder / "mnist.npz", {
         "train_images": (rng.integers(0, 2, (60000, 28, 28)) * 255).astype(np.uint8),
         "train_labels": rng.integers(0, 10, 60000).astype(np.uint8),
         "test_images": (rng.integers(0, 2, (10000, 28, 28)) * 255).astype(np.uint8),

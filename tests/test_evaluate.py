@@ -12,7 +12,7 @@ from helpers import fake_arrays
 
 from fastgan import checkpoint, evaluate, run
 from fastgan.config import Config
-from fastgan.data import save_cache
+from fastgan.atomic import save_npz
 from fastgan.errors import FastganError
 
 TINY = dict(arch={"c1": 2, "c2": 4, "fc": 8}, epochs=1, min_accuracy=0.0)
@@ -134,7 +134,7 @@ def test_label_free_distance_tells_data_from_noise(arrays):
 def test_run_measures_keeps_best_and_cli_reads_it(tmp_path, arrays, monkeypatch, capsys):
     monkeypatch.setattr(evaluate, "Evaluator", functools.partial(evaluate.Evaluator, n_samples=64, **TINY))
     data_dir = tmp_path / "data"
-    save_cache(data_dir / "mnist.npz", arrays)
+    save_npz(data_dir / "mnist.npz", arrays)
     cfg = Config(iters=30, batch_size=8, log_every=5, sample_every=10, ckpt_every=10, eval_every=10,
                  device="cpu", backend="eager", out=str(tmp_path / "run"), data_dir=str(data_dir))
     out = run.train(cfg, log=lambda m: None, show_progress=False)
@@ -178,7 +178,7 @@ def test_many_generators_in_one_pass_equal_each_alone(tmp_path, arrays):
 def test_sweep_measures_every_run_and_keeps_each_best(tmp_path, arrays, monkeypatch):
     monkeypatch.setattr(evaluate, "Evaluator", functools.partial(evaluate.Evaluator, n_samples=64, **TINY))
     data_dir = tmp_path / "data"
-    save_cache(data_dir / "mnist.npz", arrays)
+    save_npz(data_dir / "mnist.npz", arrays)
     cfg = Config(iters=20, batch_size=8, log_every=5, sample_every=10, ckpt_every=10, eval_every=10, seeds="0-1",
                  device="cpu", backend="eager", out=str(tmp_path / "S"), data_dir=str(data_dir))
     top = run.train(cfg, log=lambda m: None, show_progress=False)

@@ -9,14 +9,14 @@ from torch import nn
 import fastgan
 from fastgan import checkpoint, model, run
 from fastgan.config import Config
-from fastgan.data import save_cache
+from fastgan.atomic import save_npz
 from fastgan.errors import FastganError
 from fastgan.generator import Generator, noise
 
 
 @pytest.fixture
 def trained(tmp_path, small_mnist):
-    save_cache(tmp_path / "data" / "mnist.npz", fake_arrays(300, 50))
+    save_npz(tmp_path / "data" / "mnist.npz", fake_arrays(300, 50))
     cfg = Config(iters=20, batch_size=8, log_every=5, sample_every=10, ckpt_every=10, eval_every=1000,
                  device="cpu", backend="eager", out=str(tmp_path / "run"), data_dir=str(tmp_path / "data"))
     return run.train(cfg, log=lambda m: None, show_progress=False)

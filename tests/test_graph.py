@@ -19,7 +19,7 @@ from helpers import assert_adam_params_close, fake_arrays
 from fastgan import backends, checkpoint, model, run
 from fastgan.config import Config
 from fastgan.batcher import Batcher
-from fastgan.data import save_cache
+from fastgan.atomic import save_npz
 from fastgan.errors import FastganError
 from fastgan.graph import GraphTrainer
 from fastgan.recipes import Hyper
@@ -184,7 +184,7 @@ def test_resume_equals_one_go_on_graph_backend(tmp_path, small_mnist, options):
     """Also with R1, G's EMA and two learning rates: the EMA weights resume bitwise too."""
     device = DEVICES[0]
     data_dir = tmp_path / "data"
-    save_cache(data_dir / "mnist.npz", fake_arrays(300, 50))
+    save_npz(data_dir / "mnist.npz", fake_arrays(300, 50))
 
     def cfg(out, iters, **kw):
         return Config(iters=iters, batch_size=8, log_every=1, sample_every=100, ckpt_every=100, iters_per_replay=2,
@@ -298,7 +298,7 @@ def _losses(out):
 )
 def test_train_fused_matches_eager(tmp_path, small_mnist, device, iters, batch, rtol, atol):
     data_dir = tmp_path / "data"
-    save_cache(data_dir / "mnist.npz", fake_arrays(300, 50))
+    save_npz(data_dir / "mnist.npz", fake_arrays(300, 50))
     outs = {}
     for backend in ("eager", "fused"):
         cfg = Config(iters=iters, batch_size=batch, log_every=1, sample_every=1000, ckpt_every=1000,

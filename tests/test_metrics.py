@@ -9,9 +9,9 @@ from helpers import fake_arrays
 
 from fastgan import evaluate, run
 from fastgan.config import Config
-from fastgan.data import save_cache
+from fastgan.atomic import save_npz
 from fastgan.errors import FastganError
-from fastgan.metrics import atomic_write_text, read_records
+from fastgan.metrics import read_records
 
 TINY = dict(arch={"c1": 2, "c2": 4, "fc": 8}, epochs=1, min_accuracy=0.0, n_samples=64)  # a seconds-long classifier
 
@@ -30,21 +30,13 @@ def test_torn_line_ending_in_a_newline_counts_as_torn(tmp_path):
     assert read_records(path, notes.append) == [{"iter": 5}] and len(notes) == 1
 
 
-def test_atomic_write_text_replaces_whole_and_reports_one_line(tmp_path):
-    path = tmp_path / "c.json"
-    atomic_write_text(path, "new\n")
-    assert path.read_text() == "new\n" and not list(tmp_path.glob("*.tmp"))
-    with pytest.raises(FastganError, match=r"^cannot write .*nofolder.*: No such file or directory$"):
-        atomic_write_text(tmp_path / "nofolder" / "c.json", "x")
-
-
 def test_tensorboard_events_hold_losses_and_measurements(tmp_path, small_mnist, monkeypatch):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install -e '.[tensorboard]')")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     monkeypatch.setattr(evaluate, "Evaluator", functools.partial(evaluate.Evaluator, **TINY))
     data_dir = tmp_path / "data"
-    save_cache(data_dir / "mnist.npz", fake_arrays(300, 50))
+    save_npz(data_dir / "mnist.npz", fake_arrays(300, 50))
     cfg = Config(iters=20, batch_size=8, log_every=5, sample_every=10, ckpt_every=10, eval_every=10,
                  device="cpu", backend="eager", out=str(tmp_path / "run"), data_dir=str(data_dir))
     out = run.train(cfg, log=lambda m: None, show_progress=False)

@@ -9,7 +9,7 @@ from helpers import fake_arrays
 
 from fastgan import checkpoint, model, run, sample
 from fastgan.config import Config
-from fastgan.data import save_cache
+from fastgan.atomic import save_npz
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def trained(tmp_path_factory):
     old = data.N_TRAIN, data.N_TEST
     data.N_TRAIN, data.N_TEST = 300, 50
     try:
-        save_cache(tmp / "data" / "mnist.npz", fake_arrays(300, 50))
+        save_npz(tmp / "data" / "mnist.npz", fake_arrays(300, 50))
         cfg = Config(iters=20, batch_size=8, log_every=5, sample_every=5, ckpt_every=10, eval_every=1000,
                      device="cpu", backend="eager", out=str(tmp / "run"), data_dir=str(tmp / "data"))
         return run.train(cfg, log=lambda m: None, show_progress=False)
