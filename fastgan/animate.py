@@ -22,8 +22,8 @@ from matplotlib import image as mimage  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .cli import Help, command  # noqa: E402
 from .atomic import replacing  # noqa: E402
+from .cli import Help, command  # noqa: E402
 from .errors import FastganError  # noqa: E402
 
 

@@ -6,7 +6,6 @@ import torch
 from .kernels.d_grad import grad_partials as d_grad_partials
 from .kernels.d_input_grad import input_grad_partials
 from .kernels.linear_act import dw_partials, dx_partials, forward_partials
-
 from .model import H_DIM, X_DIM, Z_DIM, nets
 
 

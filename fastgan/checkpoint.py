@@ -11,8 +11,20 @@ import torch
 from .atomic import replacing
 from .errors import FastganError
 from .model import (  # noqa: F401  (MOMENTS, run_state, read_adam, g_weights: the format's parts)
-    ARCH, D_SHAPES, G_SHAPES, H_DIM, MOMENTS, Z_DIM, arch, g_shapes, g_weights, image_of, read_adam, run_state,
-    shapes)
+    ARCH,
+    D_SHAPES,
+    G_SHAPES,
+    H_DIM,
+    MOMENTS,
+    Z_DIM,
+    arch,
+    g_shapes,
+    g_weights,
+    image_of,
+    read_adam,
+    run_state,
+    shapes,
+)
 
 FORMAT = "fastgan-checkpoint-1"
 _NAME = re.compile(r"^(\d{7,})\.pt$")

@@ -10,14 +10,12 @@ from typing import Optional
 
 from .data import DATASETS
 from .errors import FastganError
-from .model import ADAM_BETAS
+from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, RECIPES, SEED
 
 DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "eager", "fused", "graph")
 PRECISIONS = ("ieee", "tf32x3", "tf32")  # the Triton backends' matrix-product input precision
 
-
-DEFAULT_ITERS = 1_000_000
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 
 
@@ -25,8 +23,8 @@ MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 class Config:
     iters: Optional[int] = None  # None: DEFAULT_ITERS, or a resumed run's own target
     batch_size: int = 128
-    lr: float = 1e-3
-    beta1: float = 0.9
+    lr: float = SEED["lr"]
+    beta1: float = SEED["beta1"]
     seed: int = 0
     out: Optional[str] = None
     sample_every: int = 1000
@@ -47,10 +45,10 @@ class Config:
     recipe: str = "seed"
     lr_d: Optional[float] = None  # None: lr
     lr_g: Optional[float] = None  # None: lr
-    r1: float = 0.0
-    g_ema: float = 0.0
-    lr_decay: str = "none"
-    decay_start: int = 0
+    r1: float = SEED["r1"]
+    g_ema: float = SEED["g_ema"]
+    lr_decay: str = SEED["lr_decay"]
+    decay_start: int = SEED["decay_start"]
     seeds: Optional[str] = None  # a sweep over seeds: "0-7"
     sweep: Optional[str] = None  # a sweep: "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"
     # The settings the user gave (train.py's flags); None: those that differ from the defaults.
@@ -69,8 +67,6 @@ class Config:
 
     def with_recipe(self):
         """The config with its recipe's settings where no flag gave them (a new run or sweep)."""
-        from .recipes import RECIPES
-
         if self.recipe not in RECIPES:
             raise FastganError(f"unknown --recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)}")
         given = self.given_names()
@@ -106,8 +102,6 @@ class Config:
         if self.lr_decay != "none" and self.iters is not None and self.decay_start >= self.iters:
             raise FastganError(f"--decay-start {self.decay_start} is not before the target iteration {self.iters}; "
                                "the decay would never start: lower it, or use --lr-decay none")
-        from .recipes import DECAYS, RECIPES
-
         if self.dataset not in DATASETS and not Path(self.dataset).exists():
             raise FastganError(f"unknown --dataset {self.dataset!r}: not {' or '.join(DATASETS)}, and no such folder or "
                                "file; give a folder of images or an .npz")

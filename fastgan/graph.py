@@ -44,7 +44,9 @@ format: a run can move between backends.
 
 import torch
 
-from . import kernels
+from . import checkpoint, kernels
+from .buffers import buffer_table
+from .checkpoint import NETS
 from .kernels import (
     ACT_RELU,
     ACT_SIGMOID,
@@ -56,12 +58,8 @@ from .kernels import (
     linear_act_forward,
 )
 from .kernels.shared import PRECISIONS
-
-from . import checkpoint
-from .buffers import buffer_table
-from .checkpoint import NETS
-from .model import ADAM_BETAS, ADAM_EPS, nets
-from .recipes import Hyper
+from .model import nets
+from .recipes import ADAM_BETAS, ADAM_EPS, Hyper
 
 
 class CaptureMismatch(RuntimeError):

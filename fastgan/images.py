@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import command
 from .atomic import save_npz
+from .cli import command
 from .errors import FastganError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")

@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from .recipes import ADAM_BETAS, ADAM_EPS, Hyper
+
 Z_DIM, H_DIM, X_DIM = 100, 128, 784
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
 
 IMAGE = (1, 28, 28)  # MNIST's channels, height, width
 
@@ -109,8 +109,6 @@ class AdamStep:
     """
 
     def __init__(self, params, lr, ops=TORCH_OPS, capturable=False, betas=ADAM_BETAS, hyper=None):
-        from .recipes import Hyper
-
         self.hyper = hyper = hyper or Hyper(lr, lr, betas[0])
         self.params = params
         self.ops = ops

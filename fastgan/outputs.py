@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
-from .errors import FastganError, os_error
 from .atomic import write_text
+from .errors import FastganError, os_error
 from .metrics import LossLog, NonFiniteLoss, read_records
 from .model import Z_DIM, generator
 from .plots import save_grid, save_losses

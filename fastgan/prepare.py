@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import Help, command
 from .atomic import save_npz
+from .cli import Help, command
 from .errors import FastganError
 from .images import load_custom
 

@@ -25,27 +25,32 @@ from dataclasses import dataclass
 import torch
 
 DECAYS = ("none", "linear", "cosine")
+DEFAULT_ITERS = 1_000_000  # the seed's schedule
+
+# The seed's optimisation numbers, written once (Adam's betas and eps for fastgan.model's step too): fastgan.config.Config's defaults, Hyper's and the
+# seed recipe's are these.
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+SEED = {"lr": 1e-3, "beta1": ADAM_BETAS[0], "r1": 0.0, "g_ema": 0.0, "lr_decay": "none", "decay_start": 0}
 
 # Every recipe names all of these; explicit flags override a recipe.
 SETTINGS = ("lr_d", "lr_g", "beta1", "r1", "g_ema", "lr_decay", "decay_start")
-RECIPES = {
-    "seed": {"beta1": 0.9, "r1": 0.0, "g_ema": 0.0, "lr_decay": "none", "decay_start": 0},
-    "stable": {"beta1": 0.5, "r1": 1.0, "g_ema": 0.999, "lr_decay": "none", "decay_start": 0},
-}
+RECIPES = {"seed": {k: SEED[k] for k in ("beta1", "r1", "g_ema", "lr_decay", "decay_start")}}
+RECIPES["stable"] = {**RECIPES["seed"], "beta1": 0.5, "r1": 1.0, "g_ema": 0.999}
 
 
 @dataclass(frozen=True)
 class Hyper:
     """One run's optimiser settings; the defaults are the seed's."""
 
-    lr_d: float = 1e-3
-    lr_g: float = 1e-3
-    beta1: float = 0.9
-    r1: float = 0.0
-    g_ema: float = 0.0
-    lr_decay: str = "none"
-    decay_start: int = 0
-    target: int = 1_000_000  # the iteration a decay reaches 0 at: the run's --iters
+    lr_d: float = SEED["lr"]
+    lr_g: float = SEED["lr"]
+    beta1: float = SEED["beta1"]
+    r1: float = SEED["r1"]
+    g_ema: float = SEED["g_ema"]
+    lr_decay: str = SEED["lr_decay"]
+    decay_start: int = SEED["decay_start"]
+    target: int = DEFAULT_ITERS  # the iteration a decay reaches 0 at: the run's --iters
 
     @classmethod
     def of(cls, cfg):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import replacing, write_text
 from .config import MAX_SEED
 from .errors import FastganError
-from .atomic import replacing, write_text
 from .metrics import read_records
 from .plots import LOSS_KEYS
 from .recipes import DECAYS

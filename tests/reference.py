@@ -3,7 +3,6 @@ double precision on the inputs' values, with autograd for the gradients."""
 
 import torch
 import torch.nn.functional as F
-
 from fastgan.kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID
 
 ACTS = {ACT_NONE: lambda t: t, ACT_RELU: torch.relu, ACT_SIGMOID: torch.sigmoid}

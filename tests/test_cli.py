@@ -2,8 +2,8 @@
 
 import pytest
 
-from fastgan import train_cli as train
 from fastgan import animate, sample
+from fastgan import train_cli as train
 
 
 @pytest.mark.parametrize("main, given, unset", [

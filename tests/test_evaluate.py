@@ -11,8 +11,8 @@ import torch
 from helpers import fake_arrays
 
 from fastgan import checkpoint, evaluate, run
-from fastgan.config import Config
 from fastgan.atomic import save_npz
+from fastgan.config import Config
 from fastgan.errors import FastganError
 
 TINY = dict(arch={"c1": 2, "c2": 4, "fc": 8}, epochs=1, min_accuracy=0.0)

@@ -8,8 +8,8 @@ from torch import nn
 
 import fastgan
 from fastgan import checkpoint, model, run
-from fastgan.config import Config
 from fastgan.atomic import save_npz
+from fastgan.config import Config
 from fastgan.errors import FastganError
 from fastgan.generator import Generator, noise
 

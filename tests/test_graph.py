@@ -17,9 +17,9 @@ from conftest import DEVICES, HAS_CUDA, requires_cuda
 from helpers import assert_adam_params_close, fake_arrays
 
 from fastgan import backends, checkpoint, model, run
-from fastgan.config import Config
-from fastgan.batcher import Batcher
 from fastgan.atomic import save_npz
+from fastgan.batcher import Batcher
+from fastgan.config import Config
 from fastgan.errors import FastganError
 from fastgan.graph import GraphTrainer
 from fastgan.recipes import Hyper
@@ -310,7 +310,8 @@ def test_train_fused_matches_eager(tmp_path, small_mnist, device, iters, batch, 
 
 def test_cli_precisions_are_the_kernels():
     """fastgan.config keeps its own list (it is read without importing Triton): the kernels' one."""
-    from fastgan import config
     from fastgan.kernels import shared
+
+    from fastgan import config
 
     assert config.PRECISIONS == shared.PRECISIONS

@@ -11,7 +11,6 @@ absolute rounding. A wrong constant or order would show at 1e-3 or more.
 import pytest
 import torch
 from conftest import DEVICES
-
 from fastgan.kernels import adam_terms, adam_update
 
 

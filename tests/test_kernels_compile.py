@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fastgan.kernels import aot
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,11 +9,9 @@ import json
 import math
 
 import pytest
+import reference
 import torch
 from conftest import DEVICES
-from helpers import rel_err
-import reference
-
 from fastgan.kernels import (
     ACT_RELU,
     ACT_SIGMOID,
@@ -28,6 +26,7 @@ from fastgan.kernels import (
 from fastgan.kernels.d_grad import grad_partials as d_grad_partials
 from fastgan.kernels.d_input_grad import input_grad_partials
 from fastgan.kernels.linear_act import backward_config, dw_partials, dx_partials, forward_partials
+from helpers import rel_err
 
 TABLES = sorted(configs.TABLE_DIR.glob("*.json"))
 ENTRIES = [(path.name, i, e) for path in TABLES for i, e in enumerate(configs.load(path))]

@@ -15,13 +15,12 @@ magnitudes (as test_kernels_linear_act's db). TF32 on a GPU: 3e-3 and 5e-5.
 
 
 import pytest
+import reference
 import torch
 from conftest import DEVICES, requires_cuda
-from helpers import d_inputs, rel_err
-import reference
-
 from fastgan.kernels import configs, d_grad
 from fastgan.kernels.d_grad import grad_partials
+from helpers import d_inputs, rel_err
 
 NAN = float("nan")
 

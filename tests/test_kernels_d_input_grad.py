@@ -14,13 +14,12 @@ test_kernels_linear_act.
 
 
 import pytest
+import reference
 import torch
 from conftest import DEVICES, requires_cuda
-from helpers import d_inputs, rel_err
-import reference
-
 from fastgan.kernels import configs, d_input_grad
 from fastgan.kernels.d_input_grad import input_grad_partials
+from helpers import d_inputs, rel_err
 
 NAN = float("nan")
 

@@ -17,13 +17,13 @@ summation), not against |db| (`_db_err`); a wrong index or mask still shows at o
 import math
 
 import pytest
+import reference
 import torch
 from conftest import DEVICES, requires_cuda
+from fastgan.kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID, linear_act_backward, linear_act_forward
 from helpers import rel_err
-import reference
 
 from fastgan import kernels
-from fastgan.kernels import ACT_NONE, ACT_RELU, ACT_SIGMOID, linear_act_backward, linear_act_forward
 
 FUNCS = {ACT_NONE: kernels.linear, ACT_RELU: kernels.linear_relu, ACT_SIGMOID: kernels.linear_sigmoid}
 # (M, K, N): the GAN's layers at a small batch, and odd sizes on every axis so masking shows.

@@ -12,8 +12,7 @@ import torch
 from conftest import DEVICES
 from helpers import assert_adam_params_close
 
-from fastgan import kernels
-from fastgan import model
+from fastgan import kernels, model
 
 
 @pytest.mark.parametrize("device", DEVICES)

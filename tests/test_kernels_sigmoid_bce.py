@@ -8,10 +8,9 @@ strictly between 0 and 1, where t - s itself cancels.
 """
 
 import pytest
+import reference
 import torch
 from conftest import DEVICES
-import reference
-
 from fastgan.kernels import sigmoid_bce_backward, sigmoid_bce_forward, sigmoid_bce_with_logits
 
 SIZES = [1, 7, 33, 127, 129, 785, 2049]

@@ -8,8 +8,8 @@ import pytest
 from helpers import fake_arrays
 
 from fastgan import evaluate, run
-from fastgan.config import Config
 from fastgan.atomic import save_npz
+from fastgan.config import Config
 from fastgan.errors import FastganError
 from fastgan.metrics import read_records
 

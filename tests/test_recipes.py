@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from fastgan import train_cli
-from fastgan import checkpoint
+from fastgan import checkpoint, train_cli
 from fastgan.config import Config
 from fastgan.recipes import RECIPES, SETTINGS, Hyper, lr_factor
 

@@ -7,8 +7,7 @@ import signal
 import pytest
 import torch
 
-from fastgan import train_cli
-from fastgan import checkpoint, loop, run
+from fastgan import checkpoint, loop, run, train_cli
 from fastgan.config import Config
 from fastgan.errors import FastganError
 

@@ -8,8 +8,8 @@ import torch
 from helpers import fake_arrays
 
 from fastgan import checkpoint, model, run, sample
-from fastgan.config import Config
 from fastgan.atomic import save_npz
+from fastgan.config import Config
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ into the trainer's buffers."""
 import torch
 from conftest import DEVICES
 
-from fastgan import kernels
 from benchmarks.sites import iteration_sites
-from fastgan import model
+from fastgan import kernels, model
 from fastgan.batcher import Batcher
 from fastgan.graph import GraphTrainer
 

@@ -10,8 +10,7 @@ import pytest
 import torch
 from conftest import DEVICES
 
-from fastgan import train_cli
-from fastgan import checkpoint, run, sweep
+from fastgan import checkpoint, run, sweep, train_cli
 from fastgan.config import Config
 from fastgan.errors import FastganError
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from fastgan.kernels import configs
 
 from benchmarks import tune
-from fastgan.kernels import configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
