@@ -56,8 +56,11 @@ def pick_device(name, log):
 
 
 def pick_backend(name, device):
-    if name == "auto":
-        return "graph" if device.type == "cuda" else "eager"
+    """The backend `name` names (auto: graph on CUDA, eager on a CPU). A Triton backend on a CPU
+    runs Triton's interpreter: set before the kernels are first imported."""
+    name = ("graph" if device.type == "cuda" else "eager") if name == "auto" else name
+    if name != "eager" and device.type == "cpu":
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
     return name
 
 
@@ -101,24 +104,12 @@ def make_trainer(backend, runs, cfg, device, log=print):
             log(f"notice: --precision {cfg.precision} applies to the Triton backends; the eager backend "
                 f"({'auto on a CPU' if cfg.backend == 'auto' else 'eager'}) computes in IEEE fp32")
         return EagerTrainer(runs)
-    if device.type == "cpu":
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
     try:
         from . import kernels  # noqa: F401  (is Triton there?)
     except ImportError as e:
         raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
-    from .buffers import bytes_per_run, runs_that_fit
     from .graph import GraphTrainer
 
-    if device.type == "cuda" and len(runs) > 1:
-        free = torch.cuda.mem_get_info(device)[0]
-        x_dim = runs[0].params["G_W2"].shape[1]
-        fit = runs_that_fit(cfg.batch_size, cfg.iters_per_replay, free, device=device, x_dim=x_dim)
-        if len(runs) > fit:
-            need = len(runs) * bytes_per_run(cfg.batch_size, cfg.iters_per_replay, device, x_dim=x_dim)
-            raise FastganError(f"{len(runs)} runs at batch {cfg.batch_size} need about {need / 2**30:.1f} GiB of GPU "
-                               f"memory and {free / 2**30:.1f} GiB is free: at most {fit} runs fit; sweep fewer runs "
-                               "at a time, or lower --iters-per-replay (each run holds that many iterations of noise)")
     trainer = GraphTrainer([r.params for r in runs], None, [r.batcher for r in runs], cfg.iters_per_replay,
                            capture=None if backend == "graph" else False, precision=cfg.precision,
                            hyper=[r.hyper for r in runs])

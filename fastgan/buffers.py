@@ -1,36 +1,48 @@
 """The Triton trainer's device buffers: one table of their shapes (what GraphTrainer allocates),
-the partial-sum slot counts its launch configs need, and what a run costs in device memory."""
+the partial-sum slot counts its launch configs need, and what a run costs in memory: the one
+estimate every backend's memory check uses (`check_fit`)."""
+
+import math
+import os
 
 import torch
 
-from .kernels.d_grad import grad_partials as d_grad_partials
-from .kernels.d_input_grad import input_grad_partials
-from .kernels.linear_act import dw_partials, dx_partials, forward_partials
+from .errors import FastganError
 from .model import H_DIM, X_DIM, Z_DIM, nets
 
+# The eager step sums no partial gradients: its memory is the table's with one slot everywhere
+# (parameters, Adam's moments, gradients, a batch's activations, as the Triton trainer's).
+ONE_SLOT = {"D": 1, "G": 1, "log": 1, "pre": 1, "pre_g": 1, "dhG": 1}
 
-def grad_partials(batch, device, x_dim=X_DIM):
-    """Per network, the gradient slots its split weight gradients need (kernels.linear_act's
-    split-M backward, kernels.d_grad's row chunks): the largest split among its launches."""
-    B, X = batch, x_dim
+
+def partials(batch, device, x_dim=X_DIM):
+    """The slots of the split sums the launch configs need at this batch and image size:
+    per network its gradient slots (kernels.linear_act's split-M backward, kernels.d_grad's
+    row chunks: the largest split among its launches), the logged losses' (the larger row split
+    of D's gradients and D's input gradient), D1's K chunks on [real; fake] and on G's fakes
+    (pre, pre_g), and G2's dx N chunks (dhG)."""
+    from .kernels.d_grad import grad_partials as d_grad_partials  # here: Triton only for these backends
+    from .kernels.d_input_grad import input_grad_partials
+    from .kernels.linear_act import dw_partials, dx_partials, forward_partials
+
+    B, X, H = batch, x_dim, H_DIM
     return {
-        "D": d_grad_partials(device, 2 * B, H_DIM, X),
-        "G": max(dw_partials(device, B, X, H_DIM, "dx+dw"), dw_partials(device, B, H_DIM, Z_DIM, "dw")),
+        "D": d_grad_partials(device, 2 * B, H, X),
+        "G": max(dw_partials(device, B, X, H, "dx+dw"), dw_partials(device, B, H, Z_DIM, "dw")),
+        "log": max(d_grad_partials(device, 2 * B, H, X), input_grad_partials(device, B, H, X)),
+        "pre": forward_partials(device, 2 * B, H, X),
+        "pre_g": forward_partials(device, B, H, X),
+        "dhG": dx_partials(device, B, X, H),
     }
 
 
-def loss_partials(batch, device, x_dim=X_DIM):
-    """The slots of the logged losses: the larger row split of D's gradients and D's input gradient."""
-    return max(d_grad_partials(device, 2 * batch, H_DIM, x_dim), input_grad_partials(device, batch, H_DIM, x_dim))
-
-
-def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM):
+def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM, slots=None):
     """Every device buffer of a GraphTrainer of R runs at batch B replaying K iterations (with G's
     EMA weights, with the R1 penalty's gammas) for images of x_dim values, as (attribute, net or
     None, shape, dtype): `GraphTrainer.__init__` allocates exactly these and `bytes_per_run` sums
-    them (the images are shared, not counted)."""
+    them (the images are shared, not counted). `slots`: `partials`' (default) or ONE_SLOT."""
     f32, H, X = torch.float32, H_DIM, x_dim
-    slots = grad_partials(B, device, X)
+    slots = slots or partials(B, device, X)
     table = []
     for net, shapes in nets(X).items():
         n = sum(torch.Size(s).numel() for s in shapes.values())
@@ -39,7 +51,7 @@ def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM):
                   ("m_flat", net, (R, n), f32), ("v_flat", net, (R, n), f32)]  # Adam's moments
     # D1's 784-deep products in K chunks where the config says so: slots of raw sums that d_grad /
     # d_input_grad finish (bias, ReLU) where they read them; else D1 launches whole, into hD / hDg.
-    pre, pre_g = (forward_partials(device, rows, H, X) for rows in (2 * B, B))
+    pre, pre_g = slots["pre"], slots["pre_g"]
     table += [
         # (K, R, B) batch indices, each iteration's rows 16 bytes apart (R * B padded to even), so
         # D1's index pointer keeps one alignment: one specialization for every iteration.
@@ -51,14 +63,14 @@ def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM):
         ("hyper", None, (K, 2, R, 4), f32),
         # Per iteration, slot and run: shares of [d_loss, d_real, d_fake, g_loss] from d_grad's and
         # d_input_grad's row chunks (slots a launch does not split into stay zero); `losses`: their sum.
-        ("log", None, (K, loss_partials(B, device, X), R, 4), f32),
+        ("log", None, (K, slots["log"], R, 4), f32),
         ("losses", None, (R, 4), f32),
         ("xx", None, (R, 2 * B, X), f32),  # per run [G(z_d); G(z_g)]; D1 reads the real rows in place
         ("hG", None, (R, 2 * B, H), f32),  # G1's output on [z_d; z_g]
         ("hD_pre", None, (pre, R, 2 * B, H), f32) if pre > 1 else ("hD", None, (R, 2 * B, H), f32),
         ("hDg_pre", None, (pre_g, R, B, H), f32) if pre_g > 1 else ("hDg", None, (R, B, H), f32),
         ("dfake", None, (R, B, X), f32),  # d G's loss / d G(z_g)
-        ("dhG", None, (dx_partials(device, B, X, H), R, B, H), f32),  # G2's dx in N-chunk slots, G1 adds them
+        ("dhG", None, (slots["dhG"], R, B, H), f32),  # G2's dx in N-chunk slots, G1 adds them
     ]
     if R > 1:
         table.append(("z_draw", None, (K, 2 * B, Z_DIM), f32))  # one run's noise, drawn contiguous, then placed
@@ -69,13 +81,38 @@ def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM):
     return table
 
 
-def bytes_per_run(batch, iters_per_replay, device="cpu", ema=True, r1=True, x_dim=X_DIM):
+def bytes_per_run(batch, iters_per_replay, device="cpu", ema=True, r1=True, x_dim=X_DIM, slots=None):
     """Device memory one run of a trainer holds: every buffer of `buffer_table` for one run
     (by default with the EMA and R1 buffers: the most a run can need)."""
-    return sum(torch.Size(shape).numel() * dtype.itemsize
-               for _, _, shape, dtype in buffer_table(1, batch, iters_per_replay, torch.device(device), ema, r1, x_dim))
+    return sum(torch.Size(shape).numel() * dtype.itemsize for _, _, shape, dtype in
+               buffer_table(1, batch, iters_per_replay, torch.device(device), ema, r1, x_dim, slots))
 
 
-def runs_that_fit(batch, iters_per_replay, free_bytes, headroom=0.8, device="cpu", x_dim=X_DIM):
-    """How many runs fit in `free_bytes` of device memory, keeping 20% for the graph and torch."""
-    return int(headroom * free_bytes // bytes_per_run(batch, iters_per_replay, device, x_dim=x_dim))
+def free_bytes(device):
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_fit(n_images, image, batch, iters_per_replay, device, runs=1, eager=False, headroom=0.8):
+    """One line if the data is smaller than a batch, or `runs` runs for these C x S x S images
+    and the images themselves would not fit in `headroom` of the device's free memory (the rest
+    for the CUDA graph and torch). Checked before the data is on the device."""
+    if n_images < batch:
+        raise FastganError(f"the data has {n_images:,} images, fewer than one batch (--batch-size {batch}); "
+                           "lower --batch-size or add images")
+    X = math.prod(image)
+    per_run = bytes_per_run(batch, iters_per_replay, device, x_dim=X, slots=ONE_SLOT if eager else None)
+    data, have = 4 * n_images * X, free_bytes(device)
+    if runs * per_run + data <= headroom * have:
+        return
+    c, s, _ = image
+    need = (runs * per_run + data) / 2**30
+    if runs > 1 and per_run + data <= headroom * have:
+        fit = int((headroom * have - data) // per_run)
+        raise FastganError(f"{runs} runs at batch {batch} need about {need:.1f} GiB of memory and {have / 2**30:.1f} GiB "
+                           f"is free on {device}: at most {fit} runs fit; sweep fewer runs at a time, or lower "
+                           "--iters-per-replay (each run holds that many iterations of noise)")
+    raise FastganError(f"{s}x{s} {'RGB' if c == 3 else 'grey'} images need about {need:.1f} GiB for the model, its "
+                       f"optimiser state, one batch's activations and the data, and {have / 2**30:.1f} GiB is free on "
+                       f"{device}: lower --image-size (or --batch-size)")

@@ -28,118 +28,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import checkpoint
 from .backends import pick_device
 from .batcher import images_to_tensor
+from .classifier import (
+    ARCH,
+    EPOCHS,
+    MIN_CLASSIFIER_SIZE,
+    accuracy,
+    batched,
+    cached_classifier,
+    classifier_path,
+    train_classifier,
+)
 from .cli import Help, command
 from .data import default_data_dir, load_images
 from .errors import FastganError
 from .model import Z_DIM, generator
 
-CLASSIFIER_FORMAT = "fastgan-classifier-1"
-ARCH = {"c1": 32, "c2": 64, "fc": 128}
 # The test accuracy a classifier must reach to be cached and trusted, per dataset: MNIST's
 # reaches 99.2%; Fashion-MNIST is harder (this LeNet reached 89.7% in 4 epochs, 2026-12-02).
 MIN_ACCURACY = {"mnist": 0.99, "fashion-mnist": 0.88}
-EPOCHS = 4
 FLOOR_SAMPLES = 10000
 MAX_SAMPLES = 200_000  # generated on the device at once: 0.6 GB of images
-
-
-MIN_CLASSIFIER_SIZE = 16  # the two 5x5 conv + pool stages need images of at least 16 x 16
-
-
-class Classifier(nn.Module):
-    """LeNet-style: for MNIST's 28 x 28 grey and 10 classes by default; any C x S x S images
-    (S >= MIN_CLASSIFIER_SIZE) and number of classes for your own labelled images."""
-
-    def __init__(self, c1, c2, fc, channels=1, size=28, classes=10):
-        super().__init__()
-        self.image = (channels, size, size)
-        side = ((size - 4) // 2 - 4) // 2
-        self.conv1 = nn.Conv2d(channels, c1, 5)
-        self.conv2 = nn.Conv2d(c1, c2, 5)
-        self.fc1 = nn.Linear(c2 * side * side, fc)
-        self.fc2 = nn.Linear(fc, classes)
-        self.pool = nn.MaxPool2d(2)
-
-    def features(self, x):
-        """(N, X) in [0, 1] -> the penultimate `fc1` features (N, fc), after ReLU."""
-        x = self.pool(torch.relu(self.conv1(x.reshape(-1, *self.image))))
-        x = self.pool(torch.relu(self.conv2(x)))
-        return torch.relu(self.fc1(x.flatten(1)))
-
-    def forward(self, x):
-        return self.fc2(self.features(x))
-
-
-def _batched(fn, x, batch=1000):
-    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
-
-
-@torch.no_grad()
-def accuracy(model, images, labels):
-    model.eval()
-    return (_batched(model, images).argmax(1) == labels).float().mean().item()
-
-
-def train_classifier(train_x, train_y, arch=ARCH, epochs=EPOCHS, seed=0, log=print):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Classifier(**arch).to(train_x.device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    n = len(train_x)
-    for epoch in range(epochs):
-        if epoch == epochs - 1 and epochs > 1:
-            for group in opt.param_groups:  # a last epoch at a tenth of the rate settles the weights
-                group["lr"] = 1e-4
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(train_x.device)
-        for i in range(0, n, 128):
-            idx = perm[i : i + 128]
-            loss = nn.functional.cross_entropy(model(train_x[idx]), train_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        log(f"classifier epoch {epoch + 1}/{epochs} done")
-    return model.eval()
-
-
-def classifier_path(data_dir, dataset):
-    return Path(data_dir) / f"classifier-{dataset}.pt"
-
-
-def load_classifier(path, arch, device):
-    """The cached classifier and its record, or None (with the reason) when it can't be trusted."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != CLASSIFIER_FORMAT or state.get("arch") != arch:
-            return None, "it is not a fastgan classifier of this shape"
-        model = Classifier(**arch)
-        model.load_state_dict(state["state_dict"])
-        floor = state["fd_floor"]  # None: too few of your images for a floor
-        state["test_accuracy"], state["fd_floor"] = float(state["test_accuracy"]), None if floor is None else float(floor)
-    except Exception as e:  # truncated, foreign pickle refused by weights_only, wrong keys or shapes
-        return None, f"it is unreadable ({type(e).__name__})"
-    return model.to(device).eval(), state
-
-
-def cached_classifier(path, arch, device, build, log=print):
-    """(classifier, record) from the cache at `path`, else from `build()` -> (trained classifier, its
-    held-out accuracy, FD floor or None), saved there (temp file, fsync, rename)."""
-    if path.is_file():
-        model, state = load_classifier(path, arch, device)
-        if model is not None:
-            return model, state
-        log(f"notice: rebuilding the classifier cache {path}: {state}")
-    model, acc, floor = build()
-    state = {"format": CLASSIFIER_FORMAT, "arch": dict(arch), "state_dict": model.state_dict(), "test_accuracy": acc,
-             "fd_floor": floor}
-    checkpoint.atomic_torch_save(path, state)
-    return model, state
 
 
 def get_classifier(arrays, dataset, data_dir, device, arch=ARCH, epochs=EPOCHS,
@@ -161,7 +73,7 @@ def get_classifier(arrays, dataset, data_dir, device, arch=ARCH, epochs=EPOCHS,
                                "not cached")
         log(f"classifier test accuracy {acc:.4f}")
         with torch.no_grad():
-            floor = frechet_distance(_batched(model.features, train_x[:FLOOR_SAMPLES]), _batched(model.features, test_x))
+            floor = frechet_distance(batched(model.features, train_x[:FLOOR_SAMPLES]), batched(model.features, test_x))
         return model, acc, floor
 
     return cached_classifier(path, arch, device, build, log)
@@ -204,7 +116,7 @@ def sample_metrics(model, samples, test_features, fd_floor, runs=1):
     """The metrics of `samples` (runs * n images: each run's n in turn), one dict per run; the
     classifier sees all runs' samples in one batched pass."""
     model.eval()
-    feats = _batched(model.features, samples)
+    feats = batched(model.features, samples)
     probs = torch.softmax(model.fc2(feats), dim=1)
     out = []
     for f, p in zip(feats.chunk(runs), probs.chunk(runs)):
@@ -266,14 +178,14 @@ def own_classifier(arrays, data_dir, device, arch=ARCH, epochs=EPOCHS, min_accur
             raise FastganError(f"the metrics classifier reached only {acc:.4f} held-out accuracy (< {min_accuracy}); "
                                "not cached")
         with torch.no_grad():
-            sample = _batched(model.features, x[perm[: 2 * FLOOR_SAMPLES]])
+            sample = batched(model.features, x[perm[: 2 * FLOOR_SAMPLES]])
         half = len(sample) // 2
         return model, acc, frechet_distance(sample[:half], sample[half:]) if half > 1 else None
 
     model, state = cached_classifier(path, arch, device, build, log)
     log(f"classifier accuracy on a held-out 10% of your images: {state['test_accuracy']:.4f}")
     with torch.no_grad():
-        reference = _batched(model.features, x[perm[:FLOOR_SAMPLES]])
+        reference = batched(model.features, x[perm[:FLOOR_SAMPLES]])
     return model, state, reference
 
 
@@ -301,7 +213,7 @@ class Evaluator:
             self.model, record = get_classifier(arrays, dataset, data_dir, device, log=log, **classifier_kw)
             self.fd_floor = float(record["fd_floor"])
             with torch.no_grad():
-                self.test_features = _batched(self.model.features, images_to_tensor(arrays["test_images"], device))
+                self.test_features = batched(self.model.features, images_to_tensor(arrays["test_images"], device))
         gen = torch.Generator().manual_seed(seed + 4)
         self.z = (torch.rand(n_samples, Z_DIM, generator=gen) * 2 - 1).to(device)
 
@@ -312,7 +224,7 @@ class Evaluator:
     @torch.no_grad()
     def many(self, runs_params):
         """Measure several generators (a sweep's runs) with one classifier pass over all samples."""
-        samples = torch.cat([_batched(lambda z, p=p: generator(p, z), self.z) for p in runs_params])
+        samples = torch.cat([batched(lambda z, p=p: generator(p, z), self.z) for p in runs_params])
         if self.label_free:
             return [{"fd": frechet_distance(self.pca.features(s), self.test_features), "fd_floor": self.fd_floor}
                     for s in samples.chunk(len(runs_params))]

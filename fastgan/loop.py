@@ -6,25 +6,18 @@ host memory without waiting (fastgan.metrics); grids, checkpoints and measuremen
 snapshots handed to one background writer (fastgan.outputs).
 """
 
-import math
-import os
 import signal
 import time
 
 import torch
 from tqdm import tqdm
 
-from .backends import RunInit, make_trainer, pick_backend, pick_device
-from .batcher import Batcher, images_to_tensor
-from .checkpoint import image_shape as checkpoint_image
 from .cli import command
-from .data import load_images
 from .errors import FastganError
 from .interrupt import Interrupted, StopOnSignals, Terminated
-from .model import Z_DIM, arch, init_params, shapes
-from .outputs import BestByDistance, RunOutputs, Writer
-from .recipes import Hyper
-from .resume import load_states
+from .model import arch
+from .outputs import BestByDistance, Writer
+from .start import start_runs
 
 CHECK_SECONDS = 0.25  # a trainer that takes any chunk gets chunks of about this long: Ctrl-C acts quickly
 
@@ -35,50 +28,9 @@ def next_stop(it, cfg):
     return min(cfg.iters, *(it // e * e + e for e in every))
 
 
-def _shape(image):
-    c, s, _ = image
-    return f"{s}x{s} {'RGB' if c == 3 else 'grey'}"
-
-
-def check_fit(n_images, image, cfg, device):
-    """One line if the data is smaller than a batch, or the model for these images would not fit
-    the device's memory (the Triton trainer's buffers, or the eager step's parameters, Adam state
-    and activations)."""
-    if n_images < cfg.batch_size:
-        raise FastganError(f"the data has {n_images:,} images, fewer than one batch (--batch-size {cfg.batch_size}); "
-                           "lower --batch-size or add images")
-    X, B = image[0] * image[1] * image[2], cfg.batch_size
-    params = sum(math.prod(s) for s in shapes(X).values())
-    # float32: parameters with Adam's moments, gradients (a few partial-sum slots) and G's EMA;
-    # a batch's activations; a replay's noise (fastgan.buffers has the Triton trainer's exact
-    # table); the images
-    need = 4 * (9 * params + 5 * B * X + cfg.iters_per_replay * 2 * B * Z_DIM + n_images * X)
-    if device.type == "cuda":
-        have = torch.cuda.mem_get_info(device)[0]
-    else:
-        have = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if need > 0.8 * have:
-        raise FastganError(f"{_shape(image)} images need about {need / 2**30:.1f} GiB for the model, its optimiser "
-                           f"state, one batch's activations and the data, and {have / 2**30:.1f} GiB is free on "
-                           f"{device}: lower --image-size (or --batch-size)")
-
-
 def train_runs(cfg, members, log, show_progress):
     """Train the runs [(folder, its config, checkpoint state or None)] together to cfg.iters."""
-    device = pick_device(cfg.device, log)
-    data, image = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, log,
-                              check=lambda n, image: check_fit(n, image, cfg, device))
-    images = images_to_tensor(data["train_images"], device)
-    runs = [RunOutputs(*m) for m in members]
-    for run in runs:
-        if run.state is not None and checkpoint_image(run.state) != image:
-            raise FastganError(f"the checkpoint draws {_shape(checkpoint_image(run.state))} images and the data is "
-                               f"{_shape(image)}: resume it on the data it was trained on")
-    X = images.shape[1]
-    inits = [RunInit(init_params(r.cfg.seed, device, X), Hyper.of(r.cfg), Batcher(images, cfg.batch_size, r.cfg.seed))
-             for r in runs]
-    trainer = make_trainer(pick_backend(cfg.backend, device), inits, cfg, device, log)
-    start = load_states(trainer, [r.state for r in runs])
+    device, data, image, runs, trainer, start = start_runs(cfg, members, log)
     if start >= cfg.iters:
         log(f"nothing to do: the checkpoint is at iteration {start} and --iters is {cfg.iters}")
         return

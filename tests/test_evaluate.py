@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import fake_arrays
 
-from fastgan import checkpoint, evaluate, run
+from fastgan import checkpoint, classifier, evaluate, run
 from fastgan.atomic import save_npz
 from fastgan.config import Config
 from fastgan.errors import FastganError
@@ -73,7 +73,7 @@ def _quiet():
 
 @pytest.mark.parametrize("bad", ["garbage", "foreign", "other-arch", "code"])
 def test_untrustworthy_cache_is_rebuilt(tmp_path, arrays, bad):
-    path = evaluate.classifier_path(tmp_path, "mnist")
+    path = classifier.classifier_path(tmp_path, "mnist")
     if bad == "garbage":
         path.write_bytes(b"PK\x03\x04 not a torch file")
     elif bad == "foreign":
@@ -81,12 +81,12 @@ def test_untrustworthy_cache_is_rebuilt(tmp_path, arrays, bad):
     elif bad == "other-arch":
         evaluate.get_classifier(arrays, "mnist", tmp_path, "cpu", **{**TINY, "arch": {"c1": 3, "c2": 4, "fc": 8}}, log=lambda m: None)
     else:
-        torch.save({"format": evaluate.CLASSIFIER_FORMAT, "arch": TINY["arch"], "payload": Config()}, path)
+        torch.save({"format": classifier.CLASSIFIER_FORMAT, "arch": TINY["arch"], "payload": Config()}, path)
     logs, log = _quiet()
     model, record = evaluate.get_classifier(arrays, "mnist", tmp_path, "cpu", log=log, **TINY)
     assert any("rebuilding the classifier cache" in m for m in logs)
-    assert isinstance(model, evaluate.Classifier) and record["arch"] == TINY["arch"]
-    again, _ = evaluate.load_classifier(path, TINY["arch"], "cpu")
+    assert isinstance(model, classifier.Classifier) and record["arch"] == TINY["arch"]
+    again, _ = classifier.load_classifier(path, TINY["arch"], "cpu")
     assert again is not None
 
 
@@ -102,7 +102,7 @@ def test_valid_cache_is_reused(tmp_path, arrays):
 def test_too_weak_classifier_is_not_cached(tmp_path, arrays):
     with pytest.raises(FastganError, match="test accuracy"):
         evaluate.get_classifier(arrays, "mnist", tmp_path, "cpu", log=lambda m: None, **{**TINY, "min_accuracy": 1.01})
-    assert not evaluate.classifier_path(tmp_path, "mnist").exists()
+    assert not classifier.classifier_path(tmp_path, "mnist").exists()
 
 
 def test_evaluator_measures_a_generator(tmp_path, arrays):

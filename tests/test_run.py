@@ -7,7 +7,7 @@ import signal
 import pytest
 import torch
 
-from fastgan import checkpoint, loop, run, train_cli
+from fastgan import checkpoint, loop, run, start, train_cli
 from fastgan.config import Config
 from fastgan.errors import FastganError
 
@@ -128,7 +128,7 @@ def test_resume_from_file_keeps_the_runs_settings(data_dir, tmp_path):
 
 def _wrap_advance(monkeypatch, before):
     """Make the run's trainer call before(trainer, it) ahead of each advance from iteration it."""
-    real_make_trainer = loop.make_trainer
+    real_make_trainer = start.make_trainer
 
     def make_trainer(*args):
         trainer = real_make_trainer(*args)
@@ -143,7 +143,7 @@ def _wrap_advance(monkeypatch, before):
         trainer.advance = wrapped
         return trainer
 
-    monkeypatch.setattr(loop, "make_trainer", make_trainer)
+    monkeypatch.setattr(start, "make_trainer", make_trainer)
 
 
 def test_ctrl_c_checkpoints_and_stops(data_dir, tmp_path, monkeypatch):

@@ -1,0 +1,42 @@
+"""Before the training loop: the device and backend, the data (checked against the memory the runs
+will need before it is on the device), each run's first state, the trainer, and where the runs
+resume."""
+
+from .backends import RunInit, make_trainer, pick_backend, pick_device
+from .batcher import Batcher, images_to_tensor
+from .buffers import check_fit
+from .checkpoint import image_shape as checkpoint_image
+from .data import load_images
+from .errors import FastganError
+from .model import init_params
+from .outputs import RunOutputs
+from .recipes import Hyper
+from .resume import load_states
+
+
+def image_name(image):
+    c, s, _ = image
+    return f"{s}x{s} {'RGB' if c == 3 else 'grey'}"
+
+
+def start_runs(cfg, members, log):
+    """(device, data, image shape, [RunOutputs], trainer, the iteration they start from) for the
+    runs [(folder, its config, checkpoint state or None)]."""
+    device = pick_device(cfg.device, log)
+    backend = pick_backend(cfg.backend, device)
+
+    def fits(n_images, image):
+        check_fit(n_images, image, cfg.batch_size, cfg.iters_per_replay, device, len(members), backend == "eager")
+
+    data, image = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, log, check=fits)
+    images = images_to_tensor(data["train_images"], device)
+    runs = [RunOutputs(*m) for m in members]
+    for run in runs:
+        if run.state is not None and checkpoint_image(run.state) != image:
+            raise FastganError(f"the checkpoint draws {image_name(checkpoint_image(run.state))} images and the data is "
+                               f"{image_name(image)}: resume it on the data it was trained on")
+    X = images.shape[1]
+    inits = [RunInit(init_params(r.cfg.seed, device, X), Hyper.of(r.cfg), Batcher(images, cfg.batch_size, r.cfg.seed))
+             for r in runs]
+    trainer = make_trainer(backend, inits, cfg, device, log)
+    return device, data, image, runs, trainer, load_states(trainer, [r.state for r in runs])
