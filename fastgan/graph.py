@@ -30,16 +30,13 @@ Launch configurations (tiles, split-M, warps) come from kernels/configs by layer
 same for every run, so a sweep's run equals the run alone bitwise. `precision` picks the
 products' input precision (kernels.linear_act: "ieee", "tf32x3", "tf32") for every layer.
 
-Each iteration's four losses per run land in row i of a (K, slots, R, 4) device buffer as the
-row-chunk shares of D's gradients (the D step's three) and D's input gradient (G's loss); after a
-replay, elementwise adds (one per slot, in slot order: the same numbers for any R) sum the last
-row's slots into (R, 4), which the host copies asynchronously. Capture is safe by
-construction: `warm_up` compiles every kernel and captures the one K-iteration graph before
-training starts (nothing else touches the GPU then), each launch has one specialization
-whatever the iteration (per-iteration rows stay 16-byte aligned), and a shorter remainder runs
-un-captured rather than capturing mid-run. Without CUDA
-(tests under Triton's interpreter) the same launches run un-captured. Checkpoints use the eager
-format: a run can move between backends.
+Each iteration's four losses per run land in row i of a (K, slots, R, 4) buffer as row-chunk
+shares; after a replay, one add per slot (in slot order: the same numbers for any R) sums the
+last row into (R, 4), which the host copies asynchronously. Capture is safe by construction:
+`warm_up` compiles every kernel and captures the one K-iteration graph before training starts,
+each launch has one specialization whatever the iteration (per-iteration rows stay 16-byte
+aligned), and a shorter remainder runs un-captured. Without CUDA (Triton's interpreter) the
+same launches run un-captured. Checkpoints use the eager format: a run moves between backends.
 """
 
 import torch
