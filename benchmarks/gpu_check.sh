@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Everything a lent GPU must check, in one device call of at most 9 minutes (a call may run 10):
+# Everything a GPU machine must check, in one run of at most 9 minutes:
 #
-#   here, once:  mkdir -p data && cp ~/.cache/fastgan/mnist.npz ~/.cache/fastgan/classifier-mnist.pt data/
-#   device run:  command "bash benchmarks/gpu_check.sh", carry ["data"], timeout_s 590
+#   once, where fastgan has trained:  mkdir -p data && cp ~/.cache/fastgan/mnist.npz ~/.cache/fastgan/classifier-mnist.pt data/
+#   on the GPU machine:               OUT=gpu-check bash benchmarks/gpu_check.sh   (data/ beside it; no network needed)
 #
 # The summary opens with the card, its driver, and the torch, Triton and CUDA versions that ran.
 # Steps, each under `timeout -k` and its own budget, none stopping the next: the GPU tests

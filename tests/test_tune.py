@@ -1,5 +1,5 @@
 """benchmarks.tune's table and command line (its tuning runs in gpu_check.sh's smoke mode in CI,
-and for real on a lent GPU): the entries it writes load as a config table and are looked up
+and for real on a GPU machine): the entries it writes load as a config table and are looked up
 as intended, the most specific (smallest measured M) first; it refuses to tune without a GPU
 and to write a card's table from the smoke run."""
 
