@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-import fastgan.graph as graph
-
 LAUNCHERS = {  # the names fastgan.graph launches through -> the kernel's name in kernels/configs
     "linear_act_forward": "linear_act_fwd",
     "linear_act_backward": "linear_act_bwd",
@@ -75,8 +73,9 @@ class Site:
 
 
 @contextlib.contextmanager
-def _wrapped(sites):
-    saved = {name: getattr(graph, name) for name in LAUNCHERS}
+def _wrapped(trainer, sites):
+    launches = trainer.L  # the Triton launchers (or, on a CPU, their twins)
+    saved = {name: getattr(launches, name) for name in LAUNCHERS}
 
     def wrap(name, fn):
         def recorded(*args, **kwargs):
@@ -85,19 +84,19 @@ def _wrapped(sites):
         return recorded
 
     for name, fn in saved.items():
-        setattr(graph, name, wrap(name, fn))
+        setattr(launches, name, wrap(name, fn))
     try:
         yield
     finally:
         for name, fn in saved.items():
-            setattr(graph, name, fn)
+            setattr(launches, name, fn)
 
 
 def iteration_sites(trainer):
     """Prepare and run one iteration of `trainer` un-captured, returning its launch sites."""
     sites = []
     trainer.prepare(1)
-    with _wrapped(sites):
+    with _wrapped(trainer, sites):
         trainer._iteration(0)
     return sites
 

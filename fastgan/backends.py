@@ -5,7 +5,6 @@ plain-PyTorch reference (fastgan.model.AdamStep, one per run); `fused` and `grap
 Triton trainer (fastgan.graph.GraphTrainer), launched un-captured or replayed from a CUDA graph.
 """
 
-import os
 from collections import namedtuple
 from typing import Optional, Protocol
 
@@ -56,12 +55,9 @@ def pick_device(name, log):
 
 
 def pick_backend(name, device):
-    """The backend `name` names (auto: graph on CUDA, eager on a CPU). A Triton backend on a CPU
-    runs Triton's interpreter: set before the kernels are first imported."""
-    name = ("graph" if device.type == "cuda" else "eager") if name == "auto" else name
-    if name != "eager" and device.type == "cpu":
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs CPU tensors only in its interpreter
-    return name
+    """The backend `name` names; auto: graph on CUDA, fused on a CPU (the Triton trainer's
+    launches as their CPU twins, kernels.twins)."""
+    return ("graph" if device.type == "cuda" else "fused") if name == "auto" else name
 
 
 class EagerTrainer:

@@ -81,6 +81,16 @@ def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM, slots=None):
     return table
 
 
+def flat_views(flat, shapes):
+    """name -> view of `flat` (..., n) as (..., *shape), each run's part contiguous."""
+    views, offset = {}, 0
+    for name, shape in shapes.items():
+        n = torch.Size(shape).numel()
+        views[name] = flat[..., offset : offset + n].view(*flat.shape[:-1], *shape)
+        offset += n
+    return views
+
+
 def bytes_per_run(batch, iters_per_replay, device="cpu", ema=True, r1=True, x_dim=X_DIM, slots=None):
     """Device memory one run of a trainer holds: every buffer of `buffer_table` for one run
     (by default with the EMA and R1 buffers: the most a run can need)."""

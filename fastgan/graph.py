@@ -42,35 +42,18 @@ same launches run un-captured. Checkpoints use the eager format: a run moves bet
 import torch
 
 from . import checkpoint, kernels
-from .buffers import buffer_table
+from .buffers import ONE_SLOT, buffer_table, flat_views
 from .checkpoint import NETS
-from .kernels import (
-    ACT_RELU,
-    ACT_SIGMOID,
-    adam_terms,
-    adam_update,
-    d_grad,
-    d_input_grad,
-    linear_act_backward,
-    linear_act_forward,
-)
+from .kernels import ACT_RELU, ACT_SIGMOID, adam_terms
+from .kernels import twins as cpu_twins
+from .kernels._checks import INTERPRETED
 from .kernels.shared import PRECISIONS
-from .model import nets
+from .model import TORCH_OPS, nets
 from .recipes import ADAM_BETAS, ADAM_EPS, Hyper
 
 
 class CaptureMismatch(RuntimeError):
     """A captured graph's replay gave other numbers than the same launches un-captured."""
-
-
-def _flat_views(flat, shapes):
-    """name -> view of `flat` (..., n) as (..., *shape), each run's part contiguous."""
-    views, offset = {}, 0
-    for name, shape in shapes.items():
-        n = torch.Size(shape).numel()
-        views[name] = flat[..., offset : offset + n].view(*flat.shape[:-1], *shape)
-        offset += n
-    return views
 
 
 def _per_run(value, runs, what):
@@ -89,14 +72,15 @@ class GraphTrainer:
     one images tensor and batch size); beta2 is shared. `hyper` (fastgan.recipes.Hyper, one or a
     list of R) gives each run's settings instead of lr and beta1: its two learning rates and
     their decay, R1 and G's EMA. With one run, `params` are its tensors; `run_params(r)` gives
-    run r's. `precision`: the products' input precision for every layer.
+    run r's. `precision`: the products' input precision for every layer. `twins`: run each
+    launch's CPU twin (kernels.twins; default: on CPU tensors, unless TRITON_INTERPRET=1 asks for
+    the Triton kernels in the interpreter, as the tests do).
     """
 
-    ops = kernels.OPS
     backend = "graph"  # `--backend fused` is this trainer with capture=False
 
     def __init__(self, params, lr, batcher, iters_per_replay, capture=None, betas=ADAM_BETAS, precision="ieee",
-                 hyper=None):
+                 hyper=None, twins=None):
         self.single = isinstance(params, dict)
         run_params = [params] if self.single else list(params)
         R = len(run_params)
@@ -118,12 +102,15 @@ class GraphTrainer:
         self.R, self.B, self.K, self.images, self.precision = R, B, iters_per_replay, images, precision
         self.nets = nets(images.shape[1])  # net -> its parameters' shapes, for these images' size
         self.capture = device.type == "cuda" if capture is None else capture
+        self.twins = device.type == "cpu" and not INTERPRETED if twins is None else twins
+        self.L, self.ops = (cpu_twins, TORCH_OPS) if self.twins else (kernels, kernels.OPS)  # the launches; G's forward
         K = iters_per_replay
         self.chunk = K if self.capture else None  # a captured graph replays K iterations; else any n <= K
 
         self.flat, self.grad_flat, self.m_flat, self.v_flat = {}, {}, {}, {}  # net -> buffer (buffer_table)
         self.hD = self.hD_pre = self.hDg = self.hDg_pre = self.z_draw = self.ema_flat = self.gamma = None  # those the table leaves out stay None
-        for attr, net, shape, dtype in buffer_table(R, B, K, device, self.ema, self.r1, images.shape[1]):
+        slots = ONE_SLOT if self.twins else None  # a twin writes whole sums
+        for attr, net, shape, dtype in buffer_table(R, B, K, device, self.ema, self.r1, images.shape[1], slots):
             buffer = torch.zeros(shape, dtype=dtype, device=device)
             if net is None:
                 setattr(self, attr, buffer)
@@ -134,14 +121,14 @@ class GraphTrainer:
         for net, shapes in self.nets.items():
             for store, views in ((self.flat, self.P), (self.grad_flat, self.Gr), (self.m_flat, self.M),
                                  (self.v_flat, self.V)):
-                views.update(_flat_views(store[net], shapes))
+                views.update(flat_views(store[net], shapes))
         with torch.no_grad():
             for r, p in enumerate(run_params):
                 for name, t in p.items():
                     self.P[name][r].copy_(t)
         self.E = {}  # name -> (R, *shape) views of G's EMA weights
         if self.ema:
-            self.E = _flat_views(self.ema_flat, self.nets["G"])
+            self.E = flat_views(self.ema_flat, self.nets["G"])
             self.ema_flat.copy_(self.flat["G"])  # the EMA starts at G's initial weights
             weights = [torch.tensor(1.0 - h.g_ema if h.g_ema else 0.0, dtype=torch.float32) for h in self.hypers]
             self.hyper[:, 1, :, 3] = torch.stack(weights).to(device)  # per run, constant: prepare leaves it
@@ -151,13 +138,12 @@ class GraphTrainer:
         self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
 
-    def _d1(self, x, h, pre, rows=None):
+    def _d1(self, P, x, h, pre, rows=None):
         """D1 forward: whole (bias and ReLU here), or as K-chunk slots that its reader finishes."""
-        P, pr = self.P, self.precision
         if pre is None:
-            linear_act_forward(x, P["D_W1"], P["D_b1"], h, ACT_RELU, pr, rows=rows)
+            self.L.linear_act_forward(x, P["D_W1"], P["D_b1"], h, ACT_RELU, self.precision, rows=rows)
         else:
-            linear_act_forward(x, P["D_W1"], P["D_b1"], pre, ACT_RELU, pr, rows=rows, partials=True)
+            self.L.linear_act_forward(x, P["D_W1"], P["D_b1"], pre, ACT_RELU, self.precision, rows=rows, partials=True)
         return None if pre is None else (pre, P["D_b1"])
 
     def run_params(self, r):
@@ -172,34 +158,42 @@ class GraphTrainer:
         """The G weights run r's grids draw with: its EMA's with g_ema, else its parameters."""
         return self._ema(r) or self.run_params(r)
 
-    def _iteration(self, i):
-        B, P, Gr, pr = self.B, self.P, self.Gr, self.precision
-        xx, z = self.xx, self.z[i]
+    def _iteration(self, i, s=slice(None)):
+        """Iteration i of a replay for the runs s (all of them in each launch; the CPU twins take
+        one run at a time: torch's vectorized CPU loops round their last elements otherwise, so
+        a sweep's run would not equal the run alone bitwise)."""
+        B, pr, L = self.B, self.precision, self.L
+        P, Gr = {k: v[s] for k, v in self.P.items()}, {k: v[:, s] for k, v in self.Gr.items()}
+        xx, z, hG, log, hyper = self.xx[s], self.z[i, s], self.hG[s], self.log[i, :, s], self.hyper[i, :, s]
+        hD, hD_pre, hDg, hDg_pre = (None if t is None else t[s] if t.dim() == 3 else t[:, s]
+                                    for t in (self.hD, self.hD_pre, self.hDg, self.hDg_pre))
+        flat, m, v = ({k: t[s] for k, t in d.items()} for d in (self.flat, self.m_flat, self.v_flat))
+        grads = {k: t[:, s] for k, t in self.grad_flat.items()}
         fake_d, fake_g = xx[:, :B], xx[:, B:]
-        real = (self.images, self.idx[i])  # D1's first B input rows: images[idx[i, r]]
+        real = (self.images, self.idx[i, s])  # D1's first B input rows: images[idx[i, r]]
         # D step
-        linear_act_forward(z, P["G_W1"], P["G_b1"], self.hG, ACT_RELU, pr)
-        linear_act_forward(self.hG, P["G_W2"], P["G_b2"], xx, ACT_SIGMOID, pr)
-        pre = self._d1(fake_d, self.hD, self.hD_pre, rows=real)
-        d_grad(fake_d, P["D_W2"], P["D_b2"], self.log[i, :, :, :3], Gr["D_W1"], Gr["D_b1"], Gr["D_W2"], Gr["D_b2"],
-               split=B, t0=1.0, t1=0.0, h=self.hD, pre=pre, rows=real, precision=pr,
-               r1=self.gamma, w1=P["D_W1"] if self.r1 else None)
-        adam_update(self.flat["D"], self.grad_flat["D"], self.m_flat["D"], self.v_flat["D"], self.hyper[i, 0], self.beta2,
-                    ADAM_EPS)
+        L.linear_act_forward(z, P["G_W1"], P["G_b1"], hG, ACT_RELU, pr)
+        L.linear_act_forward(hG, P["G_W2"], P["G_b2"], xx, ACT_SIGMOID, pr)
+        pre = self._d1(P, fake_d, hD, hD_pre, rows=real)
+        L.d_grad(fake_d, P["D_W2"], P["D_b2"], log[:, :, :3], Gr["D_W1"], Gr["D_b1"], Gr["D_W2"], Gr["D_b2"],
+                 split=B, t0=1.0, t1=0.0, h=hD, pre=pre, rows=real, precision=pr,
+                 r1=self.gamma[s] if self.r1 else None, w1=P["D_W1"] if self.r1 else None)
+        L.adam_update(flat["D"], grads["D"], m["D"], v["D"], hyper[0], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
-        pre = self._d1(fake_g, self.hDg, self.hDg_pre)
-        d_input_grad(self.hDg, P["D_W1"], P["D_W2"], P["D_b2"], self.log[i, :, :, 3:], self.dfake, t=1.0, pre=pre,
-                     precision=pr)
-        linear_act_backward(self.hG[:, B:], P["G_W2"], fake_g, self.dfake, self.dhG, Gr["G_W2"], Gr["G_b2"],
-                            ACT_SIGMOID, pr, partials=True)
-        linear_act_backward(z[:, B:], P["G_W1"], self.hG[:, B:], self.dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
-                            partials=True, dy_partials=True)
-        adam_update(self.flat["G"], self.grad_flat["G"], self.m_flat["G"], self.v_flat["G"], self.hyper[i, 1], self.beta2,
-                    ADAM_EPS, ema=self.ema_flat)
+        pre = self._d1(P, fake_g, hDg, hDg_pre)
+        L.d_input_grad(hDg, P["D_W1"], P["D_W2"], P["D_b2"], log[:, :, 3:], self.dfake[s], t=1.0, pre=pre, precision=pr)
+        L.linear_act_backward(hG[:, B:], P["G_W2"], fake_g, self.dfake[s], self.dhG[:, s], Gr["G_W2"], Gr["G_b2"],
+                              ACT_SIGMOID, pr, partials=True)
+        L.linear_act_backward(z[:, B:], P["G_W1"], hG[:, B:], self.dhG[:, s], None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
+                              partials=True, dy_partials=True)
+        L.adam_update(flat["G"], grads["G"], m["G"], v["G"], hyper[1], self.beta2, ADAM_EPS,
+                      ema=None if self.ema_flat is None else self.ema_flat[s])
 
     def _launch(self, n):
+        runs = [slice(r, r + 1) for r in range(self.R)] if self.twins and self.R > 1 else [slice(None)]
         for i in range(n):
-            self._iteration(i)
+            for s in runs:
+                self._iteration(i, s)
 
     def _buffers(self):
         """Every buffer the iteration updates (parameters, moments, losses): for save/restore."""

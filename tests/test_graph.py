@@ -262,21 +262,24 @@ def test_memory_per_run_and_what_fits():
     assert bytes_per_run(128, 100) < 20 * 2**20 < bytes_per_run(8192, 100)  # noise dominates at large batch
 
 
-def test_precision_reaches_every_product(monkeypatch):
+@pytest.mark.parametrize("twins", [False, True], ids=["triton", "cpu-twins"])
+def test_precision_reaches_every_product(monkeypatch, twins):
     """`precision` is passed to each of the iteration's 8 matrix-product launches (6 linear ones,
-    D's gradients and D's input gradient); unknown refused."""
-    import fastgan.graph as graph
+    D's gradients and D's input gradient), the Triton launchers' and their CPU twins'; unknown refused."""
+    from fastgan import kernels
+    from fastgan.kernels import twins as cpu_twins
 
     seen = []
-    for name, at in (("linear_act_forward", 5), ("linear_act_backward", 8), ("d_grad", "precision"),
-                     ("d_input_grad", "precision")):
-        fn = getattr(graph, name)
-        monkeypatch.setattr(graph, name, lambda *a, _fn=fn, _at=at, **kw: (
-            seen.append(kw[_at] if isinstance(_at, str) else a[_at]), _fn(*a, **kw))[1])
     device = DEVICES[0]  # gpu_check.sh runs this file on a GPU, where launchers refuse CPU tensors
     images = _images(device, n=64)
     trainer = GraphTrainer(model.init_params(0, device), 1e-3, Batcher(images, 8, seed=0), 1, capture=False,
-                           precision="tf32x3")
+                           precision="tf32x3", twins=twins and device == "cpu")
+    assert trainer.L is (cpu_twins if twins and device == "cpu" else kernels)
+    for name, at in (("linear_act_forward", 5), ("linear_act_backward", 8), ("d_grad", "precision"),
+                     ("d_input_grad", "precision")):
+        fn = getattr(trainer.L, name)
+        monkeypatch.setattr(trainer.L, name, lambda *a, _fn=fn, _at=at, **kw: (
+            seen.append(kw[_at] if isinstance(_at, str) else a[_at]), _fn(*a, **kw))[1])
     trainer.advance(1)
     assert seen == ["tf32x3"] * 8
     with pytest.raises(ValueError, match="precision must be one of ieee, tf32x3, tf32, got 'fp16'"):

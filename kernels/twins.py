@@ -1,0 +1,349 @@
+"""The CPU twin of every launch the Triton trainer makes: the same signatures and buffer contract
+as the launchers (preallocated outputs, the run axis, gathered real rows, partial-sum slots), in
+torch's CPU ops. fastgan.graph.GraphTrainer runs them on CPU tensors, so the GAN iteration stays
+written twice (the reference in fastgan/model.py and the trainer); Triton's interpreter stays what
+the kernel tests run.
+
+    linear_act_forward, linear_act_backward   kernels.linear_act
+    d_grad                                    kernels.d_grad (with the R1 penalty's closed form)
+    d_input_grad                              kernels.d_input_grad
+    adam_update                               kernels.adam (with G's EMA in the same pass)
+
+What is fused, on a CPU: each product is one (b)addbmm into its output, with the bias in the
+product's accumulator and the activation applied in place after it; D's head (logits, both BCE
+means, d loss / d logit) is computed on the (R, M, 1) logits only; the pre-activation gradients
+are formed in place in one scratch buffer each and never stored in an output; Adam is one pass of
+in-place ops over each network's flat buffer (all of its tensors at once).
+
+Partial-sum slots: a twin computes the whole sum, so it writes slot 0 (the caller keeps the other
+slots zero, as the contract says) and reads slot 0 onward of an input with slots, added in slot
+order. The CPU trainer allocates one slot everywhere (fastgan.buffers.ONE_SLOT).
+
+Scratch: the few intermediates a twin needs (gathered real rows, pre-activation gradients, the
+Adam denominator) live in buffers cached by shape (`_scratch`), allocated on first use and reused
+by every later call: no allocation in the training loop.
+
+Checks: every shape, dtype and device is checked, in one line of Python per tensor (a CPU runs
+these launches back to back, so their checks are kept cheap: no strides are asked for, as
+torch's ops take any). Precision: every precision name is accepted and computes in IEEE fp32 (a
+CPU has no TF32). Measured on a 2-core CPU: benchmarks/NOTES.md and docs/performance.md.
+"""
+
+import torch
+
+from .shared import PRECISIONS
+
+ACT_NONE, ACT_RELU, ACT_SIGMOID = 0, 1, 2  # as kernels.linear_act
+
+_SCRATCH = {}  # (name, shape) -> a CPU buffer
+_GATHERED = {}  # the gathered rows' buffer -> (images, idx, their versions) it holds
+F32 = torch.float32
+
+
+def _scratch(name, shape):
+    """A CPU float32 buffer of `shape` for intermediate `name`, reused from call to call."""
+    t = _SCRATCH.get((name, shape))
+    if t is None:
+        t = _SCRATCH[(name, shape)] = torch.empty(shape, dtype=F32)
+    return t
+
+
+def _runs(op, name, t, shape, R=None, dtype=F32):
+    """`t` as (R, *shape): a run's tensor gains the run axis; else one line says what is wrong.
+    R None: any number of runs (the first input sets it)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+    if t.dim() == len(shape):
+        t = t.unsqueeze(0)
+    if t.shape[1:] != shape or (R is not None and t.shape[0] != R) or t.dtype != dtype or t.device.type != "cpu":
+        want = f"({'' if R is None else R}{'R' if R is None else ''}, {', '.join(map(str, shape))})"
+        raise ValueError(f"{op}: {name} must be {dtype} on the CPU of shape {tuple(shape)} or {want} with runs first; "
+                         f"got {t.dtype} on {t.device} of shape {tuple(t.shape)}")
+    return t
+
+
+def _slot0(op, name, t, ndim):
+    """Slot 0 of an output with a leading slot axis, (P, [R,] ...)."""
+    if not isinstance(t, torch.Tensor) or t.dim() not in (ndim + 1, ndim + 2):
+        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"{op}: {name} has a leading axis of partial-sum slots, (P, [R,] ...) with {ndim} dimensions "
+                         f"after the runs; got {got}")
+    return t[0]
+
+
+def _slot_sum(op, name, t, ndim):
+    """An input with slots (P, [R,] ...): slot 0, or the slots added in order (into scratch)."""
+    _slot0(op, name, t, ndim)
+    if t.shape[0] == 1:
+        return t[0]
+    total = _scratch(op + name, t.shape[1:])
+    torch.add(t[0], t[1], out=total)
+    for s in range(2, t.shape[0]):
+        total.add_(t[s])
+    return total
+
+
+def _mm(a, b, out, bias=None, add=False):
+    """out = a @ b (+ bias (R, 1, N) broadcast over rows; add: out += a @ b) per run, for (R, ., .)
+    tensors. One call per run: MKL's batched products round some shapes (D1's 784-deep one, the
+    one-column logits) differently from the same product alone, and a run of a sweep must equal
+    the run alone bitwise."""
+    for r in range(a.shape[0]) if a.shape[0] > 1 else (None,):
+        ar, br, outr = (a, b, out) if r is None else (a[r : r + 1], b[r : r + 1], out[r : r + 1])
+        if add:
+            outr.baddbmm_(ar, br)
+        elif bias is None:
+            torch.bmm(ar, br, out=outr)
+        else:
+            torch.baddbmm(bias if r is None else bias[r : r + 1], ar, br, out=outr)
+
+
+def _precision(op, precision):
+    if precision not in PRECISIONS:
+        raise ValueError(f"{op}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
+def _gather(op, rows, R, K):
+    """images[idx] per run as (R, G, K) rows from rows=(images (n, K), idx (G,) or (R, G)). Kept:
+    asked again for the same rows of the same images, unchanged since (torch's version counters:
+    D1's forward, then d_grad, in one D step), the copy is reused."""
+    images, idx = rows
+    if images.dim() != 2 or images.shape[1] != K or images.dtype != F32 or images.device.type != "cpu":
+        raise ValueError(f"{op}: images must be float32 rows on the CPU, (n, {K}); got {images.dtype} on "
+                         f"{images.device} of shape {tuple(images.shape)}")
+    idx = idx.unsqueeze(0) if idx.dim() == 1 else idx
+    if idx.dim() != 2 or idx.shape[0] != R or idx.dtype != torch.int64 or idx.device.type != "cpu":
+        raise ValueError(f"{op}: idx must be int64 row numbers on the CPU, (G,) or ({R}, G); got {idx.dtype} "
+                         f"of shape {tuple(idx.shape)}")
+    G = idx.shape[1]
+    out = _scratch("gathered", (R, G, K))
+    key = (images.data_ptr(), images._version, idx.data_ptr(), idx._version)
+    if _GATHERED.get(out.data_ptr()) != key:
+        torch.index_select(images, 0, idx.view(-1), out=out.view(R * G, K))
+        _GATHERED[out.data_ptr()] = key
+    return out
+
+
+def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=False):
+    """y[:] = act(x @ w + b), as kernels.linear_act.linear_act_forward: one run's tensors or R
+    runs' with a leading run axis; rows=(images, idx): the input is [images[idx]; x];
+    partials=True: y (P, [R,] M, N) gets the raw product x @ w (no bias, no activation) in slot 0."""
+    op = "linear_act_forward (CPU)"
+    _precision(op, precision)
+    if partials:
+        y = _slot0(op, "y", y, 2)
+    K = x.shape[-1]
+    w = _runs(op, "w", w, (K, w.shape[-1]))
+    R, N = w.shape[0], w.shape[2]
+    x = _runs(op, "x", x, (x.shape[-2], K), R)
+    b = _runs(op, "b", b, (N,), R)
+    G = 0 if rows is None else rows[1].shape[-1]
+    y = _runs(op, "y", y, (G + x.shape[1], N), R)
+    if rows is not None:
+        real = _gather(op, rows, R, K)
+        if partials:
+            _mm(real, w, y[:, :G])
+        else:
+            _mm(real, w, y[:, :G], bias=b.unsqueeze(1))
+    out = y[:, G:] if G else y
+    if partials:
+        _mm(x, w, out)
+        return
+    _mm(x, w, out, bias=b.unsqueeze(1))
+    if act == ACT_RELU:
+        y.relu_()
+    elif act == ACT_SIGMOID:
+        y.sigmoid_()
+    elif act != ACT_NONE:
+        raise ValueError(f"{op}: act must be ACT_NONE, ACT_RELU or ACT_SIGMOID, got {act!r}")
+
+
+def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", partials=False, dy_partials=False):
+    """dx = g @ w^T, dw = x^T @ g, db = sum of g over rows, for g the pre-activation gradient of
+    y = act(x @ w + b), as kernels.linear_act.linear_act_backward (same run axis and slots):
+    partials=True writes slot 0 of dx, dw, db; dy_partials=True reads dy's slots, in order."""
+    op = "linear_act_backward (CPU)"
+    _precision(op, precision)
+    M, K = x.shape[-2:]
+    w = _runs(op, "w", w, (K, w.shape[-1]))
+    R, N = w.shape[0], w.shape[2]
+    x = _runs(op, "x", x, (M, K), R)
+    y = _runs(op, "y", y, (M, N), R)
+    dy = _runs(op, "dy", _slot_sum(op, "dy", dy, 2) if dy_partials else dy, (M, N), R)
+    if dx is None and dw is None:
+        raise ValueError(f"{op}: nothing to compute (dx and dw are both None)")
+    if (dw is None) != (db is None):
+        raise ValueError(f"{op}: dw and db are computed together; pass both or neither")
+    if act == ACT_NONE:
+        g = dy
+    elif act == ACT_RELU:  # torch's fused activation backward ops: one pass, no mask tensor
+        g = torch.ops.aten.threshold_backward.grad_input(dy, y, 0, grad_input=_scratch(op, (R, M, N)))
+    elif act == ACT_SIGMOID:
+        g = torch.ops.aten.sigmoid_backward.grad_input(dy, y, grad_input=_scratch(op, (R, M, N)))
+    else:
+        raise ValueError(f"{op}: act must be ACT_NONE, ACT_RELU or ACT_SIGMOID, got {act!r}")
+    if dx is not None:
+        dx = _runs(op, "dx", _slot0(op, "dx", dx, 2) if partials else dx, (M, K), R)
+        _mm(g, w.transpose(1, 2), dx)
+    if dw is not None:
+        dw = _runs(op, "dw", _slot0(op, "dw", dw, 2) if partials else dw, (K, N), R)
+        db = _runs(op, "db", _slot0(op, "db", db, 1) if partials else db, (N,), R)
+        _mm(x.transpose(1, 2), g, dw)
+        torch.sum(g, dim=1, out=db)
+
+
+def _d1_output(op, h, pre, R, M, H):
+    """D1's output (R, M, H): h as given, or relu(the slots' sum + b1) from pre=(slots, b1) in
+    scratch (as kernels.shared.d1_input reads them)."""
+    if (h is None) == (pre is None):
+        raise ValueError(f"{op}: pass D1's output h, or h=None and pre=(slots, b1) to finish it here")
+    if pre is None:
+        return _runs(op, "h", h, (M, H), R)
+    total = _runs(op, "pre", _slot_sum(op, "pre", pre[0], 2), (M, H), R)
+    b1 = _runs(op, "b1", pre[1], (H,), R)
+    out = _scratch(op + "h", (R, M, H))
+    torch.add(total, b1.unsqueeze(1), out=out)
+    return out.relu_()
+
+
+def _row_terms(M, split, t0, t1):
+    """Per row of D's head: its target and the factor that makes its part's BCE sum a mean
+    (rows [0, split) against t0, the rest against t1), (M, 1) each, made once."""
+    key = ("rows", M, split, float(t0), float(t1))
+    terms = _SCRATCH.get(key)
+    if terms is None:
+        target, scale = torch.full((M, 1), float(t1)), torch.full((M, 1), 1.0 / max(M - split, 1))
+        target[:split], scale[:split] = float(t0), 1.0 / split
+        terms = _SCRATCH[key] = (target, scale)
+    return terms
+
+
+def _head(op, h, w2, b2, split, t0, t1):
+    """D's output layer on D1's output h (R, M, H) and its gradient: each row's share of its
+    part's mean BCE (R, M, 1), and D1's pre-activation gradient g = dl w2^T [h > 0] (R, M, H) with
+    dl = d(sum of the parts' means) / d logit (R, M, 1); scratch."""
+    R, M, H = h.shape
+    target, scale = _row_terms(M, split, t0, t1)
+    logit, dl, bce = (_scratch(op + name, (R, M, 1)) for name in ("logit", "dl", "bce"))
+    _mm(h, w2, logit, bias=b2.unsqueeze(1))
+    torch.sigmoid(logit, out=dl)
+    dl.sub_(target).mul_(scale)
+    torch._C._nn.softplus(logit, 1, 20, out=bce)  # BCE = softplus(l) - t l; softplus is l itself past 20
+    bce.addcmul_(logit, target, value=-1.0).mul_(scale)
+    g = _scratch(op + "g", (R, M, H))
+    _mm(dl, w2.transpose(1, 2), g)
+    return bce, dl, torch.ops.aten.threshold_backward.grad_input(g, h, 0, grad_input=g)
+
+
+def _head_weights(op, w2, b2):
+    """(R, H, w2, b2) from D's output weights w2 (H, 1) and b2 (1,), runs first or not, checked."""
+    H = w2.shape[-2]
+    w2 = _runs(op, "w2", w2, (H, 1))
+    R = w2.shape[0]
+    return R, H, w2, _runs(op, "b2", b2, (1,), R)
+
+
+def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None, pre=None, rows=None,
+           precision="ieee", r1=None, w1=None):
+    """The D step's losses [d_loss, real part, fake part] and D's gradients, as
+    kernels.d_grad.d_grad: written to slot 0 of each output; rows=(images, idx) the gathered real
+    rows ahead of x; with r1 (gammas (R,)) and w1: the R1 penalty's closed-form gradients on rows
+    [0, split) added (kernels.d_grad's module doc)."""
+    op = "d_grad (CPU)"
+    _precision(op, precision)
+    R, H, w2, b2 = _head_weights(op, w2, b2)
+    K = x.shape[-1]
+    x = _runs(op, "x", x, (x.shape[-2], K), R)
+    real = None if rows is None else _gather(op, rows, R, K)
+    G = 0 if real is None else real.shape[1]
+    M = G + x.shape[1]
+    if not 0 < split < M:
+        raise ValueError(f"{op}: split must be in 1..{M - 1} (both parts non-empty), got {split}")
+    losses, dw1, db1, dw2, db2 = (_runs(op, n, _slot0(op, n, t, len(s)), s, R) for n, t, s in (
+        ("losses", losses, (3,)), ("dw1", dw1, (K, H)), ("db1", db1, (H,)), ("dw2", dw2, (H, 1)), ("db2", db2, (1,))))
+    if (r1 is None) != (w1 is None):
+        raise ValueError(f"{op}: the R1 penalty needs both r1 (gammas per run) and w1 (D1's weight); pass both or neither")
+    h = _d1_output(op, h, pre, R, M, H)
+    bce, dl, g = _head(op, h, w2, b2, split, t0, t1)
+    torch.sum(bce[:, :split, 0], dim=1, out=losses[:, 1])
+    torch.sum(bce[:, split:, 0], dim=1, out=losses[:, 2])
+    torch.add(losses[:, 1], losses[:, 2], out=losses[:, 0])
+    _mm(h.transpose(1, 2), dl, dw2)
+    torch.sum(dl, dim=1, out=db2)
+    torch.sum(g, dim=1, out=db1)
+    if real is None:
+        _mm(x.transpose(1, 2), g, dw1)
+    else:  # dW1 = [real; x]^T g, each part where it lives
+        _mm(real.transpose(1, 2), g[:, :G], dw1)
+        _mm(x.transpose(1, 2), g[:, G:], dw1, add=True)
+    if r1 is not None:
+        gamma = _runs(op, "r1", r1, (), R)
+        _r1_grads(op, h[:, :split], _runs(op, "w1", w1, (K, H), R), w2, gamma, split, dw1, dw2)
+
+
+def _r1_grads(op, h, w1, w2, gamma, n, dw1, dw2):
+    """The R1 penalty's gradients (gamma / 2n) sum |grad_x D|^2 over the n real rows h, added:
+    u = w2^T [h > 0], g = u W1^T (grad_x D), dW1 += (gamma / n) g^T u, dw2 += (gamma / n) sum of
+    [h > 0] (g W1) over the rows."""
+    R, _, H = h.shape
+    scale = _scratch(op + "r1scale", (R, 1, 1))
+    torch.div(gamma.view(R, 1, 1), n, out=scale)
+    u = torch.ops.aten.threshold_backward.grad_input(w2.transpose(1, 2).expand(h.shape), h, 0,
+                                                     grad_input=_scratch(op + "r1u", h.shape))
+    g = _scratch(op + "r1g", (R, n, w1.shape[1]))
+    _mm(u, w1.transpose(1, 2), g)
+    gw = _scratch(op + "r1gw", h.shape)
+    _mm(g, w1, gw)
+    _mm(g.transpose(1, 2), u.mul_(scale), dw1, add=True)
+    torch.ops.aten.threshold_backward.grad_input(gw, h, 0, grad_input=gw)
+    dw2.addcmul_(gw.sum(1).unsqueeze(2), scale)
+
+
+def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
+    """G's loss through D and its gradient to D's input, as kernels.d_input_grad.d_input_grad:
+    the mean BCE against t in slot 0 of `losses` (P, [R,] 1), dx (M, K) in full."""
+    op = "d_input_grad (CPU)"
+    _precision(op, precision)
+    R, H, w2, b2 = _head_weights(op, w2, b2)
+    K = w1.shape[-2]
+    w1 = _runs(op, "w1", w1, (K, H), R)
+    M = dx.shape[-2]
+    dx = _runs(op, "dx", dx, (M, K), R)
+    losses = _runs(op, "losses", _slot0(op, "losses", losses, 1), (1,), R)
+    h = _d1_output(op, h, pre, R, M, H)
+    bce, _, g = _head(op, h, w2, b2, M, t, t)  # one part: every row against t
+    torch.sum(bce, dim=1, out=losses)
+    _mm(g, w1.transpose(1, 2), dx)
+
+
+def adam_update(p, g, m, v, hyper, beta2, eps, ema=None):
+    """In place: one Adam step over flat buffers, as kernels.adam.adam_update (torch.optim.Adam's
+    foreach order: m lerp, v, p -= step_size m / (sqrt(v) / bc2_sqrt + eps)); g may carry slots
+    (added in order); `hyper` (R, >= 3 or 4) per run [step size, sqrt(1 - b2^t), 1 - b1, 1 - EMA
+    beta]; with `ema`: ema += hyper[3] (p - ema)."""
+    op = "adam_update (CPU)"
+    n, p_dims = p.shape[-1], p.dim()
+    p = _runs(op, "p", p, (n,))
+    R = p.shape[0]
+    g = _runs(op, "g", _slot_sum(op, "g", g, 1) if g.dim() == p_dims + 1 else g, (n,), R)
+    m, v = _runs(op, "m", m, (n,), R), _runs(op, "v", v, (n,), R)
+    width = 3 if ema is None else 4
+    hyper = hyper.unsqueeze(0) if hyper.dim() == 1 else hyper
+    if hyper.dim() != 2 or hyper.shape[0] != R or hyper.shape[1] < width:
+        raise ValueError(f"{op}: hyper must hold [step size, sqrt(1 - beta2^t), 1 - beta1"
+                         f"{'' if ema is None else ', 1 - EMA beta'}] per run: shape ({R}, >= {width}), "
+                         f"got {tuple(hyper.shape)}")
+    if not (0 <= beta2 < 1 and eps > 0):
+        raise ValueError(f"{op}: need 0 <= beta2 < 1 and eps > 0, got {beta2}, {eps}")
+    step_size, bc2, w, w_ema = hyper[:, :4, None].unbind(1) if width == 4 else (*hyper[:, :3, None].unbind(1), None)
+    m.lerp_(g, w)
+    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+    denom, step = _scratch(op + "denom", (R, n)), _scratch(op + "step", (R, n))
+    torch.sqrt(v, out=denom)
+    denom.div_(bc2).add_(eps)
+    torch.mul(m, step_size, out=step)
+    p.addcdiv_(step, denom, value=-1.0)
+    if ema is not None:
+        ema = _runs(op, "ema", ema, (n,), R)
+        torch.sub(p, ema, out=step)
+        ema.addcmul_(step, w_ema)

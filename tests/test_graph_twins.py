@@ -1,0 +1,118 @@
+"""The Triton trainer on a CPU through its launches' CPU twins (kernels.twins): the fast CPU path
+(`--backend auto` and `fused` on a CPU), against the eager reference on the same batches, with
+every option, a sweep's runs against each run alone (bitwise), resume, and a run moving between
+backends through its state.
+
+Tolerances as test_graph's (both sides IEEE fp32, differing in summation order): losses rtol
+1e-4 after a few iterations, parameters via helpers.assert_adam_params_close.
+"""
+
+import pytest
+import torch
+from helpers import assert_adam_params_close
+from test_graph import OPTIONS, _images
+
+from fastgan import model
+from fastgan.batcher import Batcher
+from fastgan.buffers import ONE_SLOT
+from fastgan.graph import GraphTrainer
+from fastgan.recipes import Hyper
+
+
+def _trainer(seeds, hypers, batch=16, K=2, images=None):
+    images = _images("cpu") if images is None else images
+    single = isinstance(seeds, int)
+    seeds, hypers = ([seeds], [hypers]) if single else (seeds, hypers)
+    params = [model.init_params(s, "cpu") for s in seeds]
+    return GraphTrainer(params[0] if single else params, None,
+                        [Batcher(images, batch, seed=s) for s in seeds][0] if single else
+                        [Batcher(images, batch, seed=s) for s in seeds], K, capture=False,
+                        hyper=hypers[0] if single else hypers, twins=True)
+
+
+@pytest.mark.parametrize("hyper", [Hyper(), OPTIONS], ids=["seed", "every-option"])
+@pytest.mark.parametrize("batch", [16, 128])
+def test_twins_match_eager_on_the_same_batches(hyper, batch):
+    images = _images("cpu", 600)
+    trainer = _trainer(4, hyper, batch, K=2, images=images)
+    assert trainer.twins and trainer.grad_flat["D"].shape[0] == ONE_SLOT["D"] and trainer.hD_pre is None
+    eager = model.AdamStep(model.init_params(4, "cpu"), lr=None, hyper=hyper)
+    iters = 8
+    for _ in range(iters // 2):
+        trainer.prepare(2)
+        idx, z = trainer.idx.clone(), trainer.z.clone()
+        got = trainer.run_prepared(2)
+        log = trainer.log.clone()
+        for i in range(2):
+            want = eager(images[idx[i, 0]], z[i, 0, :batch], z[i, 0, batch:])
+            torch.testing.assert_close(log[i, 0, 0], want, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-6)
+    got, ref = trainer.state_dict(), eager.state_dict()
+    for k in model.SHAPES:
+        assert_adam_params_close(got["params"][k], ref["params"][k], steps=iters, name=k)
+    for k in ref.get("ema", {}):
+        assert_adam_params_close(got["ema"][k], ref["ema"][k], steps=iters, name=f"ema {k}")
+    for net in ("G", "D"):
+        assert float(got["adam"][net]["step"]) == float(ref["adam"][net]["step"]) == iters
+
+
+def test_each_run_of_a_sweep_equals_the_run_alone_bitwise():
+    """Three runs (one with every option) trained together through one call of each twin give
+    bitwise the losses, parameters, moments and EMA of each trained alone."""
+    hypers = [OPTIONS, Hyper(lr_d=2e-4, lr_g=2e-4, beta1=0.5), Hyper(r1=3.0)]
+    sweep = _trainer([0, 1, 2], hypers)
+    losses = torch.cat([sweep.advance(2) for _ in range(2)]).view(2, 3, 4)[-1]
+    for r, h in enumerate(hypers):
+        alone = _trainer(r, h)
+        alone.advance(2)
+        assert torch.equal(losses[r], alone.advance(2)[0])
+        got, ref = sweep.state_dict(r), alone.state_dict()
+        for part in ("params", "ema"):
+            assert all(torch.equal(got[part][k], ref[part][k]) for k in ref.get(part, {}))
+        for net in ("G", "D"):
+            for moment in ("exp_avg", "exp_avg_sq"):
+                assert all(torch.equal(got["adam"][net][moment][k], ref["adam"][net][moment][k])
+                           for k in ref["adam"][net][moment])
+
+
+def test_resume_is_exact():
+    """N iterations, a state_dict into a new trainer (and the sampler's state), M more: bitwise
+    the parameters of N + M in one go."""
+    whole = _trainer(3, OPTIONS)
+    for _ in range(3):
+        whole.advance(2)
+    first = _trainer(3, OPTIONS)
+    first.advance(2)
+    state, sampler = first.state_dict(), first.batchers[0].state_dict()
+    second = _trainer(5, OPTIONS)  # other initial weights: all replaced
+    second.load_state_dict(state)
+    second.batchers[0].load_state_dict(sampler)
+    second.advance(2)
+    second.advance(2)
+    got, want = second.state_dict(), whole.state_dict()
+    assert all(torch.equal(got["params"][k], want["params"][k]) for k in model.SHAPES)
+    assert all(torch.equal(got["ema"][k], want["ema"][k]) for k in model.G_SHAPES)
+
+
+def test_a_run_moves_to_the_eager_backend_and_back_through_its_state():
+    images = _images("cpu")
+    trainer = _trainer(6, Hyper(), images=images)
+    trainer.advance(2)
+    eager = model.AdamStep(model.init_params(0, "cpu"), lr=1e-3)
+    eager.load_state_dict(trainer.state_dict())
+    batcher = trainer.batchers[0]
+    for _ in range(2):
+        eager(*batcher.next())
+    back = _trainer(0, Hyper(), images=images)
+    back.load_state_dict(eager.state_dict())
+    assert back.t == 4
+    assert all(torch.equal(back.params[k], eager.params[k]) for k in model.SHAPES)
+    assert torch.isfinite(back.advance(2)).all()
+
+
+def test_grids_draw_with_plain_torch_ops():
+    """The CPU trainer's samples come from the plain-PyTorch forward (no Triton launch on a CPU)."""
+    trainer = _trainer(0, Hyper())
+    assert trainer.ops is model.TORCH_OPS
+    z = torch.rand(4, model.Z_DIM) * 2 - 1
+    assert model.generator(trainer.sample_params(0), z, trainer.ops).shape == (4, 784)
