@@ -53,12 +53,13 @@ def _runs(op, name, t, shape, R=None, dtype=F32):
     R None: any number of runs (the first input sets it)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+    given = t
     if t.dim() == len(shape):
         t = t.unsqueeze(0)
     if t.shape[1:] != shape or (R is not None and t.shape[0] != R) or t.dtype != dtype or t.device.type != "cpu":
-        want = f"({'' if R is None else R}{'R' if R is None else ''}, {', '.join(map(str, shape))})"
-        raise ValueError(f"{op}: {name} must be {dtype} on the CPU of shape {tuple(shape)} or {want} with runs first; "
-                         f"got {t.dtype} on {t.device} of shape {tuple(t.shape)}")
+        runs = tuple(shape) if R == 1 else (R or "R", *shape)
+        raise ValueError(f"{op}: {name} must be {dtype} on the CPU of shape {tuple(shape)} or {runs} with runs first; "
+                         f"got {given.dtype} on {given.device} of shape {tuple(given.shape)}")
     return t
 
 
