@@ -123,8 +123,10 @@ def make_jax_peer(images, batch, mode="scan", runs=1, seed=0, scan_len=100):
     per_call = 1 if mode == "jit" else scan_len
 
     def run(k):
+        if k % per_call:
+            raise ValueError(f"the JAX {mode} peer runs whole scans of {per_call} iterations; got {k}")
         s = holder[0]
-        for _ in range(max(1, k // per_call)):
+        for _ in range(k // per_call):
             s = fn(s)
         holder[0] = jax.block_until_ready(s)
 

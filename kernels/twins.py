@@ -29,6 +29,8 @@ torch's ops take any). Precision: every precision name is accepted and computes 
 CPU has no TF32). Measured on a 2-core CPU: benchmarks/NOTES.md and docs/performance.md.
 """
 
+import math
+
 import torch
 
 from .shared import PRECISIONS
@@ -318,33 +320,40 @@ def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
 
 
 def adam_update(p, g, m, v, hyper, beta2, eps, ema=None):
-    """In place: one Adam step over flat buffers, as kernels.adam.adam_update (torch.optim.Adam's
-    foreach order: m lerp, v, p -= step_size m / (sqrt(v) / bc2_sqrt + eps)); g may carry slots
+    """In place: one Adam step over flat buffers, as kernels.adam.adam_update; g may carry slots
     (added in order); `hyper` (R, >= 3 or 4) per run [step size, sqrt(1 - b2^t), 1 - b1, 1 - EMA
-    beta]; with `ema`: ema += hyper[3] (p - ema)."""
+    beta]; with `ema`: ema += hyper[3] (p - ema).
+
+    Each run's update is torch's fused CPU Adam (one vectorized pass over the flat buffer, the
+    same operations as torch.optim.Adam's: m lerp, v, p -= step_size m / (sqrt(v) / bc2_sqrt +
+    eps)). It takes lr, beta1 and a step count rather than the step's terms, so they are solved
+    for from the run's row (read on the host: a CPU tensor, nothing to wait for): the step count
+    s with sqrt(1 - b2^s) = bc2_sqrt, beta1 = 1 - (1 - b1), lr = step_size (1 - beta1^s). Its
+    own terms then equal the row's to about an ulp of float32."""
     op = "adam_update (CPU)"
     n, p_dims = p.shape[-1], p.dim()
     p = _runs(op, "p", p, (n,))
     R = p.shape[0]
     g = _runs(op, "g", _slot_sum(op, "g", g, 1) if g.dim() == p_dims + 1 else g, (n,), R)
     m, v = _runs(op, "m", m, (n,), R), _runs(op, "v", v, (n,), R)
+    if ema is not None:
+        ema = _runs(op, "ema", ema, (n,), R)
     width = 3 if ema is None else 4
     hyper = hyper.unsqueeze(0) if hyper.dim() == 1 else hyper
     if hyper.dim() != 2 or hyper.shape[0] != R or hyper.shape[1] < width:
         raise ValueError(f"{op}: hyper must hold [step size, sqrt(1 - beta2^t), 1 - beta1"
                          f"{'' if ema is None else ', 1 - EMA beta'}] per run: shape ({R}, >= {width}), "
                          f"got {tuple(hyper.shape)}")
-    if not (0 <= beta2 < 1 and eps > 0):
-        raise ValueError(f"{op}: need 0 <= beta2 < 1 and eps > 0, got {beta2}, {eps}")
-    step_size, bc2, w, w_ema = hyper[:, :4, None].unbind(1) if width == 4 else (*hyper[:, :3, None].unbind(1), None)
-    m.lerp_(g, w)
-    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-    denom, step = _scratch(op + "denom", (R, n)), _scratch(op + "step", (R, n))
-    torch.sqrt(v, out=denom)
-    denom.div_(bc2).add_(eps)
-    torch.mul(m, step_size, out=step)
-    p.addcdiv_(step, denom, value=-1.0)
-    if ema is not None:
-        ema = _runs(op, "ema", ema, (n,), R)
-        torch.sub(p, ema, out=step)
-        ema.addcmul_(step, w_ema)
+    if not (0 < beta2 < 1 and eps > 0):
+        raise ValueError(f"{op}: need 0 < beta2 < 1 and eps > 0, got {beta2}, {eps}")
+    step = _SCRATCH.get("adam step")
+    if step is None:
+        step = _SCRATCH["adam step"] = torch.zeros(())
+    for r, row in enumerate(hyper.tolist()):
+        step_size, bc2_sqrt, beta1 = row[0], row[1], 1.0 - row[2]
+        s = min(math.log1p(-bc2_sqrt * bc2_sqrt) / math.log(beta2), 1e9) if bc2_sqrt < 1.0 else 1e9
+        step.fill_(s)
+        torch._fused_adam_([p[r]], [g[r]], [m[r]], [v[r]], [], [step], lr=step_size * (1.0 - beta1**s), beta1=beta1,
+                           beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+        if ema is not None and row[3]:
+            ema[r].lerp_(p[r], row[3])
