@@ -59,11 +59,11 @@ def backend_launches(backend, batch, runs=1, precision="ieee", options=False, x_
         if backend == "graph":
             if runs == 1:
                 trainer = GraphTrainer(params, None, Batcher(images, batch, seed=0), ITERS, capture=False,
-                                       precision=precision, hyper=hyper)
+                                       precision=precision, hyper=hyper, twins=False)  # the Triton launches, recorded
             else:
                 trainer = GraphTrainer([model.init_params(r, "cpu", x_dim) for r in range(runs)], None,
                                        [Batcher(images, batch, seed=r) for r in range(runs)], ITERS, capture=False,
-                                       precision=precision, hyper=[hyper] * runs)
+                                       precision=precision, hyper=[hyper] * runs, twins=False)
             trainer.advance(ITERS)
             iters = ITERS
         elif backend == "ops":

@@ -95,10 +95,10 @@ class EagerTrainer:
 def make_trainer(backend, runs, cfg, device, log=print):
     """A trainer for `runs` (a list of RunInit) on `device`; `auto` falls back to eager if the
     graph fails at start-up."""
+    if cfg.precision != "ieee" and (backend == "eager" or device.type == "cpu"):
+        log(f"notice: --precision {cfg.precision} applies to the Triton kernels on a GPU; the {backend} backend on "
+            f"{device.type} computes in IEEE fp32")
     if backend == "eager":
-        if cfg.precision != "ieee":
-            log(f"notice: --precision {cfg.precision} applies to the Triton backends; the eager backend "
-                f"({'auto on a CPU' if cfg.backend == 'auto' else 'eager'}) computes in IEEE fp32")
         return EagerTrainer(runs)
     try:
         from . import kernels  # noqa: F401  (is Triton there?)

@@ -40,6 +40,7 @@ class Config:
     channels: Optional[int] = None  # 1 or 3 (None: the data's own)
     data_dir: Optional[str] = None
     iters_per_replay: int = 100
+    threads: Optional[int] = None  # torch's CPU threads (None: its default, one per core); not kept by a resume
     eval_every: int = 50_000
     # fastgan.recipes: a named recipe, and its settings (a flag given overrides the recipe's)
     recipe: str = "seed"
@@ -107,6 +108,8 @@ class Config:
                                "file; give a folder of images or an .npz")
         if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size <= 0):
             raise FastganError(f"--image-size must be a positive integer, got {self.image_size!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads <= 0):
+            raise FastganError(f"--threads must be a positive integer, got {self.threads!r}")
         if self.channels not in (None, 1, 3):
             raise FastganError(f"--channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
         for name, allowed in (("device", DEVICES), ("backend", BACKENDS),

@@ -1,7 +1,9 @@
 """The Triton trainer: the whole alternating D/G iteration as Triton launches over static
 buffers, K iterations captured in one CUDA graph and replayed (`--backend graph`), or the same
-launches un-captured (`--backend fused`, and every run under Triton's interpreter). With the
-plain-PyTorch reference in fastgan/model.py, this is the only other copy of the iteration.
+launches un-captured (`--backend fused`), or on a CPU each launch's CPU twin (kernels.twins: the
+default there; with TRITON_INTERPRET=1 the Triton kernels in Triton's interpreter, as the tests
+run them). With the plain-PyTorch reference in fastgan/model.py, this is the only other copy of
+the iteration.
 
 Runs: R GANs of a sweep (each its own parameters, optimiser settings, data order and noise) train
 together: every buffer has a leading run axis and every launch covers all runs (a program-id
@@ -35,8 +37,8 @@ shares; after a replay, one add per slot (in slot order: the same numbers for an
 last row into (R, 4), which the host copies asynchronously. Capture is safe by construction:
 `warm_up` compiles every kernel and captures the one K-iteration graph before training starts,
 each launch has one specialization whatever the iteration (per-iteration rows stay 16-byte
-aligned), and a shorter remainder runs un-captured. Without CUDA (Triton's interpreter) the
-same launches run un-captured. Checkpoints use the eager format: a run moves between backends.
+aligned), and a shorter remainder runs un-captured. Without CUDA the same launches (or their
+twins) run un-captured. Checkpoints use the eager format: a run moves between backends.
 """
 
 import torch

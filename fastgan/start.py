@@ -2,6 +2,8 @@
 will need before it is on the device), each run's first state, the trainer, and where the runs
 resume."""
 
+import torch
+
 from .backends import RunInit, make_trainer, pick_backend, pick_device
 from .batcher import Batcher, images_to_tensor
 from .buffers import check_fit
@@ -24,6 +26,11 @@ def start_runs(cfg, members, log):
     runs [(folder, its config, checkpoint state or None)]."""
     device = pick_device(cfg.device, log)
     backend = pick_backend(cfg.backend, device)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu":
+        log(f"using {torch.get_num_threads()} CPU threads" + (" (--threads)" if cfg.threads else
+                                                             " (one per core; --threads to change)"))
 
     def fits(n_images, image):
         check_fit(n_images, image, cfg.batch_size, cfg.iters_per_replay, device, len(members), backend == "eager")

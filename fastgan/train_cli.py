@@ -53,7 +53,10 @@ def _parser():
     p.add_argument("--log-every", type=int, default=d.log_every, help="iterations between logged losses")
     p.add_argument("--device", choices=DEVICES, default=d.device, help="auto: the GPU if there is one, else the CPU")
     p.add_argument("--backend", choices=BACKENDS, default=d.backend,
-                   help="auto: graph on CUDA, eager on CPU; fused/graph on CPU run Triton's interpreter (slow)")
+                   help="auto: graph on CUDA, fused on a CPU (there the Triton trainer's launches run as their CPU "
+                        "twins); eager: the plain-PyTorch autograd reference")
+    p.add_argument("--threads", type=int, default=d.threads, metavar="N",
+                   help="CPU threads for torch's ops (default: one per core); e.g. 1 each for two trainings on 2 cores")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="matrix products of the Triton backends: ieee (fp32), tf32x3 (tensor cores, "
                         "close to fp32), tf32 (tensor cores, ~1e-3 relative)")

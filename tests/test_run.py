@@ -303,7 +303,7 @@ def test_precision_with_auto_on_a_cpu_says_it_trains_in_fp32(capsys, tmp_path, d
                            "--data-dir", str(data_dir), "--eval-every", "1000"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "notice: --precision tf32x3 applies to the Triton backends; the eager backend (auto on a CPU) computes in IEEE fp32" in out
+    assert "notice: --precision tf32x3 applies to the Triton kernels on a GPU; the fused backend on cpu computes in IEEE fp32" in out
 
 
 def _cli_run(data_dir, out, *extra):
