@@ -139,6 +139,7 @@ class GraphTrainer:
         self.params = self.run_params(0) if self.single else None
         self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
+        self._run_views = {}  # run slice -> its buffers' views (_views)
 
     def _d1(self, P, x, h, pre, rows=None):
         """D1 forward: whole (bias and ReLU here), or as K-chunk slots that its reader finishes."""
@@ -160,17 +161,30 @@ class GraphTrainer:
         """The G weights run r's grids draw with: its EMA's with g_ema, else its parameters."""
         return self._ema(r) or self.run_params(r)
 
+    def _views(self, s):
+        """The buffers of the runs s (their run axis sliced), made once per run slice: name -> view."""
+        views = self._run_views.get((s.start, s.stop))
+        if views is None:
+            sliced = {name: None if t is None else t[s] for name, t in (
+                ("xx", self.xx), ("hG", self.hG), ("hD", self.hD), ("hDg", self.hDg), ("dfake", self.dfake),
+                ("ema", self.ema_flat), ("gamma", self.gamma))}
+            sliced.update({name: None if t is None else t[:, s] for name, t in (
+                ("hD_pre", self.hD_pre), ("hDg_pre", self.hDg_pre), ("dhG", self.dhG))})
+            views = self._run_views[(s.start, s.stop)] = dict(
+                sliced, P={k: v[s] for k, v in self.P.items()}, Gr={k: v[:, s] for k, v in self.Gr.items()},
+                flat={k: t[s] for k, t in self.flat.items()}, grads={k: t[:, s] for k, t in self.grad_flat.items()},
+                m={k: t[s] for k, t in self.m_flat.items()}, v={k: t[s] for k, t in self.v_flat.items()})
+        return views
+
     def _iteration(self, i, s=slice(None)):
         """Iteration i of a replay for the runs s (all of them in each launch; the CPU twins take
         one run at a time: torch's vectorized CPU loops round their last elements otherwise, so
         a sweep's run would not equal the run alone bitwise)."""
-        B, pr, L = self.B, self.precision, self.L
-        P, Gr = {k: v[s] for k, v in self.P.items()}, {k: v[:, s] for k, v in self.Gr.items()}
-        xx, z, hG, log, hyper = self.xx[s], self.z[i, s], self.hG[s], self.log[i, :, s], self.hyper[i, :, s]
-        hD, hD_pre, hDg, hDg_pre = (None if t is None else t[s] if t.dim() == 3 else t[:, s]
-                                    for t in (self.hD, self.hD_pre, self.hDg, self.hDg_pre))
-        flat, m, v = ({k: t[s] for k, t in d.items()} for d in (self.flat, self.m_flat, self.v_flat))
-        grads = {k: t[:, s] for k, t in self.grad_flat.items()}
+        B, pr, L, V = self.B, self.precision, self.L, self._views(s)
+        P, Gr, flat, grads, m, v = V["P"], V["Gr"], V["flat"], V["grads"], V["m"], V["v"]
+        xx, hG, hD, hD_pre, hDg, hDg_pre, dfake, dhG = (V[k] for k in ("xx", "hG", "hD", "hD_pre", "hDg", "hDg_pre",
+                                                                        "dfake", "dhG"))
+        z, log, hyper = self.z[i, s], self.log[i, :, s], self.hyper[i, :, s]
         fake_d, fake_g = xx[:, :B], xx[:, B:]
         real = (self.images, self.idx[i, s])  # D1's first B input rows: images[idx[i, r]]
         # D step
@@ -179,17 +193,16 @@ class GraphTrainer:
         pre = self._d1(P, fake_d, hD, hD_pre, rows=real)
         L.d_grad(fake_d, P["D_W2"], P["D_b2"], log[:, :, :3], Gr["D_W1"], Gr["D_b1"], Gr["D_W2"], Gr["D_b2"],
                  split=B, t0=1.0, t1=0.0, h=hD, pre=pre, rows=real, precision=pr,
-                 r1=self.gamma[s] if self.r1 else None, w1=P["D_W1"] if self.r1 else None)
+                 r1=V["gamma"], w1=P["D_W1"] if self.r1 else None)
         L.adam_update(flat["D"], grads["D"], m["D"], v["D"], hyper[0], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
         pre = self._d1(P, fake_g, hDg, hDg_pre)
-        L.d_input_grad(hDg, P["D_W1"], P["D_W2"], P["D_b2"], log[:, :, 3:], self.dfake[s], t=1.0, pre=pre, precision=pr)
-        L.linear_act_backward(hG[:, B:], P["G_W2"], fake_g, self.dfake[s], self.dhG[:, s], Gr["G_W2"], Gr["G_b2"],
-                              ACT_SIGMOID, pr, partials=True)
-        L.linear_act_backward(z[:, B:], P["G_W1"], hG[:, B:], self.dhG[:, s], None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
+        L.d_input_grad(hDg, P["D_W1"], P["D_W2"], P["D_b2"], log[:, :, 3:], dfake, t=1.0, pre=pre, precision=pr)
+        L.linear_act_backward(hG[:, B:], P["G_W2"], fake_g, dfake, dhG, Gr["G_W2"], Gr["G_b2"], ACT_SIGMOID, pr,
+                              partials=True)
+        L.linear_act_backward(z[:, B:], P["G_W1"], hG[:, B:], dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
                               partials=True, dy_partials=True)
-        L.adam_update(flat["G"], grads["G"], m["G"], v["G"], hyper[1], self.beta2, ADAM_EPS,
-                      ema=None if self.ema_flat is None else self.ema_flat[s])
+        L.adam_update(flat["G"], grads["G"], m["G"], v["G"], hyper[1], self.beta2, ADAM_EPS, ema=V["ema"])
 
     def _launch(self, n):
         runs = [slice(r, r + 1) for r in range(self.R)] if self.twins and self.R > 1 else [slice(None)]

@@ -58,7 +58,7 @@ def _runs(op, name, t, shape, R=None, dtype=F32):
     given = t
     if t.dim() == len(shape):
         t = t.unsqueeze(0)
-    if t.shape[1:] != shape or (R is not None and t.shape[0] != R) or t.dtype != dtype or t.device.type != "cpu":
+    if t.shape[1:] != shape or (R is not None and t.shape[0] != R) or t.dtype is not dtype or not t.is_cpu:
         runs = tuple(shape) if R == 1 else (R or "R", *shape)
         raise ValueError(f"{op}: {name} must be {dtype} on the CPU of shape {tuple(shape)} or {runs} with runs first; "
                          f"got {given.dtype} on {given.device} of shape {tuple(given.shape)}")
@@ -111,11 +111,11 @@ def _gather(op, rows, R, K):
     asked again for the same rows of the same images, unchanged since (torch's version counters:
     D1's forward, then d_grad, in one D step), the copy is reused."""
     images, idx = rows
-    if images.dim() != 2 or images.shape[1] != K or images.dtype != F32 or images.device.type != "cpu":
+    if images.dim() != 2 or images.shape[1] != K or images.dtype is not F32 or not images.is_cpu:
         raise ValueError(f"{op}: images must be float32 rows on the CPU, (n, {K}); got {images.dtype} on "
                          f"{images.device} of shape {tuple(images.shape)}")
     idx = idx.unsqueeze(0) if idx.dim() == 1 else idx
-    if idx.dim() != 2 or idx.shape[0] != R or idx.dtype != torch.int64 or idx.device.type != "cpu":
+    if idx.dim() != 2 or idx.shape[0] != R or idx.dtype is not torch.int64 or not idx.is_cpu:
         raise ValueError(f"{op}: idx must be int64 row numbers on the CPU, (G,) or ({R}, G); got {idx.dtype} "
                          f"of shape {tuple(idx.shape)}")
     G = idx.shape[1]
