@@ -285,21 +285,24 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
 
 
 def _r1_grads(op, h, w1, w2, gamma, n, dw1, dw2):
-    """The R1 penalty's gradients (gamma / 2n) sum |grad_x D|^2 over the n real rows h, added:
-    u = w2^T [h > 0], g = u W1^T (grad_x D), dW1 += (gamma / n) g^T u, dw2 += (gamma / n) sum of
-    [h > 0] (g W1) over the rows."""
+    """The R1 penalty's gradients (gamma / 2n) sum |grad_x D|^2 over the n real rows h, added. With
+    u = w2^T [h > 0] per row and grad_x D = u W1^T: dW1 += (gamma / n) W1 (u^T u) and
+    dw2 += (gamma / n) sum over the rows of [h > 0] (u W1^T W1): products of H x H matrices
+    (kernels.d_grad's closed form reassociated; the K-wide grad_x D is never formed): 2 K H^2 +
+    2 n H^2 multiply-adds instead of 3 n K H, 22% fewer at batch 128 and 5x fewer at 1024."""
     R, _, H = h.shape
     scale = _scratch(op + "r1scale", (R, 1, 1))
     torch.div(gamma.view(R, 1, 1), n, out=scale)
     u = torch.ops.aten.threshold_backward.grad_input(w2.transpose(1, 2).expand(h.shape), h, 0,
                                                      grad_input=_scratch(op + "r1u", h.shape))
-    g = _scratch(op + "r1g", (R, n, w1.shape[1]))
-    _mm(u, w1.transpose(1, 2), g)
-    gw = _scratch(op + "r1gw", h.shape)
-    _mm(g, w1, gw)
-    _mm(g.transpose(1, 2), u.mul_(scale), dw1, add=True)
-    torch.ops.aten.threshold_backward.grad_input(gw, h, 0, grad_input=gw)
-    dw2.addcmul_(gw.sum(1).unsqueeze(2), scale)
+    gram = _scratch(op + "r1w", (R, H, H))
+    _mm(w1.transpose(1, 2), w1, gram)  # W1^T W1
+    uw = _scratch(op + "r1uw", h.shape)
+    _mm(u, gram, uw)
+    torch.ops.aten.threshold_backward.grad_input(uw, h, 0, grad_input=uw)
+    dw2.addcmul_(uw.sum(1).unsqueeze(2), scale)
+    _mm(u.transpose(1, 2), u, gram)  # u^T u
+    _mm(w1, gram.mul_(scale), dw1, add=True)
 
 
 def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
