@@ -1,0 +1,86 @@
+"""Where one iteration of fastgan's CPU trainer goes: µs per launch (each a CPU twin, kernels.twins).
+
+    python -m benchmarks.cpu_breakdown                  # batch 128, 2 threads (torch's default)
+    python -m benchmarks.cpu_breakdown --batch 1024 --threads 1
+
+Per launch of the iteration (fastgan.graph, in order), three numbers:
+  in loop   the launch's median wall time over --iters iterations of the trainer (caches as
+            training leaves them)
+  alone     the same launch repeated on its own buffers (warm caches): the gap to `in loop` is
+            memory traffic between launches
+  floor     the launch's time at a tiny size (batch 2, 16 pixels): its Python and dispatch cost
+and the whole iteration (advance, noise and batch draws included) beside the sum of its launches.
+"""
+
+import argparse
+import time
+
+import torch
+
+from fastgan import model
+from fastgan.batcher import Batcher
+from fastgan.graph import GraphTrainer
+
+from .sites import iteration_sites, time_site
+
+
+def _trainer(batch, x_dim):
+    images = torch.rand(max(60000 if x_dim == model.X_DIM else 600, 2 * batch), x_dim,
+                        generator=torch.Generator().manual_seed(0))
+    return GraphTrainer(model.init_params(0, "cpu", x_dim), 1e-3, Batcher(images, batch, seed=0), 100, capture=False,
+                        twins=True)
+
+
+def in_loop(trainer, iters):
+    """(median µs per launch over `iters` iterations, median µs per whole iteration)."""
+    per_launch, wrapped, seen = [], {}, []
+    L = trainer.L
+    for name in ("linear_act_forward", "linear_act_backward", "d_grad", "d_input_grad", "adam_update"):
+        fn = getattr(L, name)
+        wrapped[name] = fn
+
+        def timed(*a, _fn=fn, **kw):
+            t0 = time.perf_counter()
+            _fn(*a, **kw)
+            seen.append((time.perf_counter() - t0) * 1e6)
+        setattr(L, name, timed)
+    try:
+        trainer.advance(10)
+        whole = []
+        for _ in range(iters):
+            seen.clear()
+            t0 = time.perf_counter()
+            trainer.advance(1)
+            whole.append((time.perf_counter() - t0) * 1e6)
+            per_launch.append(list(seen))
+    finally:
+        for name, fn in wrapped.items():
+            setattr(L, name, fn)
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    return [med(col) for col in zip(*per_launch)], med(whole)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: one per core)")
+    p.add_argument("--iters", type=int, default=200)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    trainer = _trainer(args.batch, model.X_DIM)
+    loop, whole = in_loop(trainer, args.iters)
+    sites = iteration_sites(trainer)
+    alone = [time_site(s, reps=20, rounds=5, cuda=False) for s in sites]
+    floor, _ = in_loop(_trainer(2, 16), args.iters)
+    print(f"CPU trainer, batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    print("| launch | in loop µs | alone µs | floor µs |\n|---|---:|---:|---:|")
+    for s, a, b, c in zip(sites, loop, alone, floor):
+        print(f"| {s.name} | {a:,.0f} | {b:,.0f} | {c:,.0f} |")
+    print(f"| sum of the launches | {sum(loop):,.0f} | {sum(alone):,.0f} | {sum(floor):,.0f} |")
+    print(f"| whole iteration (draws and advance included) | {whole:,.0f} | | |")
+
+
+if __name__ == "__main__":
+    main()
