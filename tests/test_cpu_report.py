@@ -21,7 +21,7 @@ def test_ratios_compare_single_runs_with_fastgan_and_sweeps_with_its_sweep():
 
 
 def test_breakdown_lists_the_ten_launches(capsys):
-    cpu_breakdown.main(["--batch", "8", "--iters", "3"])
+    cpu_breakdown.main(["--batch", "8", "--iters", "100"])
     out = capsys.readouterr().out
     launches = [line for line in out.splitlines() if line.startswith("| ") and line[2:4].strip().isdigit()]
     assert len(launches) == 10 and "whole iteration" in out
