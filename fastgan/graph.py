@@ -16,17 +16,12 @@ and G steps, and each step's Adam terms per run (computed in float64 from the st
 host scalar is frozen into the graph; a decaying learning rate is in them). Inside the graph, per
 iteration (10 launches, any R, with or without the options of fastgan.recipes):
 
-  D step   G1, G2 on [z_d; z_g] (G's params do not change in the D step, so G(z_g) for the G
-           step is computed here too) | D1 on [real; fake], the real rows read from the images
-           through the batch's indices (no gather launch), its 784-deep product in K chunks |
-           D's gradients (D1's bias and ReLU on the chunks' sum, D2, both BCE means, and the
-           backward to every D weight, as row-chunk partial sums, and with --r1 the R1 penalty's
-           closed-form gradients on the real rows: one launch) | Adam on D's flat buffer (adds
-           the partial sums first)
-  G step   D1 on G(z_g) | D's input gradient (D1's bias and ReLU on the chunks' sum, D2, the BCE
-           against 1 and its gradient through D to G(z_g), one launch) | G2 backward (dx, its
-           784-deep sum in N-chunk slots; dW, db) | G1 backward (adds G2's dx slots; dW, db) |
-           Adam on G's flat buffer (and, with --g-ema, G's EMA weights in the same pass)
+  D step   G1, G2 on [z_d; z_g] (G(z_g) for the G step too) | D1 on [real; fake], the real rows
+           read through the batch's indices | D's losses and every gradient (with --r1 the R1
+           penalty's closed form), one launch | Adam on D's flat buffer
+  G step   D1 on G(z_g) | D's input gradient for G's loss, one launch | G2 backward | G1
+           backward | Adam on G's flat buffer (with --g-ema, G's EMA in the same pass)
+  (benchmarks/NOTES.md: the split sums, slots and counts of each launch)
 
 Launch configurations (tiles, split-M, warps) come from kernels/configs by layer shape, the
 same for every run, so a sweep's run equals the run alone bitwise. `precision` picks the
