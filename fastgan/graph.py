@@ -10,11 +10,9 @@ together: every buffer has a leading run axis and every launch covers all runs (
 axis over runs), so the launches per iteration do not grow with R and each run's numbers are
 bitwise those of the same run trained alone. R = 1 is an ordinary run.
 
-Per replay of K iterations, outside the graph and without any host sync, a few launches fill
-the static inputs: batch indices (the same shuffled epochs as the eager path), noise for the D
-and G steps, and each step's Adam terms per run (computed in float64 from the step number, so no
-host scalar is frozen into the graph; a decaying learning rate is in them). Inside the graph, per
-iteration (10 launches, any R, with or without the options of fastgan.recipes):
+Per replay of K iterations, outside the graph and with no host sync, a few launches fill the
+static inputs: batch indices, noise, and each step's Adam terms per run (float64 from the step
+number: nothing frozen into the graph). Per iteration, 10 launches whatever R and the options:
 
   D step   G1, G2 on [z_d; z_g] (G(z_g) for the G step too) | D1 on [real; fake], the real rows
            read through the batch's indices | D's losses and every gradient (with --r1 the R1
@@ -27,9 +25,8 @@ Launch configurations (tiles, split-M, warps) come from kernels/configs by layer
 same for every run, so a sweep's run equals the run alone bitwise. `precision` picks the
 products' input precision (kernels.linear_act: "ieee", "tf32x3", "tf32") for every layer.
 
-Each iteration's four losses per run land in row i of a (K, slots, R, 4) buffer as row-chunk
-shares; after a replay, one add per slot (in slot order: the same numbers for any R) sums the
-last row into (R, 4), which the host copies asynchronously. Capture is safe by construction:
+Each iteration's four losses per run land in row i of a (K, slots, R, 4) buffer; after a replay
+the last row's slots are added in order into (R, 4). Capture is safe by construction:
 `warm_up` compiles every kernel and captures the one K-iteration graph before training starts,
 each launch has one specialization whatever the iteration (per-iteration rows stay 16-byte
 aligned), and a shorter remainder runs un-captured. Without CUDA the same launches (or their
