@@ -19,6 +19,11 @@ Partial-sum slots: a twin computes the whole sum, so it writes slot 0 (the calle
 slots zero, as the contract says) and reads slot 0 onward of an input with slots, added in slot
 order. The CPU trainer allocates one slot everywhere (fastgan.buffers.ONE_SLOT).
 
+Runs: a twin takes R runs in one call, each to fp32 tolerance of the run alone; not bitwise, as
+MKL's batched products (D1's 784-deep one, the one-column logits) and torch's vectorized loops
+(a tail of elements in scalar code) round some elements otherwise. fastgan.graph therefore gives
+the twins one run at a time, so a sweep's run equals the run alone bitwise.
+
 Scratch: the few intermediates a twin needs (gathered real rows, pre-activation gradients, the
 Adam denominator) live in buffers cached by shape (`_scratch`), allocated on first use and reused
 by every later call: no allocation in the training loop.
@@ -33,7 +38,8 @@ import math
 
 import torch
 
-from .shared import PRECISIONS
+from ._checks import slots
+from .shared import check_precision
 
 ACT_NONE, ACT_RELU, ACT_SIGMOID = 0, 1, 2  # as kernels.linear_act
 
@@ -65,18 +71,9 @@ def _runs(op, name, t, shape, R=None, dtype=F32):
     return t
 
 
-def _slot0(op, name, t, ndim):
-    """Slot 0 of an output with a leading slot axis, (P, [R,] ...)."""
-    if not isinstance(t, torch.Tensor) or t.dim() not in (ndim + 1, ndim + 2):
-        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-        raise ValueError(f"{op}: {name} has a leading axis of partial-sum slots, (P, [R,] ...) with {ndim} dimensions "
-                         f"after the runs; got {got}")
-    return t[0]
-
-
 def _slot_sum(op, name, t, ndim):
     """An input with slots (P, [R,] ...): slot 0, or the slots added in order (into scratch)."""
-    _slot0(op, name, t, ndim)
+    slots(op, name, t, ndim)
     if t.shape[0] == 1:
         return t[0]
     total = _scratch(op + name, t.shape[1:])
@@ -84,26 +81,6 @@ def _slot_sum(op, name, t, ndim):
     for s in range(2, t.shape[0]):
         total.add_(t[s])
     return total
-
-
-def _mm(a, b, out, bias=None, add=False):
-    """out = a @ b (+ bias (R, 1, N) broadcast over rows; add: out += a @ b) per run, for (R, ., .)
-    tensors. One call per run: MKL's batched products round some shapes (D1's 784-deep one, the
-    one-column logits) differently from the same product alone, and a run of a sweep must equal
-    the run alone bitwise."""
-    for r in range(a.shape[0]) if a.shape[0] > 1 else (None,):
-        ar, br, outr = (a, b, out) if r is None else (a[r : r + 1], b[r : r + 1], out[r : r + 1])
-        if add:
-            outr.baddbmm_(ar, br)
-        elif bias is None:
-            torch.bmm(ar, br, out=outr)
-        else:
-            torch.baddbmm(bias if r is None else bias[r : r + 1], ar, br, out=outr)
-
-
-def _precision(op, precision):
-    if precision not in PRECISIONS:
-        raise ValueError(f"{op}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 def _gather(op, rows, R, K):
@@ -132,9 +109,9 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=Fa
     runs' with a leading run axis; rows=(images, idx): the input is [images[idx]; x];
     partials=True: y (P, [R,] M, N) gets the raw product x @ w (no bias, no activation) in slot 0."""
     op = "linear_act_forward (CPU)"
-    _precision(op, precision)
+    check_precision(op, precision)
     if partials:
-        y = _slot0(op, "y", y, 2)
+        y = slots(op, "y", y, 2)[0]
     K = x.shape[-1]
     w = _runs(op, "w", w, (K, w.shape[-1]))
     R, N = w.shape[0], w.shape[2]
@@ -145,14 +122,14 @@ def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=Fa
     if rows is not None:
         real = _gather(op, rows, R, K)
         if partials:
-            _mm(real, w, y[:, :G])
+            torch.bmm(real, w, out=y[:, :G])
         else:
-            _mm(real, w, y[:, :G], bias=b.unsqueeze(1))
+            torch.baddbmm(b.unsqueeze(1), real, w, out=y[:, :G])
     out = y[:, G:] if G else y
     if partials:
-        _mm(x, w, out)
+        torch.bmm(x, w, out=out)
         return
-    _mm(x, w, out, bias=b.unsqueeze(1))
+    torch.baddbmm(b.unsqueeze(1), x, w, out=out)
     if act == ACT_RELU:
         y.relu_()
     elif act == ACT_SIGMOID:
@@ -166,7 +143,7 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", partials
     y = act(x @ w + b), as kernels.linear_act.linear_act_backward (same run axis and slots):
     partials=True writes slot 0 of dx, dw, db; dy_partials=True reads dy's slots, in order."""
     op = "linear_act_backward (CPU)"
-    _precision(op, precision)
+    check_precision(op, precision)
     M, K = x.shape[-2:]
     w = _runs(op, "w", w, (K, w.shape[-1]))
     R, N = w.shape[0], w.shape[2]
@@ -186,12 +163,12 @@ def linear_act_backward(x, w, y, dy, dx, dw, db, act, precision="ieee", partials
     else:
         raise ValueError(f"{op}: act must be ACT_NONE, ACT_RELU or ACT_SIGMOID, got {act!r}")
     if dx is not None:
-        dx = _runs(op, "dx", _slot0(op, "dx", dx, 2) if partials else dx, (M, K), R)
-        _mm(g, w.transpose(1, 2), dx)
+        dx = _runs(op, "dx", slots(op, "dx", dx, 2)[0] if partials else dx, (M, K), R)
+        torch.bmm(g, w.transpose(1, 2), out=dx)
     if dw is not None:
-        dw = _runs(op, "dw", _slot0(op, "dw", dw, 2) if partials else dw, (K, N), R)
-        db = _runs(op, "db", _slot0(op, "db", db, 1) if partials else db, (N,), R)
-        _mm(x.transpose(1, 2), g, dw)
+        dw = _runs(op, "dw", slots(op, "dw", dw, 2)[0] if partials else dw, (K, N), R)
+        db = _runs(op, "db", slots(op, "db", db, 1)[0] if partials else db, (N,), R)
+        torch.bmm(x.transpose(1, 2), g, out=dw)
         torch.sum(g, dim=1, out=db)
 
 
@@ -228,13 +205,13 @@ def _head(op, h, w2, b2, split, t0, t1):
     R, M, H = h.shape
     target, scale = _row_terms(M, split, t0, t1)
     logit, dl, bce = (_scratch(op + name, (R, M, 1)) for name in ("logit", "dl", "bce"))
-    _mm(h, w2, logit, bias=b2.unsqueeze(1))
+    torch.baddbmm(b2.unsqueeze(1), h, w2, out=logit)
     torch.sigmoid(logit, out=dl)
     dl.sub_(target).mul_(scale)
     torch._C._nn.softplus(logit, 1, 20, out=bce)  # BCE = softplus(l) - t l; softplus is l itself past 20
     bce.addcmul_(logit, target, value=-1.0).mul_(scale)
     g = _scratch(op + "g", (R, M, H))
-    _mm(dl, w2.transpose(1, 2), g)
+    torch.bmm(dl, w2.transpose(1, 2), out=g)
     return bce, dl, torch.ops.aten.threshold_backward.grad_input(g, h, 0, grad_input=g)
 
 
@@ -253,7 +230,7 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     rows ahead of x; with r1 (gammas (R,)) and w1: the R1 penalty's closed-form gradients on rows
     [0, split) added (kernels.d_grad's module doc)."""
     op = "d_grad (CPU)"
-    _precision(op, precision)
+    check_precision(op, precision)
     R, H, w2, b2 = _head_weights(op, w2, b2)
     K = x.shape[-1]
     x = _runs(op, "x", x, (x.shape[-2], K), R)
@@ -262,7 +239,7 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     M = G + x.shape[1]
     if not 0 < split < M:
         raise ValueError(f"{op}: split must be in 1..{M - 1} (both parts non-empty), got {split}")
-    losses, dw1, db1, dw2, db2 = (_runs(op, n, _slot0(op, n, t, len(s)), s, R) for n, t, s in (
+    losses, dw1, db1, dw2, db2 = (_runs(op, n, slots(op, n, t, len(s))[0], s, R) for n, t, s in (
         ("losses", losses, (3,)), ("dw1", dw1, (K, H)), ("db1", db1, (H,)), ("dw2", dw2, (H, 1)), ("db2", db2, (1,))))
     if (r1 is None) != (w1 is None):
         raise ValueError(f"{op}: the R1 penalty needs both r1 (gammas per run) and w1 (D1's weight); pass both or neither")
@@ -271,14 +248,14 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     torch.sum(bce[:, :split, 0], dim=1, out=losses[:, 1])
     torch.sum(bce[:, split:, 0], dim=1, out=losses[:, 2])
     torch.add(losses[:, 1], losses[:, 2], out=losses[:, 0])
-    _mm(h.transpose(1, 2), dl, dw2)
+    torch.bmm(h.transpose(1, 2), dl, out=dw2)
     torch.sum(dl, dim=1, out=db2)
     torch.sum(g, dim=1, out=db1)
     if real is None:
-        _mm(x.transpose(1, 2), g, dw1)
+        torch.bmm(x.transpose(1, 2), g, out=dw1)
     else:  # dW1 = [real; x]^T g, each part where it lives
-        _mm(real.transpose(1, 2), g[:, :G], dw1)
-        _mm(x.transpose(1, 2), g[:, G:], dw1, add=True)
+        torch.bmm(real.transpose(1, 2), g[:, :G], out=dw1)
+        dw1.baddbmm_(x.transpose(1, 2), g[:, G:])
     if r1 is not None:
         gamma = _runs(op, "r1", r1, (), R)
         _r1_grads(op, h[:, :split], _runs(op, "w1", w1, (K, H), R), w2, gamma, split, dw1, dw2)
@@ -296,30 +273,30 @@ def _r1_grads(op, h, w1, w2, gamma, n, dw1, dw2):
     u = torch.ops.aten.threshold_backward.grad_input(w2.transpose(1, 2).expand(h.shape), h, 0,
                                                      grad_input=_scratch(op + "r1u", h.shape))
     gram = _scratch(op + "r1w", (R, H, H))
-    _mm(w1.transpose(1, 2), w1, gram)  # W1^T W1
+    torch.bmm(w1.transpose(1, 2), w1, out=gram)  # W1^T W1
     uw = _scratch(op + "r1uw", h.shape)
-    _mm(u, gram, uw)
+    torch.bmm(u, gram, out=uw)
     torch.ops.aten.threshold_backward.grad_input(uw, h, 0, grad_input=uw)
     dw2.addcmul_(uw.sum(1).unsqueeze(2), scale)
-    _mm(u.transpose(1, 2), u, gram)  # u^T u
-    _mm(w1, gram.mul_(scale), dw1, add=True)
+    torch.bmm(u.transpose(1, 2), u, out=gram)  # u^T u
+    dw1.baddbmm_(w1, gram.mul_(scale))
 
 
 def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
     """G's loss through D and its gradient to D's input, as kernels.d_input_grad.d_input_grad:
     the mean BCE against t in slot 0 of `losses` (P, [R,] 1), dx (M, K) in full."""
     op = "d_input_grad (CPU)"
-    _precision(op, precision)
+    check_precision(op, precision)
     R, H, w2, b2 = _head_weights(op, w2, b2)
     K = w1.shape[-2]
     w1 = _runs(op, "w1", w1, (K, H), R)
     M = dx.shape[-2]
     dx = _runs(op, "dx", dx, (M, K), R)
-    losses = _runs(op, "losses", _slot0(op, "losses", losses, 1), (1,), R)
+    losses = _runs(op, "losses", slots(op, "losses", losses, 1)[0], (1,), R)
     h = _d1_output(op, h, pre, R, M, H)
     bce, _, g = _head(op, h, w2, b2, M, t, t)  # one part: every row against t
     torch.sum(bce, dim=1, out=losses)
-    _mm(g, w1.transpose(1, 2), dx)
+    torch.bmm(g, w1.transpose(1, 2), out=dx)
 
 
 def adam_update(p, g, m, v, hyper, beta2, eps, ema=None):
@@ -349,9 +326,7 @@ def adam_update(p, g, m, v, hyper, beta2, eps, ema=None):
                          f"got {tuple(hyper.shape)}")
     if not (0 < beta2 < 1 and eps > 0):
         raise ValueError(f"{op}: need 0 < beta2 < 1 and eps > 0, got {beta2}, {eps}")
-    step = _SCRATCH.get("adam step")
-    if step is None:
-        step = _SCRATCH["adam step"] = torch.zeros(())
+    step = _scratch("adam step", ())
     for r, row in enumerate(hyper.tolist()):
         step_size, bc2_sqrt, beta1 = row[0], row[1], 1.0 - row[2]
         s = min(math.log1p(-bc2_sqrt * bc2_sqrt) / math.log(beta2), 1e9) if bc2_sqrt < 1.0 else 1e9
