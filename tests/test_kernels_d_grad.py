@@ -162,7 +162,9 @@ def test_r1_penalty_adds_its_float64_gradients(device, M, H, K, split, gamma):
     autograd, a double backward: reference.r1_penalty); b1, b2 and the losses are those without
     it, bitwise. dW1's and dw2's R1 terms are sums of O(gamma / split) terms over the real rows
     (and dw2's also over K): the same 2e-5 normwise bound as the BCE's gradients."""
-    x, w1, _, w2, b2, h = d_inputs(M, H, K, device)
+    x, w1, b1, w2, b2, _ = d_inputs(M, H, K, device)
+    b1[0] = 1 + (x @ w1)[:, 0].abs().max()  # unit 0 active on every row: the ReLU mask cannot zero the penalty
+    h = torch.relu(x @ w1 + b1)  # (with H = 7 and one real row, all units off had a 1-in-128 chance)
     n = grad_partials(torch.device(device), M, H, K)
     plain, got = _outputs(n, M, H, K, device), _outputs(n, M, H, K, device)
     d_grad(x, w2, b2, *plain, split=split, h=h)
