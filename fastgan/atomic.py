@@ -49,6 +49,22 @@ def replacing(path, what="write", before_replace=None, suffix=""):
             tmp.unlink(missing_ok=True)
 
 
+def probe_writable(folder, what="write to"):
+    """FastganError (one line) unless a file can be written, synced and removed in `folder` (an
+    existing folder): checked before work whose result would go there."""
+    probe = temp_name(Path(folder) / ".write-probe")
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"fastgan")
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+        raise FastganError(os_error(what, folder, e)) from None
+
+
 def write_text(path, text, what="write"):
     with replacing(path, what) as tmp:
         tmp.write_text(text)

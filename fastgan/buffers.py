@@ -3,11 +3,11 @@ the partial-sum slot counts its launch configs need, and what a run costs in mem
 estimate every backend's memory check uses (`check_fit`)."""
 
 import math
-import os
 
 import torch
 
 from .errors import FastganError
+from .images import host_free_bytes
 from .model import H_DIM, X_DIM, Z_DIM, nets
 
 # The eager step sums no partial gradients: its memory is the table's with one slot everywhere
@@ -101,7 +101,7 @@ def bytes_per_run(batch, iters_per_replay, device="cpu", ema=True, r1=True, x_di
 def free_bytes(device):
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return host_free_bytes()
 
 
 def check_fit(n_images, image, batch, iters_per_replay, device, runs=1, eager=False, headroom=0.8):

@@ -61,10 +61,8 @@ def load(path):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle refused by weights_only, not a torch file at all
-        raise FastganError(
-            f"checkpoint {path} is unreadable ({type(e).__name__}); it may be truncated or not a fastgan "
-            "checkpoint: resume from an earlier one in the same folder"
-        )
+        raise FastganError(f"{path} is unreadable as a checkpoint ({type(e).__name__}): not a fastgan checkpoint, or "
+                           "a truncated one (then an earlier checkpoint of the same run will do)") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise FastganError(f"{path} is not a fastgan checkpoint (format {FORMAT!r} expected)")
     a = state.get("arch")
@@ -83,7 +81,7 @@ def load(path):
                 raise FastganError(f"checkpoint {path}: {what} {name} has shape {got}, expected {shape}")
             if not torch.isfinite(t).all():
                 raise FastganError(f"checkpoint {path}: {what} {name} has NaN or infinite values; "
-                                   "resume from an earlier checkpoint")
+                                   "use an earlier checkpoint of the run")
     return state
 
 

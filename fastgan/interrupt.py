@@ -1,6 +1,7 @@
 """Ctrl-C and SIGTERM: the first asks the training loop to stop after its current chunk (with a
 checkpoint), a second stops at once (`Interrupted`, exit code 130). SIGTERM is how a batch
-scheduler or torchrun preempts a job: the stop ends in `Terminated` (exit code 143)."""
+scheduler or torchrun preempts a job: the stop ends in `Terminated` (exit code 143). Outside the
+loop (start-up, shut-down) either signal stops at once, SIGTERM with exit code 143 too."""
 
 import signal
 import threading
@@ -12,6 +13,16 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class Interrupted(FastganError):
     """Ctrl-C during start-up, or a second signal: stopped at once (exit code 130)."""
+
+
+class SigTerm(KeyboardInterrupt):
+    """SIGTERM outside the training loop (start-up, shut-down): unwinds as Ctrl-C does there, and
+    ends in `Terminated`'s exit code."""
+
+
+def raise_sigterm(signum, frame):
+    """The SIGTERM handler outside the training loop (fastgan.train_cli installs it)."""
+    raise SigTerm
 
 
 class Terminated(Exception):

@@ -7,7 +7,7 @@ from pathlib import Path
 from . import distributed, resume, runfolder
 from .config import Config
 from .errors import FastganError
-from .interrupt import Interrupted
+from .interrupt import Interrupted, SigTerm, Terminated
 from .loop import train_runs
 from .sweep_driver import is_sweep, train_sweep
 
@@ -30,5 +30,7 @@ def train(cfg: Config, log=print, show_progress=True):
             return out
         finally:
             folder.release()
+    except SigTerm:
+        raise Terminated("terminated (SIGTERM) while starting up or shutting down; stopped at once") from None
     except KeyboardInterrupt:
         raise Interrupted("interrupted (Ctrl-C) while starting up or shutting down; stopped at once") from None

@@ -14,11 +14,11 @@ import os
 from pathlib import Path
 
 from . import checkpoint
+from .atomic import probe_writable
 from .cli import command
 from .errors import FastganError, os_error
 
 LOCK = ".lock"
-PROBE = ".write-probe"
 RUN_MARKERS = ("config.json", "metrics.jsonl")
 
 
@@ -73,15 +73,13 @@ def claim(out, resuming, log=print):
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        probe = out / PROBE
-        with open(probe, "wb") as f:
-            f.write(b"fastgan")
-            f.flush()
-            os.fsync(f.fileno())
-        probe.unlink()
+        probe_writable(out, "write to the run folder")
     except OSError as e:
         folder.release()
         raise FastganError(os_error("write to the run folder", out, e)) from None
+    except FastganError:
+        folder.release()
+        raise
     if not resuming:
         at = holds_run(out)
         if at:

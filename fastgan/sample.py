@@ -20,7 +20,8 @@ import torch
 
 from .backends import pick_device
 from .cli import Help, command
-from .errors import FastganError, os_error
+from .atomic import save_npz
+from .errors import FastganError
 from .generator import load, noise
 from .model import Z_DIM
 from .plots import save_grid
@@ -67,6 +68,8 @@ def main(argv=None):
             raise FastganError(f"--interpolate must be in 0..{MAX_N // STEPS:,} rows, got {args.interpolate:,}")
         if not 0 <= args.seed < 2**63:
             raise FastganError(f"--seed must be in 0..2**63 - 1, got {args.seed}")
+        if args.out and Path(args.out).suffix.lower() != ".png":
+            raise FastganError(f"--out {args.out}: the grid is written as a PNG; give a name ending in .png")
         G = load(args.checkpoint, pick_device(args.device, log=lambda m: None), raw=args.raw)
         out = Path(args.out) if args.out else default_out(G.path, args.interpolate)
         npz = out.with_suffix(".npz")
@@ -80,16 +83,11 @@ def main(argv=None):
             z, rows = noise(args.n, args.seed), math.ceil(args.n / cols)
         with torch.no_grad():
             images = G(z.to(G.G_W1.device)).reshape(len(z), -1).cpu().numpy()
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            save_grid(images, out, rows, cols, image=G.image)
-            if args.npz:  # (n, S, S) grey or (n, S, S, 3) RGB, as fastgan.prepare writes
-                c, s, _ = G.image
-                pixels = np.round(images.reshape(-1, c, s, s).transpose(0, 2, 3, 1) * 255).astype(np.uint8)
-                pixels = pixels[..., 0] if c == 1 else pixels
-                np.savez_compressed(npz, images=pixels)
-        except OSError as e:
-            raise FastganError(os_error("write", e.filename or out, e)) from None
+        save_grid(images, out, rows, cols, image=G.image)  # whole or not at all (fastgan.atomic)
+        if args.npz:  # (n, S, S) grey or (n, S, S, 3) RGB, as fastgan.prepare writes
+            c, s, _ = G.image
+            pixels = np.round(images.reshape(-1, c, s, s).transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+            save_npz(npz, {"images": pixels[..., 0] if c == 1 else pixels})
     except FastganError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

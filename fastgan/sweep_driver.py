@@ -36,13 +36,22 @@ def _resolve(cfg, log):
     return cfg, runs, f"seed={cfg.seeds}" if cfg.seeds else cfg.sweep
 
 
-def _start_sweep_folder(top, spec, runs, cfg, resuming):
-    """Claim the sweep's top folder (a new sweep needs it empty) and write its sweep.json, with
-    the settings as resolved: what a resume changed is what the next resume keeps."""
+def _stopped_before_checkpoint(top):
+    """Whether `top` holds a sweep none of whose runs reached a checkpoint (nothing to lose)."""
+    return (top / sweep.SWEEP_FILE).is_file() and all(
+        not runfolder.holds_run(p) for p in top.iterdir() if p.is_dir())
+
+
+def _start_sweep_folder(top, spec, runs, cfg, resuming, log):
+    """Claim the sweep's top folder (a new sweep needs it empty, or holding a sweep stopped before
+    any run's first checkpoint, as a single run's folder may) and write its sweep.json, with the
+    settings as resolved: what a resume changed is what the next resume keeps."""
     folder = runfolder.claim(top, resuming=resuming)
     if not resuming and any(p.name != runfolder.LOCK for p in top.iterdir()):
-        folder.release()
-        raise FastganError(f"--out {top} is not empty; a sweep starts in a new folder (or --resume {top})")
+        if not _stopped_before_checkpoint(top):
+            folder.release()
+            raise FastganError(f"--out {top} is not empty; a sweep starts in a new folder (or --resume {top})")
+        log(f"notice: {top} holds a sweep stopped before its first checkpoint (nothing to lose); starting it again")
     sweep.write_spec(top, spec, runs, cfg)
     return folder
 
@@ -81,7 +90,7 @@ def train_sweep(cfg, log, show_progress):
         restarted = not cfg.resume and distributed.restarted() and (top / sweep.SWEEP_FILE).is_file()
         resuming = bool(cfg.resume) or restarted
         if lead:
-            folder = _start_sweep_folder(top, spec, runs, cfg, resuming)
+            folder = _start_sweep_folder(top, spec, runs, cfg, resuming, say)
             say(f"sweep of {len(runs)} runs in {top}: {', '.join(n for n, _ in runs)}" if alone else
                 f"sweep of {len(runs)} runs in {top} over {group.size} processes"
                 + (" (restarted by torchrun: continuing from checkpoints)" if restarted else ""))

@@ -1,8 +1,8 @@
 """`fastgan train` (also `python -m fastgan train` and, from a clone, `python train.py`): its flags,
-the exit codes, and a Ctrl-C during start-up.
+the exit codes, and a Ctrl-C or SIGTERM during start-up.
 
 Exit codes: 0 done (or stopped by Ctrl-C with a checkpoint), 2 a problem with the input (one
-line), 130 interrupted at once, 143 SIGTERM (checkpointed)."""
+line), 130 interrupted at once, 143 SIGTERM (checkpointed in the loop; at once outside it)."""
 
 import argparse
 import signal
@@ -11,7 +11,7 @@ import threading
 
 from .cli import Help, command, set_prog
 from .errors import FastganError  # light: errors, interrupt and cli import neither torch nor numpy
-from .interrupt import Interrupted, Terminated
+from .interrupt import SIGNALS, Interrupted, SigTerm, Terminated, raise_sigterm
 
 DESCRIPTION = "Train the seed's vanilla GAN (Goodfellow et al. 2014) on MNIST or your own images."
 
@@ -93,23 +93,37 @@ def parse_args(argv=None):
 
 
 def _load(argv):
-    """The training entry and the config. A Ctrl-C while torch, numpy and matplotlib load is
-    noted and acted on after: interrupted mid-import they can fail with other errors instead."""
+    """The training entry and the config. A Ctrl-C or SIGTERM while torch, numpy and matplotlib
+    load is noted and acted on after: interrupted mid-import they can fail with other errors."""
     noted = []
-    previous = signal.getsignal(signal.SIGINT)
-    deferring = previous is not signal.SIG_IGN and threading.current_thread() is threading.main_thread()
-    if deferring:
-        signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.getsignal(s) for s in SIGNALS} if main_thread else {}
+    deferred = {s: h for s, h in previous.items() if h is not signal.SIG_IGN}
+    for s in deferred:
+        signal.signal(s, lambda signum, frame: noted.append(signum))
     try:
         from .run import train
 
         cfg = parse_args(argv)
     finally:
-        if deferring:
-            signal.signal(signal.SIGINT, previous)
+        for s, h in deferred.items():
+            signal.signal(s, h)
     if noted:
-        raise KeyboardInterrupt
+        raise SigTerm if signal.SIGTERM in noted else KeyboardInterrupt
     return train, cfg
+
+
+def _train(train, cfg):
+    """train(cfg) with SIGTERM stopping start-up and shut-down as Ctrl-C does (the training loop
+    has its own handlers: a stop checkpoint first)."""
+    handling = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    previous = signal.signal(signal.SIGTERM, raise_sigterm) if handling else None
+    try:
+        train(cfg)
+    finally:
+        if handling:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv=None, prog=None):
@@ -118,7 +132,7 @@ def main(argv=None, prog=None):
         set_prog(prog)
     try:
         train, cfg = _load(argv)
-        train(cfg)
+        _train(train, cfg)
     except Interrupted as e:
         print(f"error: {e}", file=sys.stderr)
         return 130
@@ -128,7 +142,10 @@ def main(argv=None, prog=None):
     except FastganError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before the run started (imports, arguments)
+    except SigTerm:  # before the run started (imports, arguments)
+        print("error: terminated (SIGTERM); nothing was trained", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
         print("error: interrupted (Ctrl-C); nothing was trained", file=sys.stderr)
         return 130
     return 0

@@ -102,7 +102,7 @@ def test_a_failing_rank_fails_the_command_with_its_error(data_dir, tmp_path):
     t0 = time.monotonic()
     code, _, err = _torchrun("--resume", str(out), "--iters", "40", *FLAGS[:2], "--data-dir", str(data_dir))
     assert code != 0 and time.monotonic() - t0 < 200
-    assert f"error: checkpoint {ck} is unreadable" in err
+    assert f"error: {ck} is unreadable as a checkpoint" in err
 
 
 def test_single_run_under_torchrun_is_refused(data_dir, tmp_path):

@@ -290,7 +290,7 @@ def test_incomplete_or_non_finite_checkpoints_are_refused(data_dir, tmp_path):
     torch.save(state, nan)
     code, _, err = _run(data_dir, "--resume", str(nan), "--out", str(tmp_path / "y"))
     assert code == 2 and _error_line(err) == (f"error: checkpoint {nan}: parameter D_W2 has NaN or infinite values; "
-                                 "resume from an earlier checkpoint")
+                                 "use an earlier checkpoint of the run")
 
 
 def test_loose_checkpoint_resumes_into_a_new_folder_beside_it(data_dir, tmp_path):
