@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import save_npz
 from .backends import pick_device
 from .cli import Help, command
-from .atomic import save_npz
 from .errors import FastganError
 from .generator import load, noise
 from .model import Z_DIM

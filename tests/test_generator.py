@@ -53,3 +53,14 @@ def test_generator_from_params_needs_only_gs():
     params = model.init_params(0, "cpu")
     G = Generator({k: params[k] for k in model.G_SHAPES})
     assert [name for name, _ in G.named_parameters()] == list(model.G_SHAPES)
+
+
+def test_a_file_that_is_no_checkpoint_is_one_line_without_resume_advice(tmp_path):
+    """fastgan.load of a file that is not a checkpoint used to say "resume from an earlier one":
+    loading is not resuming."""
+    bad = tmp_path / "notes.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(FastganError) as err:
+        fastgan.load(bad)
+    assert str(err.value) == (f"{bad} is unreadable as a checkpoint (UnpicklingError): not a fastgan checkpoint, or a "
+                              "truncated one (then an earlier checkpoint of the same run will do)")

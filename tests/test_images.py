@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from conftest import DEVICES
+from helpers import process_env
 from PIL import Image
 
 from fastgan import checkpoint, run
@@ -85,7 +86,7 @@ def test_bad_input_is_one_line(tmp_path):
     cases = [
         ((tmp_path / "empty",), "holds no image files"),
         ((junk,), f"no image in {junk} could be read \\(1 files\\): the first, {junk / 'a.png'}, gives"),
-        ((tmp_path / "mixed.npz",), "images of mixed sizes cannot be one array"),
+        ((tmp_path / "mixed.npz",), "`images` is an object array, not one uint8 array \\(images of mixed sizes\\?\\)"),
         ((tmp_path / "noimages.npz",), "has no `images` array \\(it has: pixels\\)"),
         ((tmp_path / "floats.npz",), "`images` must be uint8"),
         ((tmp_path / "grey.npz", None, 3), "holds grey images; --channels 3 would only copy"),
@@ -129,3 +130,108 @@ def test_colour_images_of_another_size_train_and_write_every_output(tmp_path, ba
         Image.open(p).convert("L").save(p)
     with pytest.raises(FastganError, match=r"the checkpoint draws 12x12 RGB images and the data is 12x12 grey"):
         run.train(Config(resume=str(out), iters=iters + 1), log=lambda m: None, show_progress=False)
+
+
+# --- hostile input: each case used to end in a traceback or be accepted ------------------------
+
+
+def test_unusable_files_are_skipped_and_counted(tmp_path, monkeypatch):
+    """A file the user may not read (PermissionError while reading it: simulated, as the tests may
+    run as root, whom permissions do not stop), a decompression bomb (Pillow's pixel limit
+    lowered so a 40 x 40 image passes it), a looping link and a dangling one: each skipped and
+    counted in one notice naming the first; the other images convert, and the cache key covers
+    only the files used."""
+    from PIL import Image as PILImage
+
+    src = _folder(tmp_path / "imgs", n=6, size=(8, 8))
+    PILImage.fromarray(np.zeros((40, 40), np.uint8)).save(src / "bomb.png")
+    (src / "loop.png").symlink_to(src / "loop.png")
+    (src / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    secret = src / "000.png"
+    real_read = type(secret).read_bytes
+
+    def read_bytes(path):
+        if path == secret:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
+    monkeypatch.setattr(type(secret), "read_bytes", read_bytes)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 40 * 40 // 2 - 1)  # past twice the limit: DecompressionBombError
+    said = []
+    got = load_custom(src, None, None, tmp_path / "cache", said.append)["train_images"]
+    assert got.shape == (5, 3, 8, 8)
+    assert said[0].startswith(f"notice: skipped 4 unusable of 9 files in {src} (the first, {secret}: PermissionError")
+    monkeypatch.undo()
+    (src / "bomb.png").unlink()
+    (src / "loop.png").unlink()
+    (src / "gone.png").unlink()
+    said.clear()
+    assert load_custom(src, None, None, tmp_path / "cache", said.append)["train_images"].shape == (6, 3, 8, 8)
+    assert said == [f"converting 6 images from {src} to 8x8x3 ..."]  # a new key: 000.png is used now
+
+
+def test_npz_errors_name_what_is_wrong(tmp_path):
+    """Random bytes are not an .npz (they used to be called "images of mixed sizes"); object
+    labels are the labels' fault (they were blamed on the images); a bare .npy under an .npz
+    name; images with no pixels ((64, 0, 0) used to train on 64 empty images); 4 x 4 images
+    without --image-size (the message used to name a flag the user did not give)."""
+    (tmp_path / "random.npz").write_bytes(np.random.default_rng(0).bytes(5000))
+    np.savez(tmp_path / "objlabels.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.array([1, "a", None, 3], object))
+    np.save(tmp_path / "bare.npy", np.zeros((4, 8, 8), np.uint8))
+    (tmp_path / "bare.npy").rename(tmp_path / "bare.npz")
+    np.savez(tmp_path / "empty.npz", images=np.zeros((64, 0, 0), np.uint8))
+    np.savez(tmp_path / "none.npz", images=np.zeros((0, 8, 8), np.uint8))
+    np.savez(tmp_path / "tiny.npz", images=np.zeros((4, 4, 4), np.uint8))
+    cases = [
+        ("random.npz", "random.npz is not a readable .npz \\(ValueError\\); save your images with np.savez"),
+        ("objlabels.npz", "objlabels.npz: `labels` is an object array; it must be integers, one per image"),
+        ("bare.npz", "bare.npz holds one array, not an .npz of named arrays"),
+        ("empty.npz", "empty.npz: `images` \\(64, 0, 0\\) holds no pixels"),
+        ("none.npz", "none.npz: `images` \\(0, 8, 8\\) holds no pixels"),
+        ("tiny.npz", "tiny.npz holds 4x4 images, below the 8-pixel side fastgan trains on; resize them up with "
+                     "--image-size 28"),
+    ]
+    for name, message in cases:
+        with pytest.raises(FastganError, match=message) as err:
+            load_custom(tmp_path / name, None, None, None)
+        assert "\n" not in str(err.value)
+
+
+def test_a_size_past_the_memory_is_refused_before_converting(tmp_path, monkeypatch):
+    """--image-size 100000 used to be a 1.12 TiB allocation's traceback: one line, before any image
+    is converted (the same check for prepare's --size, named so). The free memory set to 16 GiB:
+    the same on any machine."""
+    from fastgan import images
+
+    monkeypatch.setattr(images, "convert", lambda *a: pytest.fail("converted"))
+    monkeypatch.setattr(images, "host_free_bytes", lambda: 16 << 30)
+    src = _folder(tmp_path / "imgs", n=3, size=(8, 8))
+    for flag in ("--image-size", "--size"):
+        with pytest.raises(FastganError, match=f"3 images at 100000x100000 RGB need about 83.8 GiB of memory and "
+                                               f"16.0 GiB is free: lower {flag}$"):
+            load_custom(src, 100000, None, None, size_flag=flag)
+
+
+RACE = """import sys
+from fastgan.images import load_custom
+arrays = load_custom(sys.argv[1], None, None, sys.argv[2], log=lambda m: None)
+print(arrays["train_images"].sum())
+"""
+
+
+def test_two_processes_filling_one_cache_at_once(tmp_path):
+    """Two trainings started at once on the same new folder and --data-dir both convert it and
+    write the cache: one crashed when both wrote the same fixed temp name. Now each writes its own
+    temp file and renames it whole: both succeed with the same array, one cache file, no temp
+    file left. Three rounds, each with a fresh cache folder, the two processes started together."""
+    import subprocess
+    import sys
+
+    src = _folder(tmp_path / "imgs", n=200, size=(32, 32))
+    for round_ in range(3):
+        cache = tmp_path / f"cache{round_}"
+        procs = [subprocess.Popen([sys.executable, "-c", RACE, str(src), str(cache)], env=process_env(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        results = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], [err[-1000:] for _, err in results]
+        assert results[0][0] == results[1][0]
+        assert [p.name for p in cache.iterdir()] == [next(cache.glob("custom-*-32x32x3.npz")).name]

@@ -1,6 +1,6 @@
 """fastgan.interrupt, as processes: SIGTERM (a scheduler's preemption) stops a run with a
-checkpoint and exit code 143, fast enough for a grace period, and the run resumes; a Ctrl-C while
-torch is still loading is one line, never a traceback."""
+checkpoint and exit code 143, fast enough for a grace period, and the run resumes; a Ctrl-C or
+SIGTERM while torch is still loading or the run is starting is one line, never a traceback."""
 
 import signal
 import subprocess
@@ -68,3 +68,51 @@ def test_ctrl_c_while_torch_loads_is_one_line(data_dir, tmp_path):
     assert proc.returncode in (0, 130), err[-2000:]
     if proc.returncode == 130:
         assert err.strip().splitlines()[-1].startswith("error: interrupted (Ctrl-C)")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads /proc to see torch loading (Linux only)")
+def test_sigterm_while_torch_loads_is_one_line(data_dir, tmp_path):
+    """As the Ctrl-C above, SIGTERM (a scheduler's stop) while torch loads: it used to end the
+    process silently; now noted, then one line and exit code 143 (or the short run trains)."""
+    proc = _start("--iters", "5", *FLAGS, "--data-dir", str(data_dir), "--out", str(tmp_path / "run"))
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline and "libtorch" not in maps.read_text():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err
+    assert proc.returncode in (0, 143), err[-2000:]
+    if proc.returncode == 143:
+        assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM); nothing was trained"
+
+
+def _sigterm_during(monkeypatch, module, name):
+    """Replace module.name by a wrapper that sends this process SIGTERM before calling it."""
+    import os
+
+    real = getattr(module, name)
+
+    def signalled(*a, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+        return real(*a, **kw)
+    monkeypatch.setattr(module, name, signalled)
+
+
+def test_sigterm_during_start_up_exits_143_with_one_line(data_dir, tmp_path, monkeypatch, capsys):
+    """SIGTERM after the imports and before the loop (here: while the run folder is claimed) stops
+    at once like a Ctrl-C there: exit code 143 and one line, no run folder left; the same while
+    the flags are read (the deferred window) says nothing was trained."""
+    from fastgan import run, train_cli
+
+    _sigterm_during(monkeypatch, run.runfolder, "claim")
+    args = ["--iters", "5", *FLAGS, "--data-dir", str(data_dir), "--out", str(tmp_path / "run")]
+    assert train_cli.main(args) == 143
+    assert capsys.readouterr().err.strip() == "terminated (SIGTERM) while starting up or shutting down; stopped at once"
+    assert not (tmp_path / "run").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+    monkeypatch.undo()
+    _sigterm_during(monkeypatch, train_cli, "parse_args")
+    assert train_cli.main(args) == 143
+    assert capsys.readouterr().err.strip() == "error: terminated (SIGTERM); nothing was trained"

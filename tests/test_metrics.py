@@ -10,7 +10,6 @@ from helpers import fake_arrays
 from fastgan import evaluate, run
 from fastgan.atomic import save_npz
 from fastgan.config import Config
-from fastgan.errors import FastganError
 from fastgan.metrics import read_records
 
 TINY = dict(arch={"c1": 2, "c2": 4, "fc": 8}, epochs=1, min_accuracy=0.0, n_samples=64)  # a seconds-long classifier

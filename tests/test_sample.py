@@ -90,3 +90,10 @@ def test_missing_run_and_corrupt_checkpoint(tmp_path, capsys):
     code, _, err = _cli(capsys, bad, "--out", tmp_path / "x.png")
     assert code == 2 and "unreadable" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_out_must_be_a_png(trained, tmp_path, capsys):
+    """--out x.txt used to get a PNG under a .txt name: one line, nothing written."""
+    code, _, err = _cli(capsys, trained, "--out", tmp_path / "x.txt")
+    assert (code, err) == (2, f"error: --out {tmp_path / 'x.txt'}: the grid is written as a PNG; give a name ending in .png")
+    assert not (tmp_path / "x.txt").exists()

@@ -150,6 +150,22 @@ def test_sweep_needs_a_new_folder(data_dir, tmp_path):
     assert (tmp_path / "S" / "notes.txt").read_text() == "mine"
 
 
+def test_a_sweep_stopped_before_its_first_checkpoint_starts_again(data_dir, tmp_path):
+    """As a single run's folder: a sweep killed before any run's first checkpoint (here: its
+    checkpoints removed) holds nothing to lose, and the same command starts it again (it used to
+    be refused as "not empty"), saying so; one checkpoint anywhere and it is refused."""
+    cfg = _cfg(data_dir, tmp_path / "S", seeds="0-1")
+    _train(cfg)
+    for ck in (tmp_path / "S").glob("seed*/checkpoints/*.pt"):
+        ck.unlink()
+    said = []
+    run.train(cfg, log=said.append, show_progress=False)
+    assert said[0] == f"notice: {tmp_path / 'S'} holds a sweep stopped before its first checkpoint (nothing to lose); starting it again"
+    assert checkpoint.resolve(tmp_path / "S" / "seed1").name == "0000010.pt"
+    with pytest.raises(FastganError, match="is not empty; a sweep starts in a new folder"):
+        _train(cfg)
+
+
 def test_resumed_sweep_keeps_its_schedule(data_dir, tmp_path, capsys):
     """`--resume SWEEP` with no other flag keeps the sweep's intervals and keep (sweep.json), and
     a given one changes them from then on, said once."""
