@@ -5,7 +5,9 @@ import os
 import platform
 
 import pytest
-import torch
+
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # as `fastgan train` sets it (fastgan.cpu_workers)
+import torch  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:

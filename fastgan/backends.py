@@ -41,6 +41,9 @@ class Trainer(Protocol):
     def load_state_dict(self, state: dict, r: int) -> None:
         """Continue run r from a state_dict or a checkpoint."""
 
+    def close(self) -> None:
+        """Give back what the trainer holds beyond memory (a CPU sweep's worker processes)."""
+
 
 def pick_device(name, log):
     """The training device: under torchrun, this process's GPU (cuda:LOCAL_RANK)."""
@@ -91,6 +94,9 @@ class EagerTrainer:
     def load_state_dict(self, state, r):
         self.steps[r].load_state_dict(state)
 
+    def close(self):
+        pass
+
 
 def make_trainer(backend, runs, cfg, device, log=print):
     """A trainer for `runs` (a list of RunInit) on `device`; `auto` falls back to eager if the
@@ -110,6 +116,8 @@ def make_trainer(backend, runs, cfg, device, log=print):
                            capture=None if backend == "graph" else False, precision=cfg.precision,
                            hyper=[r.hyper for r in runs])
     trainer.backend = backend
+    if trainer.workers is not None:
+        log(f"the {trainer.R} runs share {len(trainer.workers.procs) + 1} processes, one thread each (one per core)")
     try:
         trainer.warm_up()  # compile, capture and check the graph now, while nothing else uses the GPU
     except Exception as e:  # a compile, capture or replay-check failure: say it in one line

@@ -2,17 +2,17 @@
 buffers, K iterations captured in one CUDA graph and replayed (`--backend graph`), or the same
 launches un-captured (`--backend fused`), or on a CPU each launch's CPU twin (kernels.twins: the
 default there; with TRITON_INTERPRET=1 the Triton kernels in Triton's interpreter, as the tests
-run them). With the plain-PyTorch reference in fastgan/model.py, this is the only other copy of
-the iteration.
+run them). With fastgan/model.py's plain-PyTorch reference, the only other copy of the iteration.
 
 Runs: R GANs of a sweep (each its own parameters, optimiser settings, data order and noise) train
 together: every buffer has a leading run axis and every launch covers all runs (a program-id
 axis over runs), so the launches per iteration do not grow with R and each run's numbers are
-bitwise those of the same run trained alone. R = 1 is an ordinary run.
+bitwise those of the same run trained alone. On a CPU the runs spread over the cores instead
+(fastgan.cpu_workers). R = 1 is an ordinary run.
 
 Per replay of K iterations, outside the graph and with no host sync, a few launches fill the
 static inputs: batch indices, noise, and each step's Adam terms per run (float64 from the step
-number: nothing frozen into the graph). Per iteration, 10 launches whatever R and the options:
+number). Per iteration, 10 launches whatever R and the options:
 
   D step   G1, G2 on [z_d; z_g] (G(z_g) for the G step too) | D1 on [real; fake], the real rows
            read through the batch's indices | D's losses and every gradient (with --r1 the R1
@@ -26,16 +26,15 @@ same for every run, so a sweep's run equals the run alone bitwise. `precision` p
 products' input precision (kernels.linear_act: "ieee", "tf32x3", "tf32") for every layer.
 
 Each iteration's four losses per run land in row i of a (K, slots, R, 4) buffer; after a replay
-the last row's slots are added in order into (R, 4). Capture is safe by construction:
-`warm_up` compiles every kernel and captures the one K-iteration graph before training starts,
-each launch has one specialization whatever the iteration (per-iteration rows stay 16-byte
-aligned), and a shorter remainder runs un-captured. Without CUDA the same launches (or their
-twins) run un-captured. Checkpoints use the eager format: a run moves between backends.
+the last row's slots are added in order into (R, 4). Capture is safe by construction: `warm_up`
+compiles every kernel and captures the K-iteration graph before training, each launch has one
+specialization whatever the iteration (rows 16-byte aligned), and a shorter remainder runs
+un-captured. Checkpoints use the eager format: a run moves between backends.
 """
 
 import torch
 
-from . import checkpoint, kernels
+from . import checkpoint, cpu_workers, kernels
 from .buffers import ONE_SLOT, buffer_table, flat_views
 from .checkpoint import NETS
 from .kernels import ACT_RELU, ACT_SIGMOID, adam_terms
@@ -63,10 +62,9 @@ class GraphTrainer:
     per run as an (R, 4) device tensor.
 
     params, lr, beta1 and batcher are one run's, or lists of R runs' (a sweep: the batchers share
-    one images tensor and batch size); beta2 is shared. `hyper` (fastgan.recipes.Hyper, one or a
-    list of R) gives each run's settings instead of lr and beta1: its two learning rates and
-    their decay, R1 and G's EMA. With one run, `params` are its tensors; `run_params(r)` gives
-    run r's. `precision`: the products' input precision for every layer. `twins`: run each
+    one images tensor and batch size); beta2 is shared. `hyper` (fastgan.recipes.Hyper, one or R)
+    gives each run's settings instead: its learning rates and decay, R1 and G's EMA. With one run,
+    `params` are its tensors; `run_params(r)` gives run r's. `precision`: the products' input precision for every layer. `twins`: run each
     launch's CPU twin (kernels.twins; default: on CPU tensors, unless TRITON_INTERPRET=1 asks for
     the Triton kernels in the interpreter, as the tests do).
     """
@@ -82,13 +80,11 @@ class GraphTrainer:
         if hyper is None:
             hyper = [Hyper(lr_r, lr_r, b1) for lr_r, b1 in zip(_per_run(lr, R, "lr"), _per_run(betas[0], R, "beta1"))]
         self.hypers = _per_run(hyper, R, "hyper")
-        self.beta1s = [h.beta1 for h in self.hypers]
-        self.beta2 = betas[1]
+        self.beta1s, self.beta2 = [h.beta1 for h in self.hypers], betas[1]
         self.ema = any(h.g_ema for h in self.hypers)  # G's EMA weights kept (for the runs with g_ema > 0)
         self.r1 = any(h.r1 for h in self.hypers)  # the R1 penalty in D's gradient launch
-        images = self.batchers[0].images
+        images, B = self.batchers[0].images, self.batchers[0].batch_size
         device = images.device
-        B = self.batchers[0].batch_size
         if any(b.images is not images or b.batch_size != B for b in self.batchers):
             raise ValueError("the runs of one trainer share one images tensor and one batch size")
         if precision not in PRECISIONS:
@@ -98,19 +94,20 @@ class GraphTrainer:
         self.capture = device.type == "cuda" if capture is None else capture
         self.twins = device.type == "cpu" and not INTERPRETED if twins is None else twins
         self.L, self.ops = (cpu_twins, TORCH_OPS) if self.twins else (kernels, kernels.OPS)  # the launches; G's forward
-        K = iters_per_replay
-        self.chunk = K if self.capture else None  # a captured graph replays K iterations; else any n <= K
+        self.chunk = iters_per_replay if self.capture else None  # a captured graph replays K iterations; else any n <= K
 
         self.flat, self.grad_flat, self.m_flat, self.v_flat = {}, {}, {}, {}  # net -> buffer (buffer_table)
         self.hD = self.hD_pre = self.hDg = self.hDg_pre = self.z_draw = self.ema_flat = self.gamma = None  # those the table leaves out stay None
         slots = ONE_SLOT if self.twins else None  # a twin writes whole sums
-        for attr, net, shape, dtype in buffer_table(R, B, K, device, self.ema, self.r1, images.shape[1], slots):
-            buffer = torch.zeros(shape, dtype=dtype, device=device)
+        spread = cpu_workers.processes(R, B, images.shape[1]) if self.twins else 1  # processes the runs share
+        zeros = cpu_workers.shared_zeros if spread > 1 else torch.zeros
+        for attr, net, shape, dtype in buffer_table(R, B, self.K, device, self.ema, self.r1, images.shape[1], slots):
+            buffer = zeros(shape, dtype=dtype, device=device)
             if net is None:
                 setattr(self, attr, buffer)
             else:
                 getattr(self, attr)[net] = buffer
-        self.idx = self.idx[:, : R * B].view(K, R, B)
+        self.idx = self.idx[:, : R * B].view(self.K, R, B)
         self.P, self.Gr, self.M, self.V = {}, {}, {}, {}  # name -> (R, *shape) views; Gr: (slots, R, *shape)
         for net, shapes in self.nets.items():
             for store, views in ((self.flat, self.P), (self.grad_flat, self.Gr), (self.m_flat, self.M),
@@ -132,26 +129,22 @@ class GraphTrainer:
         self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
         self._run_views = {}  # run slice -> its buffers' views (_views)
+        self.workers = cpu_workers.Workers(self, spread) if spread > 1 else None
 
     def _d1(self, P, x, h, pre, rows=None):
-        """D1 forward: whole (bias and ReLU here), or as K-chunk slots that its reader finishes."""
-        if pre is None:
-            self.L.linear_act_forward(x, P["D_W1"], P["D_b1"], h, ACT_RELU, self.precision, rows=rows)
-        else:
-            self.L.linear_act_forward(x, P["D_W1"], P["D_b1"], pre, ACT_RELU, self.precision, rows=rows, partials=True)
-        return None if pre is None else (pre, P["D_b1"])
+        """D1 forward: whole into h (bias and ReLU here), or as K-chunk slots in pre that its reader finishes."""
+        chunked = pre is not None
+        self.L.linear_act_forward(x, P["D_W1"], P["D_b1"], pre if chunked else h, ACT_RELU, self.precision, rows=rows,
+                                  partials=chunked)
+        return (pre, P["D_b1"]) if chunked else None
 
     def run_params(self, r):
         """Run r's parameters: name -> view (in, out) or (n,), as in fastgan.model."""
         return {k: v[r] for k, v in self.P.items()}
 
-    def _ema(self, r):
-        """Run r's EMA weights of G (name -> view), or None if the run keeps none."""
-        return {k: v[r] for k, v in self.E.items()} if self.hypers[r].g_ema else None
-
     def sample_params(self, r):
-        """The G weights run r's grids draw with: its EMA's with g_ema, else its parameters."""
-        return self._ema(r) or self.run_params(r)
+        """The G weights run r's grids draw with: its EMA's (name -> view) with g_ema, else its parameters."""
+        return {k: v[r] for k, v in self.E.items()} if self.hypers[r].g_ema else self.run_params(r)
 
     def _views(self, s):
         """The buffers of the runs s (their run axis sliced), made once per run slice: name -> view."""
@@ -169,9 +162,7 @@ class GraphTrainer:
         return views
 
     def _iteration(self, i, s=slice(None)):
-        """Iteration i of a replay for the runs s (all of them in each launch; the CPU twins take
-        one run at a time: torch's vectorized CPU loops round their last elements otherwise, so
-        a sweep's run would not equal the run alone bitwise)."""
+        """Iteration i of a replay for the runs s (all in each launch, or one: see _launch)."""
         B, pr, L, V = self.B, self.precision, self.L, self._views(s)
         P, Gr, flat, grads, m, v = V["P"], V["Gr"], V["flat"], V["grads"], V["m"], V["v"]
         xx, hG, hD, hD_pre, hDg, hDg_pre, dfake, dhG = (V[k] for k in ("xx", "hG", "hD", "hD_pre", "hDg", "hDg_pre",
@@ -197,10 +188,19 @@ class GraphTrainer:
         L.adam_update(flat["G"], grads["G"], m["G"], v["G"], hyper[1], self.beta2, ADAM_EPS, ema=V["ema"])
 
     def _launch(self, n):
+        if self.workers is not None:
+            return self.workers.run(n)
+        # The CPU twins take one run at a time: torch's vectorized CPU loops round a batch of runs' last
+        # elements otherwise, and a sweep's run would not equal the run alone bitwise.
         runs = [slice(r, r + 1) for r in range(self.R)] if self.twins and self.R > 1 else [slice(None)]
         for i in range(n):
             for s in runs:
                 self._iteration(i, s)
+
+    def close(self):
+        """End the worker processes of a CPU sweep (fastgan.cpu_workers), if any."""
+        if self.workers is not None:
+            self.workers.close()
 
     def _buffers(self):
         """Every buffer the iteration updates (parameters, moments, losses): for save/restore."""
@@ -279,7 +279,7 @@ class GraphTrainer:
         sweep's run resumes as a single run)."""
         return checkpoint.run_state({k: v[run] for k, v in self.P.items()}, {
             net: (self.t, {"exp_avg": {k: self.M[k][run] for k in shapes}, "exp_avg_sq": {k: self.V[k][run] for k in shapes}})
-            for net, shapes in NETS.items()}, self._ema(run))
+            for net, shapes in NETS.items()}, self.sample_params(run) if self.hypers[run].g_ema else None)
 
     def load_state_dict(self, state, run=0):
         """Continue run `run` from a state_dict (or a checkpoint): parameters, Adam moments and

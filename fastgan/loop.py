@@ -33,7 +33,7 @@ def train_runs(cfg, members, log, show_progress):
     device, data, image, runs, trainer, start = start_runs(cfg, members, log)
     if start >= cfg.iters:
         log(f"nothing to do: the checkpoint is at iteration {start} and --iters is {cfg.iters}")
-        return
+        return trainer.close()
     for run in runs:
         run.create(trainer.backend, device, image)
     R = len(runs)
@@ -118,6 +118,7 @@ def train_runs(cfg, members, log, show_progress):
         writer.close(raise_errors=False)
         raise FastganError(f"{e}; {runs[0].last_good()}") from None
     finally:
+        trainer.close()  # a CPU sweep's worker processes
         if flush:
             torch.set_flush_denormal(False)
         bar.close()

@@ -104,6 +104,12 @@ def _gather(op, rows, R, K):
     return out
 
 
+def forget_gathered():
+    """Drop the kept gathered rows: for a process whose batch indices another process writes
+    (fastgan.cpu_workers), where the indices' version counters do not move."""
+    _GATHERED.clear()
+
+
 def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=False):
     """y[:] = act(x @ w + b), as kernels.linear_act.linear_act_forward: one run's tensors or R
     runs' with a leading run axis; rows=(images, idx): the input is [images[idx]; x];

@@ -7,7 +7,9 @@ are decorated), so it is set here, before any test module imports them.
 import os
 
 import pytest
-import torch
+
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # as `fastgan train` sets it (fastgan.cpu_workers)
+import torch  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:

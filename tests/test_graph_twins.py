@@ -56,11 +56,25 @@ def test_twins_match_eager_on_the_same_batches(hyper, batch):
         assert float(got["adam"][net]["step"]) == float(ref["adam"][net]["step"]) == iters
 
 
-def test_each_run_of_a_sweep_equals_the_run_alone_bitwise():
-    """Three runs (one with every option) trained together through one call of each twin give
-    bitwise the losses, parameters, moments and EMA of each trained alone."""
+@pytest.fixture
+def threads(request):
+    """torch's CPU threads set to the test's parameter, and back after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+def test_each_run_of_a_sweep_equals_the_run_alone_bitwise(threads):
+    """Three runs (one with every option) trained together give bitwise the losses, parameters,
+    moments and EMA of each trained alone on as many threads: on 1, one after another in this
+    process; on 2, spread over 2 processes of one thread each (fastgan.cpu_workers: run 1 in a
+    worker, runs 0 and 2 here), which needs MKL's products thread-invariant (conftest sets
+    MKL_CBWR as `fastgan train` does)."""
     hypers = [OPTIONS, Hyper(lr_d=2e-4, lr_g=2e-4, beta1=0.5), Hyper(r1=3.0)]
     sweep = _trainer([0, 1, 2], hypers)
+    assert (sweep.workers is not None) == (threads > 1)
     losses = torch.cat([sweep.advance(2) for _ in range(2)]).view(2, 3, 4)[-1]
     for r, h in enumerate(hypers):
         alone = _trainer(r, h)
