@@ -5,7 +5,8 @@ Rows (`extra_info["cpu_row"]`):
   products       the iteration's nine matrix products alone (torch.mm at its shapes): the floor
   fastgan        the CPU trainer, fastgan's default on a CPU (GraphTrainer through kernels.twins)
   fastgan-stable the same with the stable recipe (R1 + G's EMA + beta1 0.5)
-  fastgan-4runs  a sweep of 4 seeds in one trainer (GAN-iterations/s: 4 x its it/s)
+  fastgan-4runs  a sweep of 4 seeds in one trainer (GAN-iterations/s: 4 x its it/s), its runs spread
+                 over one process per thread (fastgan.cpu_workers)
   eager          fastgan's autograd reference (`--backend eager`)
   torch          the classic plain-PyTorch loop a user writes (benchmarks.peers)
   jax-jit, jax-scan, jax-vmap4   JAX: jit per step, jit of lax.scan, vmap of 4 GANs (skipped
