@@ -77,7 +77,9 @@ def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM, slots=None):
     if ema:
         table.append(("ema_flat", None, (R, sum(torch.Size(s).numel() for s in nets(X)["G"].values())), f32))
     if r1:
-        table.append(("gamma", None, (R,), f32))  # each run's R1 gamma (0: off)
+        # Per iteration and run, the D step's R1 gamma (0: none that step; lazy R1: gamma k every k-th),
+        # rows padded to 16 bytes like hyper's: one specialization of d_grad for every iteration.
+        table.append(("gamma", None, (K, R + (-R) % 4), f32))
     return table
 
 

@@ -47,6 +47,7 @@ class Config:
     lr_d: Optional[float] = None  # None: lr
     lr_g: Optional[float] = None  # None: lr
     r1: float = SEED["r1"]
+    r1_every: int = SEED["r1_every"]
     g_ema: float = SEED["g_ema"]
     lr_decay: str = SEED["lr_decay"]
     decay_start: int = SEED["decay_start"]
@@ -96,6 +97,8 @@ class Config:
                 raise FastganError(f"--{name.replace('_', '-')} must be in (0, 1], got {value!r}")
         if not (math.isfinite(self.r1) and self.r1 >= 0):
             raise FastganError(f"--r1 must be a finite gamma >= 0 (0: off), got {self.r1!r}")
+        if not isinstance(self.r1_every, int) or self.r1_every < 1:
+            raise FastganError(f"--r1-every must be a whole number of D steps >= 1 (1: every step), got {self.r1_every!r}")
         if not 0 <= self.g_ema < 1:
             raise FastganError(f"--g-ema must be in [0, 1) (0: off; e.g. 0.999), got {self.g_ema!r}")
         if not isinstance(self.decay_start, int) or self.decay_start < 0:

@@ -117,14 +117,12 @@ class GraphTrainer:
             for r, p in enumerate(run_params):
                 for name, t in p.items():
                     self.P[name][r].copy_(t)
-        self.E = {}  # name -> (R, *shape) views of G's EMA weights
+        self.E = flat_views(self.ema_flat, self.nets["G"]) if self.ema else {}  # name -> (R, *shape) EMA views
         if self.ema:
-            self.E = flat_views(self.ema_flat, self.nets["G"])
             self.ema_flat.copy_(self.flat["G"])  # the EMA starts at G's initial weights
             weights = [torch.tensor(1.0 - h.g_ema if h.g_ema else 0.0, dtype=torch.float32) for h in self.hypers]
             self.hyper[:, 1, :, 3] = torch.stack(weights).to(device)  # per run, constant: prepare leaves it
-        if self.r1:
-            self.gamma.copy_(torch.tensor([h.r1 for h in self.hypers], dtype=torch.float32))
+        self.gamma = None if self.gamma is None else self.gamma[:, :R]  # (K, R) of the padded rows
         self.params = self.run_params(0) if self.single else None
         self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
@@ -152,7 +150,7 @@ class GraphTrainer:
         if views is None:
             sliced = {name: None if t is None else t[s] for name, t in (
                 ("xx", self.xx), ("hG", self.hG), ("hD", self.hD), ("hDg", self.hDg), ("dfake", self.dfake),
-                ("ema", self.ema_flat), ("gamma", self.gamma))}
+                ("ema", self.ema_flat))}
             sliced.update({name: None if t is None else t[:, s] for name, t in (
                 ("hD_pre", self.hD_pre), ("hDg_pre", self.hDg_pre), ("dhG", self.dhG))})
             views = self._run_views[(s.start, s.stop)] = dict(
@@ -176,7 +174,7 @@ class GraphTrainer:
         pre = self._d1(P, fake_d, hD, hD_pre, rows=real)
         L.d_grad(fake_d, P["D_W2"], P["D_b2"], log[:, :, :3], Gr["D_W1"], Gr["D_b1"], Gr["D_W2"], Gr["D_b2"],
                  split=B, t0=1.0, t1=0.0, h=hD, pre=pre, rows=real, precision=pr,
-                 r1=V["gamma"], w1=P["D_W1"] if self.r1 else None)
+                 r1=self.gamma[i, s] if self.r1 else None, w1=P["D_W1"] if self.r1 else None)
         L.adam_update(flat["D"], grads["D"], m["D"], v["D"], hyper[0], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
         pre = self._d1(P, fake_g, hDg, hDg_pre)
@@ -249,6 +247,8 @@ class GraphTrainer:
                 batcher.draw(n, self.idx[:n, r], self.z_draw[:n])
                 self.z[:n, r].copy_(self.z_draw[:n])
         steps = torch.arange(self.t + 1, self.t + n + 1, device=self.hyper.device)
+        if self.r1:  # each step's R1 gamma per run (lazy R1: gamma k on every k-th step, else 0)
+            self.gamma[:n].copy_(torch.stack([h.r1_gammas(steps) for h in self.hypers], dim=1))
         for i, net in enumerate(("D", "G")):  # each step's learning rate per run (its decay), float64
             lrs = torch.stack([h.lrs(net, steps) for h in self.hypers], dim=1)
             self.hyper[:n, i, :, :3].copy_(adam_terms(steps, lrs, self.beta1s, self.beta2))

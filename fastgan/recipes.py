@@ -8,6 +8,8 @@ Settings (each a train.py flag and a --sweep key):
   lr_d, lr_g     Adam's learning rate of D and of G (default: --lr)
   r1             gamma of the R1 penalty (Mescheder et al. 2018): D's loss gains
                  (gamma / 2) * mean over the real images of |grad_x D(x)|^2; 0: off
+  r1_every       lazy R1 (StyleGAN2's lazy regularization): the penalty on every k-th D step
+                 only (steps 1, 1 + k, ...), with gamma * k; 1: every step
   g_ema          beta of an exponential moving average of G's weights, updated after each G
                  step (ema <- ema + (1 - beta) (w - ema)); grids, measurements, best.pt and the
                  generator use it; 0: off
@@ -31,11 +33,11 @@ DEFAULT_ITERS = 1_000_000  # the seed's schedule
 # seed recipe's are these.
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
-SEED = {"lr": 1e-3, "beta1": ADAM_BETAS[0], "r1": 0.0, "g_ema": 0.0, "lr_decay": "none", "decay_start": 0}
+SEED = {"lr": 1e-3, "beta1": ADAM_BETAS[0], "r1": 0.0, "r1_every": 1, "g_ema": 0.0, "lr_decay": "none", "decay_start": 0}
 
 # Every recipe names all of these; explicit flags override a recipe.
-SETTINGS = ("lr_d", "lr_g", "beta1", "r1", "g_ema", "lr_decay", "decay_start")
-RECIPES = {"seed": {k: SEED[k] for k in ("beta1", "r1", "g_ema", "lr_decay", "decay_start")}}
+SETTINGS = ("lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "lr_decay", "decay_start")
+RECIPES = {"seed": {k: SEED[k] for k in ("beta1", "r1", "r1_every", "g_ema", "lr_decay", "decay_start")}}
 RECIPES["stable"] = {**RECIPES["seed"], "beta1": 0.5, "r1": 1.0, "g_ema": 0.999}
 
 
@@ -51,12 +53,19 @@ class Hyper:
     lr_decay: str = SEED["lr_decay"]
     decay_start: int = SEED["decay_start"]
     target: int = DEFAULT_ITERS  # the iteration a decay reaches 0 at: the run's --iters
+    r1_every: int = SEED["r1_every"]
 
     @classmethod
     def of(cls, cfg):
         """A resolved Config's (fastgan.config) settings."""
         return cls(cfg.lr_d_or_lr(), cfg.lr_g_or_lr(), cfg.beta1, cfg.r1, cfg.g_ema, cfg.lr_decay, cfg.decay_start,
-                   cfg.target_iters())
+                   cfg.target_iters(), cfg.r1_every)
+
+    def r1_gammas(self, steps):
+        """The R1 gamma of D steps `steps` (a tensor of t >= 1), float32: gamma * k on steps 1, 1 + k,
+        ... (lazy R1 with k = r1_every), else 0; gamma itself on every step when k = 1."""
+        on = (steps - 1) % self.r1_every == 0
+        return torch.where(on, self.r1 * self.r1_every, 0.0).to(torch.float32)
 
     def lr(self, net):
         return self.lr_d if net == "D" else self.lr_g

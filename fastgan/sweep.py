@@ -26,7 +26,8 @@ from .metrics import read_records
 from .plots import LOSS_KEYS
 from .recipes import DECAYS
 
-KEYS = ("lr", "beta1", "lr_d", "lr_g", "r1", "g_ema", "lr_decay", "decay_start", "seed")
+KEYS = ("lr", "beta1", "lr_d", "lr_g", "r1", "r1_every", "g_ema", "lr_decay", "decay_start", "seed")
+INTS = {"decay_start": ("an iteration", 0), "r1_every": ("a whole number of D steps", 1)}  # key: (what, least)
 SEPARATOR = {"lr": "", "seed": ""}  # in a run's name: lr2e-4, seed3; the others key-value, r1-10
 # Each number key's range, as (test, what the error says)
 RANGES = {
@@ -59,13 +60,13 @@ def _values(key, text):
                 raise FastganError(f"--sweep lr_decay: {token!r} is not one of {', '.join(DECAYS)}")
             out.append((token, token))
             continue
+        what, least = INTS.get(key, ("a number", None))
         try:
-            value = int(token) if key == "decay_start" else float(token)
+            value = int(token) if key in INTS else float(token)
         except ValueError:
-            kind = "an iteration" if key == "decay_start" else "a number"
-            raise FastganError(f"--sweep {key}={text!r}: {token!r} is not {kind}") from None
-        if key == "decay_start" and value < 0:
-            raise FastganError(f"--sweep decay_start: {token} is out of range; an iteration is >= 0")
+            raise FastganError(f"--sweep {key}={text!r}: {token!r} is not {what}") from None
+        if least is not None and value < least:
+            raise FastganError(f"--sweep {key}: {token} is out of range; {what} is >= {least}")
         if key in RANGES and not RANGES[key][0](value):
             raise FastganError(f"--sweep {key}: {token} is out of range; {RANGES[key][1]}")
         out.append((token, value))

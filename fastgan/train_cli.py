@@ -40,6 +40,8 @@ def _parser():
     p.add_argument("--lr-g", type=float, default=d.lr_g, help="G's Adam learning rate (default: --lr)")
     p.add_argument("--r1", type=float, default=d.r1, metavar="GAMMA",
                    help="R1 penalty: D's loss gains GAMMA/2 * mean |grad_x D(x)|^2 on real images; 0: off")
+    p.add_argument("--r1-every", type=int, default=d.r1_every, metavar="K",
+                   help="lazy R1: the penalty on every K-th D step only, with GAMMA * K (StyleGAN2's); 1: every step")
     p.add_argument("--g-ema", type=float, default=d.g_ema, metavar="BETA",
                    help="keep an EMA of G's weights (e.g. 0.999); grids, metrics, best.pt and samples use it; 0: off")
     p.add_argument("--lr-decay", choices=DECAYS, default=d.lr_decay,

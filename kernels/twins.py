@@ -262,8 +262,8 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     else:  # dW1 = [real; x]^T g, each part where it lives
         torch.bmm(real.transpose(1, 2), g[:, :G], out=dw1)
         dw1.baddbmm_(x.transpose(1, 2), g[:, G:])
-    if r1 is not None:
-        gamma = _runs(op, "r1", r1, (), R)
+    gamma = None if r1 is None else _runs(op, "r1", r1, (), R)
+    if gamma is not None and gamma.any():  # all zero (lazy R1's other steps): nothing to add, nothing computed
         _r1_grads(op, h[:, :split], _runs(op, "w1", w1, (K, H), R), w2, gamma, split, dw1, dw2)
 
 

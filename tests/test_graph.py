@@ -65,6 +65,8 @@ def test_graph_matches_eager_on_the_same_batches(device, iters, batch, K, rtol, 
 # Every option of fastgan.recipes at once: two learning rates, cosine decay from iteration 1 to 0
 # at iteration 8, R1 and G's EMA (0.5: it moves visibly in a few steps).
 OPTIONS = Hyper(lr_d=1e-3, lr_g=5e-4, beta1=0.5, r1=1.0, g_ema=0.5, lr_decay="cosine", decay_start=1, target=8)
+# Lazy R1: gamma 3 on D steps 1, 4, 7 (across replays of 2), none between
+LAZY = Hyper(r1=1.0, r1_every=3)
 
 
 @pytest.mark.parametrize("device,iters,batch,K,rtol,atol", PARITY)
@@ -75,13 +77,7 @@ def test_graph_with_every_option_matches_eager(device, iters, batch, K, rtol, at
     images = _images(device)
     graph = GraphTrainer(model.init_params(4, device), None, Batcher(images, batch, seed=0), K, hyper=OPTIONS)
     eager = model.AdamStep(model.init_params(4, device), lr=None, hyper=OPTIONS)
-    for _ in range(iters // K):
-        graph.prepare(K)
-        idx, z = graph.idx.clone(), graph.z.clone()
-        got = graph.run_prepared(K)
-        for i in range(K):
-            want = eager(images[idx[i, 0]], z[i, 0, :batch], z[i, 0, batch:])
-        torch.testing.assert_close(got[0], want, rtol=rtol, atol=atol)
+    _same_batches(graph, eager, images, iters, batch, K, rtol, atol)
     g_state, e_state = graph.state_dict(), eager.state_dict()
     for k in model.SHAPES:
         assert_adam_params_close(g_state["params"][k], e_state["params"][k], steps=iters, name=k)
@@ -96,14 +92,40 @@ def test_graph_with_every_option_matches_eager(device, iters, batch, K, rtol, at
     assert eager.opt_d.param_groups[0]["lr"] == OPTIONS.lrs("D", t).item()
 
 
+def _same_batches(graph, eager, images, iters, batch, K, rtol, atol):
+    """`iters` iterations of both trainers on the graph trainer's batches; the losses compared."""
+    for _ in range(iters // K):
+        graph.prepare(K)
+        idx, z = graph.idx.clone(), graph.z.clone()
+        got = graph.run_prepared(K)
+        for i in range(K):
+            want = eager(images[idx[i, 0]], z[i, 0, :batch], z[i, 0, batch:])
+        torch.testing.assert_close(got[0], want, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("device,iters,batch,K,rtol,atol", PARITY)
+def test_lazy_r1_matches_eager(device, iters, batch, K, rtol, atol):
+    """--r1-every 3: each step's gamma from the per-iteration gamma rows (3 on steps 1, 4, 7, ...,
+    0 between, whatever the replay) against eager's penalty on the same steps."""
+    images = _images(device)
+    graph = GraphTrainer(model.init_params(4, device), None, Batcher(images, batch, seed=0), K, hyper=LAZY)
+    eager = model.AdamStep(model.init_params(4, device), lr=None, hyper=LAZY)
+    _same_batches(graph, eager, images, iters, batch, K, rtol, atol)
+    assert graph.gamma[:K, 0].tolist() == [3.0 if (graph.t - K + i) % 3 == 0 else 0.0 for i in range(K)]
+    g_state, e_state = graph.state_dict(), eager.state_dict()
+    for k in model.SHAPES:
+        assert_adam_params_close(g_state["params"][k], e_state["params"][k], steps=graph.t, name=k)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_runs_with_options_equal_each_run_alone_bitwise(device):
-    """A sweep of a run with every option and a seed run equals each run trained alone, bitwise
-    (the seed run alone has neither the R1 nor the EMA launch variant)."""
+    """A sweep of a run with every option, a seed run and a lazy-R1 run equals each run trained
+    alone, bitwise (the seed run alone has neither the R1 nor the EMA launch variant; in the sweep
+    it has gamma 0, as the lazy run between its R1 steps)."""
     images = _images(device)
-    hypers = [OPTIONS, Hyper()]
-    sweep = GraphTrainer([model.init_params(s, device) for s in range(2)], None,
-                         [Batcher(images, 16, seed=s) for s in range(2)], 2, capture=False, hyper=hypers)
+    hypers = [OPTIONS, Hyper(), LAZY]
+    sweep = GraphTrainer([model.init_params(s, device) for s in range(3)], None,
+                         [Batcher(images, 16, seed=s) for s in range(3)], 2, capture=False, hyper=hypers)
     losses = sweep.advance(2)
     for r, h in enumerate(hypers):
         alone = GraphTrainer(model.init_params(r, device), None, Batcher(images, 16, seed=r), 2, capture=False, hyper=h)

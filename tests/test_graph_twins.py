@@ -10,7 +10,7 @@ Tolerances as test_graph's (both sides IEEE fp32, differing in summation order):
 import pytest
 import torch
 from helpers import assert_adam_params_close
-from test_graph import OPTIONS, _images
+from test_graph import LAZY, OPTIONS, _images
 
 from fastgan import model
 from fastgan.batcher import Batcher
@@ -30,7 +30,7 @@ def _trainer(seeds, hypers, batch=16, K=2, images=None):
                         hyper=hypers[0] if single else hypers, twins=True)
 
 
-@pytest.mark.parametrize("hyper", [Hyper(), OPTIONS], ids=["seed", "every-option"])
+@pytest.mark.parametrize("hyper", [Hyper(), OPTIONS, LAZY], ids=["seed", "every-option", "lazy-r1"])
 @pytest.mark.parametrize("batch", [16, 128])
 def test_twins_match_eager_on_the_same_batches(hyper, batch):
     images = _images("cpu", 600)
@@ -72,7 +72,7 @@ def test_each_run_of_a_sweep_equals_the_run_alone_bitwise(threads):
     process; on 2, spread over 2 processes of one thread each (fastgan.cpu_workers: run 1 in a
     worker, runs 0 and 2 here), which needs MKL's products thread-invariant (conftest sets
     MKL_CBWR as `fastgan train` does)."""
-    hypers = [OPTIONS, Hyper(lr_d=2e-4, lr_g=2e-4, beta1=0.5), Hyper(r1=3.0)]
+    hypers = [OPTIONS, Hyper(lr_d=2e-4, lr_g=2e-4, beta1=0.5), Hyper(r1=3.0, r1_every=2)]
     sweep = _trainer([0, 1, 2], hypers)
     assert (sweep.workers is not None) == (threads > 1)
     losses = torch.cat([sweep.advance(2) for _ in range(2)]).view(2, 3, 4)[-1]

@@ -247,3 +247,27 @@ def test_ema_and_decay_in_the_eager_step():
     for b in batches:
         assert torch.equal(plain(*b), seed(*b))
     assert "ema" not in plain.state_dict() and plain.sample_params() is plain.params
+
+
+def test_lazy_r1_is_the_penalty_times_k_on_every_kth_step():
+    """--r1-every 3 in the eager step: steps 1 and 4 with gamma 3, steps 2 and 3 without, checked
+    against the same four steps chained from AdamSteps of gamma 3 and of no penalty through their
+    state (bitwise: the same operations)."""
+    from fastgan.recipes import Hyper
+
+    torch.manual_seed(2)
+    batches = [(torch.rand(8, 784), torch.rand(8, 100) * 2 - 1, torch.rand(8, 100) * 2 - 1) for _ in range(4)]
+    lazy = model.AdamStep(model.init_params(5, "cpu"), lr=1e-3, hyper=Hyper(r1=0.7, r1_every=3))
+    got = [lazy(*b) for b in batches]
+    state, want = None, []
+    for b, gamma in zip(batches, (2.1, 0.0, 0.0, 2.1)):
+        step = model.AdamStep(model.init_params(5, "cpu"), lr=1e-3, hyper=Hyper(r1=0.7 * 3 if gamma else 0.0))
+        if state is not None:
+            step.load_state_dict(state)
+        want.append(step(*b))
+        state = step.state_dict()
+    assert all(torch.equal(x, y) for x, y in zip(got, want))
+    assert all(torch.equal(lazy.params[k], step.params[k]) for k in model.SHAPES)
+    every = model.AdamStep(model.init_params(5, "cpu"), lr=1e-3, hyper=Hyper(r1=0.7, r1_every=1))
+    plain = model.AdamStep(model.init_params(5, "cpu"), lr=1e-3, hyper=Hyper(r1=0.7))
+    assert all(torch.equal(every(*b), plain(*b)) for b in batches)  # K = 1 is the plain penalty

@@ -43,3 +43,24 @@ def test_a_flag_given_overrides_the_recipe_and_config_json_records_the_values(da
     saved = json.loads((out / "config.json").read_text())
     assert saved["recipe"] == "stable" and saved["r1"] == 10.0 and saved["g_ema"] == RECIPES["stable"]["g_ema"]
     assert "ema" in checkpoint.load(out / "checkpoints" / "0000004.pt")  # the recipe's EMA is kept
+
+
+def test_lazy_r1_gammas_and_their_flags():
+    """Lazy R1 (--r1-every K): gamma K on D steps 1, 1 + K, ..., 0 between; K = 1 is gamma on
+    every step, as float32 gamma (what the trainers read before the option existed); K < 1 or not
+    whole is one line, as a flag and as a sweep key."""
+    from fastgan import sweep
+    from fastgan.errors import FastganError
+
+    steps = torch.arange(1, 10)
+    assert Hyper(r1=2.5, r1_every=4).r1_gammas(steps).tolist() == [10, 0, 0, 0, 10, 0, 0, 0, 10]
+    assert torch.equal(Hyper(r1=0.1).r1_gammas(steps), torch.full((9,), 0.1, dtype=torch.float32))
+    assert Hyper.of(Config(r1=1.0, r1_every=16)).r1_every == 16
+    for bad in (0, -2, 1.5):
+        with pytest.raises(FastganError, match="--r1-every must be a whole number of D steps >= 1"):
+            Config(r1_every=bad, iters=10).validate()
+    assert [r["r1_every"] for r in sweep.parse_sweep("r1_every=1,4")] == [1, 4]
+    for spec, message in (("r1_every=0", "r1_every: 0 is out of range; a whole number of D steps is >= 1"),
+                          ("r1_every=2.5", "'2.5' is not a whole number of D steps")):
+        with pytest.raises(FastganError, match=message):
+            sweep.parse_sweep(spec)
