@@ -11,8 +11,8 @@ bitwise those of the same run trained alone. On a CPU the runs spread over the c
 (fastgan.cpu_workers). R = 1 is an ordinary run.
 
 Per replay of K iterations, outside the graph and with no host sync, a few launches fill the
-static inputs: batch indices, noise, and each step's Adam terms per run (float64 from the step
-number). Per iteration, 10 launches whatever R and the options:
+static inputs: batch indices, noise, and each step's Adam terms and R1 gamma per run (from the
+step number). Per iteration, 10 launches whatever R and the options:
 
   D step   G1, G2 on [z_d; z_g] (G(z_g) for the G step too) | D1 on [real; fake], the real rows
            read through the batch's indices | D's losses and every gradient (with --r1 the R1
@@ -63,10 +63,10 @@ class GraphTrainer:
 
     params, lr, beta1 and batcher are one run's, or lists of R runs' (a sweep: the batchers share
     one images tensor and batch size); beta2 is shared. `hyper` (fastgan.recipes.Hyper, one or R)
-    gives each run's settings instead: its learning rates and decay, R1 and G's EMA. With one run,
-    `params` are its tensors; `run_params(r)` gives run r's. `precision`: the products' input precision for every layer. `twins`: run each
-    launch's CPU twin (kernels.twins; default: on CPU tensors, unless TRITON_INTERPRET=1 asks for
-    the Triton kernels in the interpreter, as the tests do).
+    gives each run's settings instead: learning rates and decay, R1 and G's EMA. One run: `params`
+    are its tensors; `run_params(r)` gives run r's. `precision`: every product's input precision.
+    `twins`: each launch's CPU twin (kernels.twins; default: on CPU tensors, unless
+    TRITON_INTERPRET=1 asks for the Triton kernels in the interpreter, as the tests do).
     """
 
     backend = "graph"  # `--backend fused` is this trainer with capture=False
