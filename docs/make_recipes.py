@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastgan.metrics import atomic_write_text, read_records
+from fastgan.atomic import write_text
+from fastgan.metrics import read_records
 
 DOCS = Path(__file__).resolve().parent
 START, END = "<!-- recipes:start (docs/make_recipes.py) -->", "<!-- recipes:end -->"
@@ -180,7 +181,7 @@ def main(folders, pair=None):
     if START not in text or END not in text:
         sys.exit(f"error: {doc} lacks the markers {START} ... {END}")
     tables = "\n\n".join(f"**{group}**\n\n{table(runs)}" for group, runs in groups.items())
-    atomic_write_text(doc, text[: text.index(START) + len(START)] + "\n" + tables + "\n" + text[text.index(END):])
+    write_text(doc, text[: text.index(START) + len(START)] + "\n" + tables + "\n" + text[text.index(END):])
     plot(groups, DOCS / "recipes.png")
     print(f"wrote {doc} and {DOCS / 'recipes.png'}")
     if pair:
