@@ -9,7 +9,8 @@ fastgan.evaluate). Writes, between the markers in docs/recipes.md, one table per
 (the folder's name) ranked by the distance at their last common measurement (a long run's columns:
 COLUMNS), and docs/recipes.png:
 the Fréchet distance and class KL of every run against iterations (log scale). `--compare SEED_RUNS
-STABLE_RUNS` (comma-separated run folders) prints the README's table instead. With --side-by-side SEED
+STABLE_RUNS` (comma-separated run folders) prints the README's table instead; `--print FOLDER...`
+prints the tables of those folders' runs and writes nothing. With --side-by-side SEED
 STABLE (two run folders): docs/recipes-grids.png, their sample grids at 30,000, 300,000 and
 1,000,000 iterations (those the runs have reached), a row per recipe.
 """
@@ -25,7 +26,7 @@ from fastgan.metrics import read_records
 
 DOCS = Path(__file__).resolve().parent
 START, END = "<!-- recipes:start (docs/make_recipes.py) -->", "<!-- recipes:end -->"
-SETTINGS = ("r1", "g_ema", "lr_d", "lr_g", "beta1", "lr_decay", "decay_start", "seed")
+SETTINGS = ("r1", "r1_every", "g_ema", "lr_d", "lr_g", "beta1", "lr_decay", "decay_start", "seed")
 
 
 def runs_in(folder):
@@ -39,7 +40,7 @@ def runs_in(folder):
 
 def _read(run):
     cfg = json.loads((run / "config.json").read_text())
-    settings = {k: cfg.get(k) for k in SETTINGS}
+    settings = {k: cfg.get(k, 1 if k == "r1_every" else None) for k in SETTINGS}  # runs from before --r1-every: 1
     for k in ("lr_d", "lr_g"):
         settings[k] = cfg["lr"] if settings[k] is None else settings[k]
     return settings, [m for m in read_records(run / "metrics.jsonl") if "fd" in m]
@@ -194,6 +195,9 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["--compare"]:  # --compare SEED_RUN[,SEED_RUN..] STABLE_RUN[,..]: the README's table
         print(compare_table(args[1].split(","), args[2].split(",")))
+        sys.exit(0)
+    if args[:1] == ["--print"]:  # --print FOLDER...: their tables, nothing written
+        print("\n\n".join(table([(g, *r) for g, *r in runs_in(f)]) for f in args[1:]))
         sys.exit(0)
     pair = None
     if "--side-by-side" in args:
