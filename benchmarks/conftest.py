@@ -6,7 +6,9 @@ import platform
 
 import pytest
 
-os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # as `fastgan train` sets it (fastgan.cpu_workers)
+from fastgan.cli import reproducible_products  # noqa: E402  (light: no torch)
+
+reproducible_products()  # as `fastgan train` does, before torch's first product
 import torch  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()

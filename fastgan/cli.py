@@ -2,6 +2,7 @@
 run next) and help that gives each flag's default once."""
 
 import argparse
+import os
 
 # How this process was started: "fastgan" (the installed command), "python -m fastgan" or
 # "python train.py" (a clone's entry); set once by the entry point, read by the messages.
@@ -19,6 +20,14 @@ def command(sub="train"):
     if _prog == "python train.py":
         return "python train.py" if sub == "train" else f"python -m fastgan {sub}"
     return f"{_prog} {sub}"
+
+
+def reproducible_products():
+    """Put MKL in its strict reproducible mode, unless the environment says otherwise: its products
+    then give the same bits on any number of threads, so a CPU sweep's runs can spread over the
+    cores and still equal each run alone (fastgan.cpu_workers). Call it before torch's first
+    product (MKL reads the variable then); this module imports neither torch nor numpy."""
+    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):

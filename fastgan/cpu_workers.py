@@ -12,7 +12,7 @@ v4.6). Threads in one process do not: each torch call hands Python's lock over (
 Bitwise: a run of a sweep equals the run trained alone (on any number of threads) only if the
 matrix products give the same bits on 1 thread as on several. MKL splits the 784-deep sums of D1
 over threads unless its strict reproducible mode is on (`MKL_CBWR=AUTO,STRICT`, which
-`fastgan train` sets before torch loads, at no measured cost). `thread_invariant` checks the
+`fastgan train` sets before torch loads, fastgan.cli.reproducible_products; no measured cost). `thread_invariant` checks the
 iteration's products at the trainer's shapes; where they differ (the mode off, another BLAS) the
 runs go one after another in this process, as before.
 
@@ -108,7 +108,7 @@ def _stop(procs, conns):
     for conn in conns:
         try:
             conn.send(None)
-        except (BrokenPipeError, OSError):
+        except OSError:  # a broken pipe: the worker is gone already
             pass
         conn.close()
     for p in procs:

@@ -143,8 +143,7 @@ class AdamStep:
         """Returns a device tensor [d_loss, d_real_loss, d_fake_loss, g_loss] (no host sync);
         the losses are the BCE terms only (the R1 penalty is not in d_loss)."""
         bce = self.ops.sigmoid_bce_with_logits
-        k = self.hyper.r1_every  # lazy R1: gamma k on D steps 1, 1 + k, ... (self.t steps done), else none
-        r1 = self.hyper.r1 * k if self.t % k == 0 else 0.0
+        r1 = self.hyper.r1 * self.hyper.r1_every if self.hyper.r1_on(self.t + 1) else 0.0  # this step's (lazy R1)
         self._schedule()
         with torch.no_grad():
             fake = self.G(z_d)

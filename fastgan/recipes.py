@@ -61,11 +61,15 @@ class Hyper:
         return cls(cfg.lr_d_or_lr(), cfg.lr_g_or_lr(), cfg.beta1, cfg.r1, cfg.g_ema, cfg.lr_decay, cfg.decay_start,
                    cfg.target_iters(), cfg.r1_every)
 
+    def r1_on(self, steps):
+        """Whether D steps `steps` (t >= 1: an int or a tensor) get the R1 penalty: steps 1, 1 + k,
+        ... (lazy R1 with k = r1_every); every step when k = 1. It weighs gamma * k there."""
+        return (steps - 1) % self.r1_every == 0
+
     def r1_gammas(self, steps):
-        """The R1 gamma of D steps `steps` (a tensor of t >= 1), float32: gamma * k on steps 1, 1 + k,
-        ... (lazy R1 with k = r1_every), else 0; gamma itself on every step when k = 1."""
-        on = (steps - 1) % self.r1_every == 0
-        return torch.where(on, self.r1 * self.r1_every, 0.0).to(torch.float32)
+        """The R1 gamma of D steps `steps` (a tensor), float32, as the Triton trainer reads it:
+        gamma * k where `r1_on`, else 0; gamma itself on every step when k = 1."""
+        return torch.where(self.r1_on(steps), self.r1 * self.r1_every, 0.0).to(torch.float32)
 
     def lr(self, net):
         return self.lr_d if net == "D" else self.lr_g

@@ -5,12 +5,11 @@ Exit codes: 0 done (or stopped by Ctrl-C with a checkpoint), 2 a problem with th
 line), 130 interrupted at once, 143 SIGTERM (checkpointed in the loop; at once outside it)."""
 
 import argparse
-import os
 import signal
 import sys
 import threading
 
-from .cli import Help, command, set_prog
+from .cli import Help, command, reproducible_products, set_prog
 from .errors import FastganError  # light: errors, interrupt and cli import neither torch nor numpy
 from .interrupt import SIGNALS, Interrupted, SigTerm, Terminated, raise_sigterm
 
@@ -133,9 +132,7 @@ def main(argv=None, prog=None):
     """`fastgan train ARGV`; `prog` names the command the user ran (for the help and the messages)."""
     if prog is not None:
         set_prog(prog)
-    # MKL's products give the same bits on any number of threads (set before torch's first product):
-    # a CPU sweep's runs then spread over the cores and still equal each run alone (fastgan.cpu_workers).
-    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+    reproducible_products()
     try:
         train, cfg = _load(argv)
         _train(train, cfg)
