@@ -15,7 +15,7 @@ from .model import H_DIM, X_DIM, Z_DIM, nets
 ONE_SLOT = {"D": 1, "G": 1, "log": 1, "pre": 1, "pre_g": 1, "dhG": 1}
 
 
-def partials(batch, device, x_dim=X_DIM):
+def partials(batch, device, x_dim=X_DIM, h_dim=H_DIM):
     """The slots of the split sums the launch configs need at this batch and image size:
     per network its gradient slots (kernels.linear_act's split-M backward, kernels.d_grad's
     row chunks: the largest split among its launches), the logged losses' (the larger row split
@@ -25,7 +25,7 @@ def partials(batch, device, x_dim=X_DIM):
     from .kernels.d_input_grad import input_grad_partials
     from .kernels.linear_act import dw_partials, dx_partials, forward_partials
 
-    B, X, H = batch, x_dim, H_DIM
+    B, X, H = batch, x_dim, h_dim
     return {
         "D": d_grad_partials(device, 2 * B, H, X),
         "G": max(dw_partials(device, B, X, H, "dx+dw"), dw_partials(device, B, H, Z_DIM, "dw")),
@@ -36,15 +36,16 @@ def partials(batch, device, x_dim=X_DIM):
     }
 
 
-def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM, slots=None):
+def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM, slots=None, h_dim=H_DIM):
     """Every device buffer of a GraphTrainer of R runs at batch B replaying K iterations (with G's
-    EMA weights, with the R1 penalty's gammas) for images of x_dim values, as (attribute, net or
+    EMA weights, with the R1 penalty's gammas) for images of x_dim values and hidden layers h_dim
+    wide, as (attribute, net or
     None, shape, dtype): `GraphTrainer.__init__` allocates exactly these and `bytes_per_run` sums
     them (the images are shared, not counted). `slots`: `partials`' (default) or ONE_SLOT."""
-    f32, H, X = torch.float32, H_DIM, x_dim
-    slots = slots or partials(B, device, X)
+    f32, H, X = torch.float32, h_dim, x_dim
+    slots = slots or partials(B, device, X, H)
     table = []
-    for net, shapes in nets(X).items():
+    for net, shapes in nets(X, H).items():
         n = sum(torch.Size(s).numel() for s in shapes.values())
         table += [("flat", net, (R, n), f32),  # parameters, each run's contiguous
                   ("grad_flat", net, (slots[net], R, n), f32),  # split-M partial sums; Adam adds them in order
@@ -75,7 +76,7 @@ def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM, slots=None):
     if R > 1:
         table.append(("z_draw", None, (K, 2 * B, Z_DIM), f32))  # one run's noise, drawn contiguous, then placed
     if ema:
-        table.append(("ema_flat", None, (R, sum(torch.Size(s).numel() for s in nets(X)["G"].values())), f32))
+        table.append(("ema_flat", None, (R, sum(torch.Size(s).numel() for s in nets(X, H)["G"].values())), f32))
     if r1:
         # Per iteration and run, the D step's R1 gamma (0: none that step; lazy R1: gamma k every k-th),
         # rows padded to 16 bytes like hyper's: one specialization of d_grad for every iteration.
@@ -93,11 +94,11 @@ def flat_views(flat, shapes):
     return views
 
 
-def bytes_per_run(batch, iters_per_replay, device="cpu", ema=True, r1=True, x_dim=X_DIM, slots=None):
+def bytes_per_run(batch, iters_per_replay, device="cpu", ema=True, r1=True, x_dim=X_DIM, slots=None, h_dim=H_DIM):
     """Device memory one run of a trainer holds: every buffer of `buffer_table` for one run
     (by default with the EMA and R1 buffers: the most a run can need)."""
     return sum(torch.Size(shape).numel() * dtype.itemsize for _, _, shape, dtype in
-               buffer_table(1, batch, iters_per_replay, torch.device(device), ema, r1, x_dim, slots))
+               buffer_table(1, batch, iters_per_replay, torch.device(device), ema, r1, x_dim, slots, h_dim))
 
 
 def free_bytes(device):
@@ -106,15 +107,15 @@ def free_bytes(device):
     return host_free_bytes()
 
 
-def check_fit(n_images, image, batch, iters_per_replay, device, runs=1, eager=False, headroom=0.8):
+def check_fit(n_images, image, batch, iters_per_replay, device, runs=1, eager=False, headroom=0.8, hidden=H_DIM):
     """One line if the data is smaller than a batch, or `runs` runs for these C x S x S images
-    and the images themselves would not fit in `headroom` of the device's free memory (the rest
+    (and hidden layers `hidden` wide) and the images themselves would not fit in `headroom` of the device's free memory (the rest
     for the CUDA graph and torch). Checked before the data is on the device."""
     if n_images < batch:
         raise FastganError(f"the data has {n_images:,} images, fewer than one batch (--batch-size {batch}); "
                            "lower --batch-size or add images")
     X = math.prod(image)
-    per_run = bytes_per_run(batch, iters_per_replay, device, x_dim=X, slots=ONE_SLOT if eager else None)
+    per_run = bytes_per_run(batch, iters_per_replay, device, x_dim=X, slots=ONE_SLOT if eager else None, h_dim=hidden)
     data, have = 4 * n_images * X, free_bytes(device)
     if runs * per_run + data <= headroom * have:
         return
@@ -127,4 +128,4 @@ def check_fit(n_images, image, batch, iters_per_replay, device, runs=1, eager=Fa
                            "--iters-per-replay (each run holds that many iterations of noise)")
     raise FastganError(f"{s}x{s} {'RGB' if c == 3 else 'grey'} images need about {need:.1f} GiB for the model, its "
                        f"optimiser state, one batch's activations and the data, and {have / 2**30:.1f} GiB is free on "
-                       f"{device}: lower --image-size (or --batch-size)")
+                       f"{device}: lower --image-size (or --batch-size, or --hidden)")

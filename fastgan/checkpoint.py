@@ -14,7 +14,7 @@ from .model import (  # noqa: F401  (MOMENTS, run_state, read_adam, g_weights: t
     ARCH,
     D_SHAPES,
     G_SHAPES,
-    H_DIM,
+    MAX_HIDDEN,
     MOMENTS,
     Z_DIM,
     arch,
@@ -68,11 +68,11 @@ def load(path):
     a = state.get("arch")
     if not _known_arch(a):
         raise FastganError(f"checkpoint {path} is for architecture {a}, this fastgan trains {ARCH} (x_dim: any "
-                           "C x S x S image, with its image shape)")
-    x_dim = a["x_dim"]
-    tables = [("parameter", state.get("params", {}), shapes(x_dim))]
+                           f"C x S x S image, with its image shape; h_dim: 1..{MAX_HIDDEN})")
+    x_dim, h_dim = a["x_dim"], a["h_dim"]
+    tables = [("parameter", state.get("params", {}), shapes(x_dim, h_dim))]
     if "ema" in state:  # G's EMA weights (--g-ema)
-        tables.append(("EMA weight", state["ema"] if isinstance(state["ema"], dict) else {}, g_shapes(x_dim)))
+        tables.append(("EMA weight", state["ema"] if isinstance(state["ema"], dict) else {}, g_shapes(x_dim, h_dim)))
     for what, tensors, want in tables:
         for name, shape in want.items():
             t = tensors.get(name)
@@ -86,19 +86,28 @@ def load(path):
 
 
 def _known_arch(a):
-    """The seed's MLP for MNIST (ARCH) or for other C x S x S images (fastgan.model.arch)."""
-    if not isinstance(a, dict) or a.get("z_dim") != Z_DIM or a.get("h_dim") != H_DIM:
+    """The seed's MLP for MNIST (ARCH) or for other C x S x S images, of any hidden width
+    (fastgan.model.arch)."""
+    if not isinstance(a, dict) or a.get("z_dim") != Z_DIM:
+        return False
+    h = a.get("h_dim")
+    if not isinstance(h, int) or isinstance(h, bool) or not 1 <= h <= MAX_HIDDEN:
         return False
     image = a.get("image")
     if image is None:
-        return a == ARCH
+        return a == arch(h_dim=h)
     return (set(a) == {"z_dim", "h_dim", "x_dim", "image"} and isinstance(image, list) and len(image) == 3
-            and all(isinstance(v, int) and v > 0 for v in image) and a == arch(tuple(image)))
+            and all(isinstance(v, int) and v > 0 for v in image) and a == arch(tuple(image), h))
 
 
 def image_shape(state):
     """(C, S, S) of the images a loaded checkpoint's G draws."""
     return image_of(state["arch"])
+
+
+def hidden(state):
+    """The hidden width of a loaded checkpoint's networks."""
+    return state["arch"]["h_dim"]
 
 
 def check_resumable(path, state):
@@ -110,7 +119,7 @@ def check_resumable(path, state):
     if not isinstance(state.get("iter"), int) or state["iter"] < 0:
         raise missing("its iteration number")
     adam = state.get("adam")
-    want = shapes(state["arch"]["x_dim"])
+    want = shapes(state["arch"]["x_dim"], hidden(state))
     for net, names in NETS.items():
         s = adam.get(net) if isinstance(adam, dict) else None
         if not isinstance(s, dict) or "step" not in s:

@@ -10,6 +10,7 @@ from typing import Optional
 
 from .data import DATASETS
 from .errors import FastganError
+from .model import H_DIM, MAX_HIDDEN
 from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, RECIPES, SEED
 
 DEVICES = ("auto", "cuda", "cpu")
@@ -23,6 +24,7 @@ MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 class Config:
     iters: Optional[int] = None  # None: DEFAULT_ITERS, or a resumed run's own target
     batch_size: int = 128
+    hidden: int = H_DIM  # G's and D's hidden width (the seed's 128)
     lr: float = SEED["lr"]
     beta1: float = SEED["beta1"]
     seed: int = 0
@@ -85,6 +87,8 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise FastganError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not isinstance(self.hidden, int) or not 1 <= self.hidden <= MAX_HIDDEN:
+            raise FastganError(f"--hidden must be a width of 1..{MAX_HIDDEN} units (the seed's: {H_DIM}), got {self.hidden!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise FastganError(f"--seed must be an integer in 0..{MAX_SEED} (2**63 - 1), got {self.seed!r}")
         if not (math.isfinite(self.lr) and 0 < self.lr <= 1):

@@ -33,11 +33,11 @@ from .kernels import twins
 from .model import H_DIM, Z_DIM
 
 
-def processes(R, B, X):
-    """How many processes a CPU trainer of R runs at batch B on X pixels spreads over (1: this
-    one alone): one per thread torch may use, if its products are thread-invariant."""
+def processes(R, B, X, H=H_DIM):
+    """How many processes a CPU trainer of R runs at batch B on X pixels (hidden width H) spreads
+    over (1: this one alone): one per thread torch may use, if its products are thread-invariant."""
     W = min(R, torch.get_num_threads())
-    if W < 2 or "fork" not in multiprocessing.get_all_start_methods() or not thread_invariant(B, X, W):
+    if W < 2 or "fork" not in multiprocessing.get_all_start_methods() or not thread_invariant(B, X, W, H):
         return 1
     return W
 
@@ -50,12 +50,12 @@ def shared_zeros(shape, dtype=torch.float32, device=None):
     return torch.frombuffer(mmap.mmap(-1, n), dtype=torch.uint8).view(dtype).view(shape)
 
 
-def thread_invariant(B, X, threads):
-    """Whether the iteration's matrix products (the twins' bmm calls at batch B and X pixels, each
-    layout the twins use) give the same bits on one thread as on `threads`."""
+def thread_invariant(B, X, threads, H=H_DIM):
+    """Whether the iteration's matrix products (the twins' bmm calls at batch B, X pixels and
+    hidden width H, each layout the twins use) give the same bits on one thread as on `threads`."""
     gen = torch.Generator().manual_seed(0)
-    shapes = [(2 * B, Z_DIM, H_DIM), (2 * B, H_DIM, X), (2 * B, X, H_DIM), (B, X, H_DIM), (B, H_DIM, X),
-              (X, 2 * B, H_DIM), (H_DIM, B, X), (Z_DIM, B, H_DIM), (H_DIM, 2 * B, H_DIM)]
+    shapes = [(2 * B, Z_DIM, H), (2 * B, H, X), (2 * B, X, H), (B, X, H), (B, H, X),
+              (X, 2 * B, H), (H, B, X), (Z_DIM, B, H), (H, 2 * B, H)]
     before = torch.get_num_threads()
     try:
         for M, K, N in shapes:

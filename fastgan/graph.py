@@ -41,7 +41,7 @@ from .kernels import ACT_RELU, ACT_SIGMOID, adam_terms
 from .kernels import twins as cpu_twins
 from .kernels._checks import INTERPRETED
 from .kernels.shared import PRECISIONS
-from .model import TORCH_OPS, nets
+from .model import TORCH_OPS, hidden_of, nets
 from .recipes import ADAM_BETAS, ADAM_EPS, Hyper
 
 
@@ -81,27 +81,27 @@ class GraphTrainer:
             hyper = [Hyper(lr_r, lr_r, b1) for lr_r, b1 in zip(_per_run(lr, R, "lr"), _per_run(betas[0], R, "beta1"))]
         self.hypers = _per_run(hyper, R, "hyper")
         self.beta1s, self.beta2 = [h.beta1 for h in self.hypers], betas[1]
-        self.ema = any(h.g_ema for h in self.hypers)  # G's EMA weights kept (for the runs with g_ema > 0)
-        self.r1 = any(h.r1 for h in self.hypers)  # the R1 penalty in D's gradient launch
+        self.ema, self.r1 = any(h.g_ema for h in self.hypers), any(h.r1 for h in self.hypers)  # G's EMA kept; R1 in d_grad
         images, B = self.batchers[0].images, self.batchers[0].batch_size
         device = images.device
-        if any(b.images is not images or b.batch_size != B for b in self.batchers):
-            raise ValueError("the runs of one trainer share one images tensor and one batch size")
+        X, H = images.shape[1], hidden_of(run_params[0])
+        if any(b.images is not images or b.batch_size != B for b in self.batchers) or {hidden_of(p) for p in run_params} != {H}:
+            raise ValueError("the runs of one trainer share one images tensor, one batch size and one hidden width")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.R, self.B, self.K, self.images, self.precision = R, B, iters_per_replay, images, precision
-        self.nets = nets(images.shape[1])  # net -> its parameters' shapes, for these images' size
+        self.nets = nets(X, H)  # net -> its parameters' shapes, for these images' size and this width
         self.capture = device.type == "cuda" if capture is None else capture
         self.twins = device.type == "cpu" and not INTERPRETED if twins is None else twins
         self.L, self.ops = (cpu_twins, TORCH_OPS) if self.twins else (kernels, kernels.OPS)  # the launches; G's forward
         self.chunk = iters_per_replay if self.capture else None  # a captured graph replays K iterations; else any n <= K
 
         self.flat, self.grad_flat, self.m_flat, self.v_flat = {}, {}, {}, {}  # net -> buffer (buffer_table)
-        self.hD = self.hD_pre = self.hDg = self.hDg_pre = self.z_draw = self.ema_flat = self.gamma = None  # those the table leaves out stay None
+        self.hD = self.hD_pre = self.hDg = self.hDg_pre = self.z_draw = self.ema_flat = self.gamma = None  # unless in the table
         slots = ONE_SLOT if self.twins else None  # a twin writes whole sums
-        spread = cpu_workers.processes(R, B, images.shape[1]) if self.twins else 1  # processes the runs share
+        spread = cpu_workers.processes(R, B, X, H) if self.twins else 1  # processes the runs share
         zeros = cpu_workers.shared_zeros if spread > 1 else torch.zeros
-        for attr, net, shape, dtype in buffer_table(R, B, self.K, device, self.ema, self.r1, images.shape[1], slots):
+        for attr, net, shape, dtype in buffer_table(R, B, self.K, device, self.ema, self.r1, X, slots, H):
             buffer = zeros(shape, dtype=dtype, device=device)
             if net is None:
                 setattr(self, attr, buffer)

@@ -41,7 +41,7 @@ def train_runs(cfg, members, log, show_progress):
         f"{runs[0].out if R == 1 else f'{R} run folders'}")
 
     def snapshot(r, it):
-        return {"iter": it, "arch": arch(image), **trainer.state_dict(r), "sampler": trainer.batchers[r].state_dict(),
+        return {"iter": it, "arch": arch(image, runs[r].cfg.hidden), **trainer.state_dict(r), "sampler": trainer.batchers[r].state_dict(),
                 "config": runs[r].cfg.to_dict()}
 
     def sample(it):

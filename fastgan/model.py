@@ -4,6 +4,8 @@ G: z(100) -> 128 ReLU -> 784 sigmoid.  D: x(784) -> 128 ReLU -> 1 logit.
 Weights are stored (in, out) like the seed and drawn N(0, 1/sqrt(in/2)); biases are zero.
 Other images (fastgan.images): the same MLP with X = C * S * S inputs and outputs for C x S x S
 images, flattened channels first; MNIST's X = 784 = 1 x 28 x 28 is the default everywhere.
+Other widths (--hidden H): G's and D's hidden layers H wide instead of 128 (H_DIM, the default
+everywhere: the seed's model is unchanged).
 
 The forward functions take an `ops` namespace (linear, linear_relu, linear_sigmoid,
 sigmoid_bce_with_logits) so the same model runs on plain PyTorch (`TORCH_OPS`) or on the
@@ -19,41 +21,48 @@ import torch.nn.functional as F
 from .recipes import ADAM_BETAS, ADAM_EPS, Hyper
 
 Z_DIM, H_DIM, X_DIM = 100, 128, 784
+MAX_HIDDEN = 4096  # --hidden's largest width (every backend trains 1..MAX_HIDDEN)
 
 IMAGE = (1, 28, 28)  # MNIST's channels, height, width
 
 
-def g_shapes(x_dim=X_DIM):
-    return {"G_W1": (Z_DIM, H_DIM), "G_b1": (H_DIM,), "G_W2": (H_DIM, x_dim), "G_b2": (x_dim,)}
+def g_shapes(x_dim=X_DIM, h_dim=H_DIM):
+    return {"G_W1": (Z_DIM, h_dim), "G_b1": (h_dim,), "G_W2": (h_dim, x_dim), "G_b2": (x_dim,)}
 
 
-def d_shapes(x_dim=X_DIM):
-    return {"D_W1": (x_dim, H_DIM), "D_b1": (H_DIM,), "D_W2": (H_DIM, 1), "D_b2": (1,)}
+def d_shapes(x_dim=X_DIM, h_dim=H_DIM):
+    return {"D_W1": (x_dim, h_dim), "D_b1": (h_dim,), "D_W2": (h_dim, 1), "D_b2": (1,)}
 
 
-def nets(x_dim=X_DIM):
-    """net -> its parameters' shapes, for images of x_dim values."""
-    return {"G": g_shapes(x_dim), "D": d_shapes(x_dim)}
+def nets(x_dim=X_DIM, h_dim=H_DIM):
+    """net -> its parameters' shapes, for images of x_dim values and hidden layers h_dim wide."""
+    return {"G": g_shapes(x_dim, h_dim), "D": d_shapes(x_dim, h_dim)}
 
 
-def shapes(x_dim=X_DIM):
-    return {**g_shapes(x_dim), **d_shapes(x_dim)}
+def shapes(x_dim=X_DIM, h_dim=H_DIM):
+    return {**g_shapes(x_dim, h_dim), **d_shapes(x_dim, h_dim)}
 
 
-G_SHAPES, D_SHAPES, SHAPES = g_shapes(), d_shapes(), shapes()  # MNIST's; every size has these names
+G_SHAPES, D_SHAPES, SHAPES = g_shapes(), d_shapes(), shapes()  # the seed's; every size has these names
 ARCH = {"z_dim": Z_DIM, "h_dim": H_DIM, "x_dim": X_DIM}
 
 
-def arch(image=IMAGE):
-    """A checkpoint's architecture entry for C x S x S images: MNIST's is ARCH (as ever); any
-    other also names the image shape."""
+def arch(image=IMAGE, h_dim=H_DIM):
+    """A checkpoint's architecture entry for C x S x S images and hidden layers h_dim wide:
+    the seed's is ARCH (as ever); other images also name the image shape."""
     c, h, w = image
-    return dict(ARCH) if tuple(image) == IMAGE else {**ARCH, "x_dim": c * h * w, "image": [c, h, w]}
+    entry = {**ARCH, "h_dim": h_dim}
+    return entry if tuple(image) == IMAGE else {**entry, "x_dim": c * h * w, "image": [c, h, w]}
 
 
 def image_of(arch_entry):
     """(C, S, S) from an architecture entry (ARCH: MNIST's)."""
     return tuple(arch_entry.get("image", IMAGE))
+
+
+def hidden_of(params):
+    """The hidden width of a run's parameters (name -> tensor, as init_params draws them)."""
+    return params["G_W1"].shape[-1]
 
 
 def _bce_with_logits(logits, target):
@@ -71,11 +80,11 @@ TORCH_OPS = SimpleNamespace(
 )
 
 
-def init_params(seed, device, x_dim=X_DIM):
+def init_params(seed, device, x_dim=X_DIM, h_dim=H_DIM):
     """The seed's init, drawn on the CPU from `seed` so every device starts identically."""
     gen = torch.Generator().manual_seed(seed)
     params = {}
-    for name, shape in shapes(x_dim).items():
+    for name, shape in shapes(x_dim, h_dim).items():
         if len(shape) == 2:
             std = 1.0 / math.sqrt(shape[0] / 2.0)
             t = torch.randn(shape, generator=gen) * std

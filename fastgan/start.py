@@ -7,6 +7,7 @@ import torch
 from .backends import RunInit, make_trainer, pick_backend, pick_device
 from .batcher import Batcher, images_to_tensor
 from .buffers import check_fit
+from .checkpoint import hidden as checkpoint_hidden
 from .checkpoint import image_shape as checkpoint_image
 from .data import load_images
 from .errors import FastganError
@@ -33,7 +34,8 @@ def start_runs(cfg, members, log):
                                                              " (one per core; --threads to change)"))
 
     def fits(n_images, image):
-        check_fit(n_images, image, cfg.batch_size, cfg.iters_per_replay, device, len(members), backend == "eager")
+        check_fit(n_images, image, cfg.batch_size, cfg.iters_per_replay, device, len(members), backend == "eager",
+                  hidden=cfg.hidden)
 
     data, image = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, log, check=fits)
     images = images_to_tensor(data["train_images"], device)
@@ -42,8 +44,11 @@ def start_runs(cfg, members, log):
         if run.state is not None and checkpoint_image(run.state) != image:
             raise FastganError(f"the checkpoint draws {image_name(checkpoint_image(run.state))} images and the data is "
                                f"{image_name(image)}: resume it on the data it was trained on")
+        if run.state is not None and checkpoint_hidden(run.state) != run.cfg.hidden:
+            raise FastganError(f"the checkpoint's networks are {checkpoint_hidden(run.state)} units wide, not --hidden "
+                               f"{run.cfg.hidden}: resume it without --hidden")
     X = images.shape[1]
-    inits = [RunInit(init_params(r.cfg.seed, device, X), Hyper.of(r.cfg), Batcher(images, cfg.batch_size, r.cfg.seed))
-             for r in runs]
+    inits = [RunInit(init_params(r.cfg.seed, device, X, r.cfg.hidden), Hyper.of(r.cfg),
+                     Batcher(images, cfg.batch_size, r.cfg.seed)) for r in runs]
     trainer = make_trainer(backend, inits, cfg, device, log)
     return device, data, image, runs, trainer, load_states(trainer, [r.state for r in runs])

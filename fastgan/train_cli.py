@@ -28,6 +28,8 @@ def _parser():
                    help=f"target iteration (one D step + one G step each); default {DEFAULT_ITERS:,}, "
                         "or with --resume the run's own target")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="B: B real and B generated images per D step, B generated per G step")
+    p.add_argument("--hidden", type=int, default=d.hidden, metavar="H",
+                   help="G's and D's hidden width (the seed's: 128; e.g. 512 for a wider model)")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of both networks")
     p.add_argument("--beta1", type=float, default=d.beta1, help="Adam beta1 of both networks")
     p.add_argument("--recipe", choices=tuple(RECIPES), default=d.recipe,

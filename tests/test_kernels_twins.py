@@ -32,7 +32,7 @@ def _each_run(runs, fn):
 
 
 @pytest.mark.parametrize("runs", [(), (3,)], ids=["one-run", "three-runs"])
-@pytest.mark.parametrize("M,K,N", [(1, 7, 33), (33, 129, 7), (129, 785, 128)])
+@pytest.mark.parametrize("M,K,N", [(1, 7, 33), (33, 129, 7), (129, 785, 128), (17, 1024, 65)])
 @pytest.mark.parametrize("act", ACTS)
 def test_forward_matches_float64(runs, M, K, N, act):
     x, w, b = torch.randn(*runs, M, K), torch.randn(*runs, K, N) / K**0.5, torch.randn(*runs, N)
@@ -64,7 +64,7 @@ def test_forward_gathers_real_rows_and_writes_raw_slots(runs):
 
 
 @pytest.mark.parametrize("runs", [(), (3,)], ids=["one-run", "three-runs"])
-@pytest.mark.parametrize("M,K,N", [(1, 7, 33), (33, 129, 7), (129, 785, 128)])
+@pytest.mark.parametrize("M,K,N", [(1, 7, 33), (33, 129, 7), (129, 785, 128), (17, 1024, 65)])
 @pytest.mark.parametrize("act", ACTS)
 def test_backward_matches_float64(runs, M, K, N, act):
     x, w, b = torch.randn(*runs, M, K), torch.randn(*runs, K, N) / K**0.5, torch.randn(*runs, N)
@@ -103,7 +103,8 @@ def _d_outputs(slots, K, H, runs=()):
     return [_poisoned(slots, *runs, *s) for s in ((3,), (K, H), (H,), (H, 1), (1,))]
 
 
-@pytest.mark.parametrize("M,H,K,split", [(2, 7, 33, 1), (33, 128, 785, 17), (129, 33, 100, 64), (256, 128, 784, 128)])
+@pytest.mark.parametrize("M,H,K,split", [(2, 7, 33, 1), (33, 128, 785, 17), (129, 33, 100, 64), (256, 128, 784, 128),
+                                         (33, 300, 65, 17), (17, 1024, 33, 4)])  # and wider than the kernels' one block
 def test_d_grad_matches_float64(M, H, K, split):
     x, _, _, w2, b2, h = d_inputs(M, H, K, "cpu")
     got = _d_outputs(2, K, H)
@@ -141,7 +142,7 @@ def test_d_grad_gathers_real_rows_finishes_d1_slots_and_adds_r1_per_run():
         torch.testing.assert_close(got[0][0, r].double(), want["losses"], rtol=1e-5, atol=0)
 
 
-@pytest.mark.parametrize("M,H,K", [(1, 7, 33), (33, 128, 785), (128, 128, 784)])
+@pytest.mark.parametrize("M,H,K", [(1, 7, 33), (33, 128, 785), (128, 128, 784), (7, 300, 65), (17, 1024, 33)])
 @pytest.mark.parametrize("t", [1.0, 0.0])
 def test_d_input_grad_matches_float64(M, H, K, t):
     _, w1, _, w2, b2, h = d_inputs(M, H, K, "cpu")

@@ -382,3 +382,47 @@ def test_non_utf8_out_is_one_line(capsys, tmp_path):
     assert code == 2 and err.startswith("error: --out ") and err.endswith("is not valid UTF-8 (TensorBoard and the "
                                                                           "metrics need it); pick another name")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("backend", ["eager", "fused"])
+def test_a_wider_model_trains_resumes_exactly_and_loads(data_dir, tmp_path, capsys, backend):
+    """--hidden 48: the checkpoint's architecture and every shape say 48; a resume (which needs
+    no --hidden) equals the unbroken run bitwise; another width on resume is one line;
+    fastgan.load draws from it; the run moves to the other backend through its checkpoint."""
+    options = dict(r1=1.0, g_ema=0.9, lr_g=5e-4)  # no decay: its end is the run's target, which the resume moves
+    one = _train(_cfg(data_dir, tmp_path / "one", iters=20, hidden=48, backend=backend, **options))
+    _train(_cfg(data_dir, tmp_path / "two", iters=10, hidden=48, backend=backend, **options))
+    two = _train(Config(resume=str(tmp_path / "two"), iters=20))
+    a, b = (checkpoint.load(r / "checkpoints" / "0000020.pt") for r in (one, two))
+    assert a["arch"] == {"z_dim": 100, "h_dim": 48, "x_dim": 784} and a["config"]["hidden"] == 48
+    assert a["params"]["D_W1"].shape == (784, 48) and a["ema"]["G_W2"].shape == (48, 784)
+    assert all(torch.equal(a["params"][k], b["params"][k]) for k in a["params"])
+    code, err = _cli(capsys, "--resume", str(two), "--iters", "30", "--hidden", "64")
+    assert code == 2 and err.startswith("error: --hidden 64 differs from the run's 48: a resume keeps")
+    other = "fused" if backend == "eager" else "eager"
+    _train(Config(resume=str(two), iters=25, backend=other))
+    assert checkpoint.load(two / "checkpoints" / "0000025.pt")["params"]["G_W1"].shape == (100, 48)
+    import fastgan
+
+    g = fastgan.load(one)
+    assert g.G_W1.shape == (100, 48) and g.sample(3).shape == (3, 1, 28, 28)
+
+
+def test_a_checkpoint_of_another_width_than_its_sweep_is_one_line(data_dir, tmp_path, capsys):
+    """A sweep's runs resume at the width in its sweep.json; a checkpoint of another width (an
+    edited sweep.json) is refused in one line, not a shape error deep in the trainer."""
+    out = tmp_path / "sw"
+    assert train_cli.main(_cli_run(data_dir, out, "--iters", "5", "--hidden", "24", "--seeds", "0-1")) == 0
+    spec = json.loads((out / "sweep.json").read_text())
+    assert spec["shared"]["hidden"] == 24
+    spec["shared"]["hidden"] = 32
+    (out / "sweep.json").write_text(json.dumps(spec))
+    capsys.readouterr()
+    code, err = _cli(capsys, "--resume", str(out), "--iters", "10")
+    assert code == 2 and err == "error: the checkpoint's networks are 24 units wide, not --hidden 32: resume it without --hidden"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "4097"])
+def test_bad_hidden_width_is_one_line(capsys, value):
+    code, err = _cli(capsys, "--hidden", value)
+    assert code == 2 and err == f"error: --hidden must be a width of 1..4096 units (the seed's: 128), got {value}"
