@@ -48,12 +48,13 @@ ITERS = 4  # graph iterations recorded: enough to see a per-iteration alignment 
 OPTIONS = Hyper(r1=1.0, g_ema=0.999, lr_decay="cosine")  # --options: every launch variant of fastgan.recipes
 
 
-def backend_launches(backend, batch, runs=1, precision="ieee", options=False, x_dim=model.X_DIM):
+def backend_launches(backend, batch, runs=1, precision="ieee", options=False, x_dim=model.X_DIM, hidden=model.H_DIM):
     """The launches of `ITERS` iterations (graph, `runs` GANs at once, products in `precision`,
-    with R1 and G's EMA if `options`, on images of x_dim values) or one (ops), per iteration."""
+    with R1 and G's EMA if `options`, on images of x_dim values, hidden layers `hidden` wide) or
+    one (ops), per iteration."""
     torch.manual_seed(0)
     images = torch.rand(max(batch, 64), x_dim)
-    params = model.init_params(0, "cpu", x_dim)
+    params = model.init_params(0, "cpu", x_dim, hidden)
     hyper = OPTIONS if options else Hyper()
     with aot.record() as launches:
         if backend == "graph":
@@ -61,7 +62,7 @@ def backend_launches(backend, batch, runs=1, precision="ieee", options=False, x_
                 trainer = GraphTrainer(params, None, Batcher(images, batch, seed=0), ITERS, capture=False,
                                        precision=precision, hyper=hyper, twins=False)  # the Triton launches, recorded
             else:
-                trainer = GraphTrainer([model.init_params(r, "cpu", x_dim) for r in range(runs)], None,
+                trainer = GraphTrainer([model.init_params(r, "cpu", x_dim, hidden) for r in range(runs)], None,
                                        [Batcher(images, batch, seed=r) for r in range(runs)], ITERS, capture=False,
                                        precision=precision, hyper=[hyper] * runs, twins=False)
             trainer.advance(ITERS)
@@ -98,21 +99,21 @@ def _describe(launch):
 
 
 def report(archs=(90,), batches=BATCHES, backends=BACKENDS, runs=(1,), precisions=("ieee",), progress=None,
-           options=False, x_dims=(model.X_DIM,)):
-    """One record per (arch, backend, batch, runs, precision, image size, launch of the
-    iteration); the autograd ops (`ops`) train one run in IEEE fp32 only, and never with `options`."""
+           options=False, x_dims=(model.X_DIM,), hiddens=(model.H_DIM,)):
+    """One record per (arch, backend, batch, runs, precision, image size, hidden width, launch of
+    the iteration); the autograd ops (`ops`) train one run in IEEE fp32 only, and never with `options`."""
     compilers = {arch: aot.Compiler(arch) for arch in archs}
     records = []
-    cases = [(b, n, r, p, x) for b in backends for n in batches for r in runs for p in precisions for x in x_dims
-             if b == "graph" or (r == 1 and p == "ieee" and not options)]
-    for backend, batch, n_runs, precision, x_dim in cases:
-        iterations = backend_launches(backend, batch, n_runs, precision, options, x_dim)
+    cases = [(b, n, r, p, x, h) for b in backends for n in batches for r in runs for p in precisions for x in x_dims
+             for h in hiddens if b == "graph" or (r == 1 and p == "ieee" and not options)]
+    for backend, batch, n_runs, precision, x_dim, hidden in cases:
+        iterations = backend_launches(backend, batch, n_runs, precision, options, x_dim, hidden)
         for site, launch in enumerate(iterations[0]):
             shape, blocks, flags = _describe(launch)
             for arch, compiler in compilers.items():
                 rec = {
                     "arch": f"sm_{arch}", "backend": backend, "batch": batch, "runs": n_runs, "precision": precision,
-                    "options": options, "x_dim": x_dim,
+                    "options": options, "x_dim": x_dim, "hidden": hidden,
                     "kernel": launch.name,
                     "shape": shape, "blocks": blocks, "flags": flags, "programs": launch.programs,
                     "variants": len({compiler.key(it[site]) for it in iterations}),
@@ -151,6 +152,7 @@ def main(argv=None):
     p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["ieee"], help="products' precision (graph)")
     p.add_argument("--x-dim", type=int, nargs="+", default=[model.X_DIM],
                    help="values per image (C x S x S): 784 MNIST, 1024 = 32x32 grey, 3072 = 32x32 RGB")
+    p.add_argument("--hidden", type=int, nargs="+", default=[model.H_DIM], help="G's and D's hidden width (--hidden)")
     p.add_argument("--options", action="store_true", help="every run with R1 and G's EMA (their kernel variants)")
     p.add_argument("--table", help="a launch-config table to use before the default (e.g. a tuned card's)")
     p.add_argument("--json", action="store_true", help="print the records as a JSON list")
@@ -162,7 +164,7 @@ def main(argv=None):
         return 2
     with configs.use(args.table) if args.table else contextlib.nullcontext():
         records = report(tuple(args.arch or (90,)), args.batch, args.backend, args.runs, args.precision,
-                         options=args.options, x_dims=tuple(args.x_dim))
+                         options=args.options, x_dims=tuple(args.x_dim), hiddens=tuple(args.hidden))
     text = json.dumps(records, indent=1) if args.json else f"Triton {triton.__version__}\n\n{markdown(records)}"
     if args.out:
         Path(args.out).write_text(text + "\n")
