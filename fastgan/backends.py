@@ -12,7 +12,7 @@ import torch
 
 from . import distributed
 from .errors import FastganError
-from .model import TORCH_OPS, AdamStep, hidden_of
+from .model import TORCH_OPS, AdamStep
 
 RunInit = namedtuple("RunInit", "params hyper batcher")  # hyper: fastgan.recipes.Hyper
 
@@ -111,16 +111,7 @@ def make_trainer(backend, runs, cfg, device, log=print):
     except ImportError as e:
         raise FastganError(f"--backend {backend} needs Triton ({e}); install it or use --backend eager")
     from .graph import GraphTrainer
-    from .kernels._checks import INTERPRETED
-    from .kernels.shared import MAX_H
 
-    H = hidden_of(runs[0].params)
-    if H > MAX_H and (device.type != "cpu" or INTERPRETED):  # on a CPU the twins take any width (GraphTrainer.twins)
-        if cfg.backend != "auto":
-            raise FastganError(f"--backend {backend} on a GPU takes --hidden up to {MAX_H} (D's kernels hold a row's "
-                               f"hidden units in one program); use --backend eager for --hidden {H}")
-        log(f"notice: D's Triton kernels take --hidden up to {MAX_H}; training --hidden {H} with the eager backend")
-        return EagerTrainer(runs)
     trainer = GraphTrainer([r.params for r in runs], None, [r.batcher for r in runs], cfg.iters_per_replay,
                            capture=None if backend == "graph" else False, precision=cfg.precision,
                            hyper=[r.hyper for r in runs])

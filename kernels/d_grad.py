@@ -11,11 +11,15 @@ Fused
   step would launch a loss head (losses, dh, dw2, db2, h written) and D1's weight backward: two
   dependent launches and a round trip of h and dh through memory become one launch.
 
-Grid: (row chunks x row tiles of dW1, runs). A program owns a (BLOCK_K, H) tile of dW1, every
-hidden column, so each row's logit (a dot over all H columns of h) is in the program that
-needs it: every program recomputes its rows' logits (cheap next to the product), and none
-waits on another. x's first G rows may be gathered, images[idx] (D's real batch, read in place,
-as in kernels.linear_act).
+Grid: (row chunks x row tiles of dW1 x column tiles, runs). Up to kernels.shared.WHOLE_H hidden
+units (the seed's 128) there is one column tile: a program owns a (BLOCK_K, H) tile of dW1, every
+hidden column, so each row's logit (a dot over all H columns of h) is in the program that needs
+it: every program recomputes its rows' logits (cheap next to the product), and none waits on
+another. Wider (--hidden), a program owns a (BLOCK_K, H_TILE) tile and finds its rows' logits
+over every column tile (each program reads its rows of h whole: H / H_TILE times the reads of
+one tile's programs); db1 and dw2 are written per column tile, the losses and db2 by tile 0.
+x's first G rows may be gathered, images[idx] (D's real batch, read in place, as in
+kernels.linear_act).
 
 Partial sums (no atomics: deterministic; each run of a sweep equals the run alone bitwise):
 the rows are cut into SPLIT chunks (config; `grad_partials` says how many), and chunk s writes
@@ -38,8 +42,15 @@ needs it) and the logged d_loss stays the BCE terms.
 D's output layer and its gradient (`d_head`), the row chunks (`d_program`, `row_chunk_config`)
 and D1's input checks (`d1_input`) are kernels.shared's, as kernels.d_input_grad uses them too.
 
-Limits: H <= 256 (one block of hidden columns). float32. `precision` as in kernels.linear_act.
-Not yet timed on a GPU: see benchmarks/NOTES.md.
+At a tiled width R1's g = u W1^T sums over every column tile too (`_grad_x`): per real row block
+one (BLOCK_M, BLOCK_K) product per column tile in every program, and in the K-tile-0 programs
+that per K tile as well (dw2's term), so R1's extra work grows as H^2 there: at H = 1,024 and
+batch 128 that is 16 x 2 x 64 x 784 x 1024 x 16 = 26 GFLOP over the tile-0 programs (against
+0.4 GFLOP of D's own products): fine for trying wide models, to be restructured before wide
+R1 runs are fast.
+
+Limits: float32. `precision` as in kernels.linear_act. Compiled for sm_90 without spills at
+H = 64 to 1,024 (tests/test_kernels_compile.py). Not yet timed on a GPU: see benchmarks/NOTES.md.
 """
 
 import triton
@@ -48,16 +59,34 @@ import triton.language as tl
 from ._checks import as_runs, check_devices, check_run_dense, check_runs, check_slots, slots
 from .shared import (
     FP_FUSION,
-    MAX_H,
     check_precision,
     d1_input,
     d_head,
-    d_head_weights,
+    d_hidden,
     d_program,
+    d_tile_weights,
     gathered,
+    hidden_block,
     row_chunk_config,
     row_pointers,
 )
+
+
+@triton.jit
+def _grad_x(h_ptr, b1_ptr, w2_ptr, w1_ptr, rows, real, rk, M, H, K, stride_pres, stride_w2, stride_b1,
+            PRE_PARTS: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+            BLOCK_H: tl.constexpr):
+    """grad_x D = u W1^T on the rows `real` (0 on the others) and the K columns rk at a tiled
+    width, u = w2 [h > 0]: the sum over every column tile of u's tile times W1's (pointers: one run's)."""
+    gx = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+    for c0 in range(0, H, BLOCK_H):
+        c = c0 + tl.arange(0, BLOCK_H)
+        w2c, b1c = d_tile_weights(w2_ptr, b1_ptr, c, H, stride_w2, stride_b1, PRE_PARTS)
+        hc = d_hidden(h_ptr, b1c, rows, c, M, H, stride_pres, PRE_PARTS)
+        uc = tl.where(real[:, None] & (hc > 0), w2c[None, :], 0.0)
+        w1c = tl.load(w1_ptr + rk[:, None] * H + c[None, :], mask=(rk[:, None] < K) & (c < H)[None, :], other=0.0)
+        gx = tl.dot(uc, tl.trans(w1c), gx, input_precision=PRECISION)
+    return gx
 
 
 @triton.jit
@@ -77,6 +106,7 @@ def _d_grad_kernel(
     w1_ptr,  # (R, K, H) D1's weight (only if R1)
     r1_ptr,  # (R,) each run's R1 gamma (only if R1; 0: that run's penalty is off)
     M, H, K, G,
+    n_tiles_h,  # column tiles of the hidden width (1 unless H_TILED)
     split,  # rows [0, split) are part 0 (target t0), [split, M) part 1 (target t1)
     t0, t1,
     stride_xr, stride_xm, stride_im, stride_idxr,  # x's run and row strides, images' row, idx's run
@@ -89,14 +119,17 @@ def _d_grad_kernel(
     GATHER: tl.constexpr,  # the first G rows come from images[idx]
     R1: tl.constexpr,  # add the R1 penalty's gradients (gamma from r1_ptr)
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee", "tf32x3" or "tf32"
+    H_TILED: tl.constexpr,  # H > WHOLE_H: a grid axis of BLOCK_H-wide column tiles (kernels.shared.hidden_block)
     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    # run: one GAN of a sweep; chunk: the slot of every output; rows [m_lo, m_hi), dW1 rows rk
-    run, chunk, tile_k, m_lo, m_hi, cols, rk = d_program(M, K, BLOCK_M, BLOCK_K, BLOCK_H)
+    # run: one GAN of a sweep; chunk: the slot of every output; rows [m_lo, m_hi), dW1 rows rk, columns cols
+    run, chunk, tile_k, tile_h, m_lo, m_hi, cols, rk = d_program(M, K, n_tiles_h, BLOCK_M, BLOCK_K, BLOCK_H)
     h_ptr += run * stride_hr
+    w2_ptr += run * stride_w2r
+    b1_ptr += run * stride_b1r
     cmask = cols < H
-    w2, b1, b2 = d_head_weights(w2_ptr, b1_ptr, b2_ptr, run, cols, H, stride_w2r, stride_w2, stride_b1r, stride_b1,
-                                stride_b2r, PRE_PARTS)
+    w2, b1 = d_tile_weights(w2_ptr, b1_ptr, cols, H, stride_w2, stride_b1, PRE_PARTS)
+    b2 = tl.load(b2_ptr + run * stride_b2r)
     inv0 = 1.0 / split
     inv1 = 1.0 / (M - split)
     dw1 = tl.zeros((BLOCK_K, BLOCK_H), dtype=tl.float32)
@@ -108,12 +141,14 @@ def _d_grad_kernel(
     if R1:
         w1_ptr += run * stride_w1r
         r1_scale = tl.load(r1_ptr + run) * inv0  # gamma / B
-        w1t = tl.load(w1_ptr + rk[:, None] * H + cols[None, :], mask=(rk[:, None] < K) & cmask[None, :], other=0.0)
+        if not H_TILED:
+            w1t = tl.load(w1_ptr + rk[:, None] * H + cols[None, :], mask=(rk[:, None] < K) & cmask[None, :], other=0.0)
     for m0 in range(m_lo, m_hi, BLOCK_M):
         rows = m0 + tl.arange(0, BLOCK_M)
         in0 = rows < split
         h, loss, dlogit, g, rmask = d_head(h_ptr, b1, w2, b2, rows, cols, M, H, stride_pres,
-                                           tl.where(in0, t0, t1), tl.where(in0, inv0, inv1), PRE_PARTS)
+                                           tl.where(in0, t0, t1), tl.where(in0, inv0, inv1), PRE_PARTS,
+                                           b1_ptr, w2_ptr, stride_w2, stride_b1, H_TILED, BLOCK_H)
         src = row_pointers(x_ptr + run * stride_xr, img_ptr, idx_ptr + run * stride_idxr, rows, M, G, stride_xm,
                            stride_im, GATHER)
         xt = tl.load(src[None, :] + rk[:, None], mask=(rk[:, None] < K) & rmask[None, :], other=0.0)
@@ -122,7 +157,11 @@ def _d_grad_kernel(
             if m0 < split:  # a block with real rows: u = w2 [h > 0] on them, 0 elsewhere
                 on = (in0 & rmask)[:, None] & (h > 0)
                 u = tl.where(on, w2[None, :], 0.0)
-                g_t = tl.dot(u, tl.trans(w1t), input_precision=PRECISION)  # (BLOCK_M, BLOCK_K) of grad_x D
+                if H_TILED:
+                    g_t = _grad_x(h_ptr, b1_ptr, w2_ptr, w1_ptr, rows, in0 & rmask, rk, M, H, K, stride_pres, stride_w2,
+                                  stride_b1, PRE_PARTS, PRECISION, BLOCK_M, BLOCK_K, BLOCK_H)
+                else:
+                    g_t = tl.dot(u, tl.trans(w1t), input_precision=PRECISION)  # (BLOCK_M, BLOCK_K) of grad_x D
                 dw1 = tl.dot(tl.trans(g_t), u * r1_scale, dw1, input_precision=PRECISION)
         db1 += tl.sum(g, axis=0)
         dw2 += tl.sum(h * dlogit[:, None], axis=0)
@@ -135,27 +174,33 @@ def _d_grad_kernel(
         if tile_k == 0:  # dw2's R1 term sums g W1 over every K tile: the chunk's real rows again, dW1 stored
             for m0 in range(m_lo, tl.minimum(m_hi, split), BLOCK_M):
                 rows = m0 + tl.arange(0, BLOCK_M)
-                h, _, _, _, rmask = d_head(h_ptr, b1, w2, b2, rows, cols, M, H, stride_pres, t0, inv0, PRE_PARTS)
-                on = (rmask & (rows < split))[:, None] & (h > 0)
+                h = d_hidden(h_ptr, b1, rows, cols, M, H, stride_pres, PRE_PARTS)
+                real = (rows < M) & (rows < split)
+                on = real[:, None] & (h > 0)
                 u = tl.where(on, w2[None, :], 0.0)
                 gw = tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32)
                 for k0 in range(0, K, BLOCK_K):
                     rk2 = k0 + tl.arange(0, BLOCK_K)
                     w1k = tl.load(w1_ptr + rk2[:, None] * H + cols[None, :], mask=(rk2[:, None] < K) & cmask[None, :],
                                   other=0.0)
-                    gw = tl.dot(tl.dot(u, tl.trans(w1k), input_precision=PRECISION), w1k, gw,
-                                input_precision=PRECISION)
+                    if H_TILED:
+                        g_k = _grad_x(h_ptr, b1_ptr, w2_ptr, w1_ptr, rows, real, rk2, M, H, K, stride_pres, stride_w2,
+                                      stride_b1, PRE_PARTS, PRECISION, BLOCK_M, BLOCK_K, BLOCK_H)
+                    else:
+                        g_k = tl.dot(u, tl.trans(w1k), input_precision=PRECISION)
+                    gw = tl.dot(g_k, w1k, gw, input_precision=PRECISION)
                 dw2 += tl.sum(tl.where(on, gw, 0.0), axis=0) * r1_scale
-    if tile_k == 0:  # the chunk's sums over rows, once
-        loss_ptr += run * stride_lr + chunk * stride_lp
-        mean0 = tl.sum(acc0, axis=0) * inv0
-        mean1 = tl.sum(acc1, axis=0) * inv1
-        tl.store(loss_ptr, mean0 + mean1)
-        tl.store(loss_ptr + 1, mean0)
-        tl.store(loss_ptr + 2, mean1)
+    if tile_k == 0:  # the chunk's sums over rows, once (per column tile for db1, dw2)
+        if tile_h == 0:
+            loss_ptr += run * stride_lr + chunk * stride_lp
+            mean0 = tl.sum(acc0, axis=0) * inv0
+            mean1 = tl.sum(acc1, axis=0) * inv1
+            tl.store(loss_ptr, mean0 + mean1)
+            tl.store(loss_ptr + 1, mean0)
+            tl.store(loss_ptr + 2, mean1)
+            tl.store(db2_ptr + run * stride_db2r + chunk * stride_db2p, tl.sum(db2, axis=0))
         tl.store(db1_ptr + run * stride_db1r + chunk * stride_db1p + cols, db1, mask=cmask)
         tl.store(dw2_ptr + run * stride_dw2r + chunk * stride_dw2p + cols * stride_dw2, dw2, mask=cmask)
-        tl.store(db2_ptr + run * stride_db2r + chunk * stride_db2p, tl.sum(db2, axis=0))
 
 
 def grad_partials(device, M, H, K):
@@ -180,8 +225,6 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     x, w2, b2 = as_runs(op, "x", x, 2), as_runs(op, "w2", w2, 2), as_runs(op, "b2", b2, 1)
     R, Mx, K = x.shape
     H = w2.shape[1]
-    if H > MAX_H:
-        raise ValueError(f"{op}: hidden width {H} exceeds {MAX_H}; a program holds every hidden column")
     if x.stride(2) != 1:
         raise ValueError(f"{op}: x's rows must be contiguous (strides {x.stride()})")
     images, idx, G = gathered(op, rows, R, K)
@@ -214,16 +257,19 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     for name, n in n_slots.items():
         check_slots(op, name, n, n_chunks, "splits the rows in", "fastgan.kernels.d_grad.grad_partials")
     losses, dw1, db1, dw2, db2 = outs.values()
-    return _d_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]), R)](
+    block_h, tiled = hidden_block(H)
+    n_tiles_h = triton.cdiv(H, block_h)
+    return _d_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]) * n_tiles_h, R)](
         x, images if rows is not None else x, idx if rows is not None else x, given, b1 if b1 is not None else given, w2, b2, losses, dw1, db1, dw2, db2,
         w1 if r1 is not None else x, r1 if r1 is not None else x,
-        M, H, K, G, split, float(t0), float(t1),
+        M, H, K, G, n_tiles_h, split, float(t0), float(t1),
         x.stride(0), x.stride(1), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
         given.stride(0), stride_pres, *(b1.stride() if b1 is not None else (0, 0)),
         w2.stride(0), w2.stride(1), b2.stride(0),
         losses.stride(0), slot_strides["losses"], dw1.stride(0), slot_strides["dw1"], db1.stride(0),
         slot_strides["db1"], dw2.stride(0), slot_strides["dw2"], dw2.stride(1), db2.stride(0), slot_strides["db2"],
         w1.stride(0) if r1 is not None else 0,
-        PRE_PARTS=pre_parts, GATHER=rows is not None, R1=r1 is not None, PRECISION=precision, BLOCK_H=max(16, triton.next_power_of_2(H)),
+        PRE_PARTS=pre_parts, GATHER=rows is not None, R1=r1 is not None, PRECISION=precision, H_TILED=tiled,
+        BLOCK_H=block_h,
         enable_fp_fusion=FP_FUSION, **cfg,
     )

@@ -14,7 +14,19 @@ PRECISIONS = ("ieee", "tf32x3", "tf32")  # tl.dot's input_precision: fp32, three
 # FMA contraction, set explicitly (Triton 3.10 changes its default); the products are fused
 # multiply-adds either way. kernels.adam sets its own (off, to round like torch's Adam).
 FP_FUSION = True
-MAX_H = 256  # D's hidden width: the D kernels hold every hidden column of a row in one program
+# D's hidden width: up to WHOLE_H the D kernels hold every hidden column of a row in one program
+# (the seed's 128, as the configs were chosen for); wider, they take the columns in tiles of H_TILE
+# (d_grad: a grid axis of column tiles, each program finding its rows' logits over every tile;
+# d_input_grad: a loop over the tiles). Tiles of 128 spilled 72 B in d_grad with R1 at batch 8192
+# in tf32 on sm_90 (Triton 3.9); tiles of 64 spill nowhere at H = 256 to 1,024.
+WHOLE_H = 128
+H_TILE = 64
+
+
+def hidden_block(H):
+    """(BLOCK_H, H_TILED) of a D kernel at hidden width H: one block of every column up to
+    WHOLE_H (the seed's H = 128 computes as it always has), else tiles of H_TILE."""
+    return (max(16, triton.next_power_of_2(H)), False) if H <= WHOLE_H else (H_TILE, True)
 
 
 def check_precision(op, precision):
@@ -81,48 +93,79 @@ def bce_and_grad(logit, target):
 
 
 @triton.jit
-def d_program(M, K, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr):
+def d_program(M, K, n_tiles_h, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr):
     """Where a program of a row-chunked D kernel (d_grad, d_input_grad) works: program ids
-    enumerate (row chunk, BLOCK_K-wide tile of K) pairs, the chunks a whole number of BLOCK_M-row
-    blocks, over a grid axis of runs. Returns (run, chunk, tile, first row, end row, the hidden
-    columns, the tile's K indices)."""
+    enumerate (row chunk, BLOCK_K-wide tile of K, BLOCK_H-wide tile of the hidden columns) triples
+    (n_tiles_h column tiles: 1 but in d_grad at a tiled width), the chunks a whole number of
+    BLOCK_M-row blocks, over a grid axis of runs. Returns (run, chunk, K tile, column tile, first
+    row, end row, the tile's hidden columns, the tile's K indices)."""
     n_tiles_k = tl.cdiv(K, BLOCK_K)
-    chunk = tl.program_id(0) // n_tiles_k
-    tile_k = tl.program_id(0) % n_tiles_k
-    m_lo, m_hi = chunk_bounds(chunk, M, tl.num_programs(0) // n_tiles_k, BLOCK_M)
-    cols = tl.arange(0, BLOCK_H)
+    tile_h = tl.program_id(0) % n_tiles_h
+    rest = tl.program_id(0) // n_tiles_h
+    chunk = rest // n_tiles_k
+    tile_k = rest % n_tiles_k
+    m_lo, m_hi = chunk_bounds(chunk, M, tl.num_programs(0) // (n_tiles_k * n_tiles_h), BLOCK_M)
+    cols = tile_h * BLOCK_H + tl.arange(0, BLOCK_H)
     rk = tile_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    return tl.program_id(1), chunk, tile_k, m_lo, m_hi, cols, rk
+    return tl.program_id(1), chunk, tile_k, tile_h, m_lo, m_hi, cols, rk
+
+
 
 
 @triton.jit
-def d_head_weights(w2_ptr, b1_ptr, b2_ptr, run, cols, H, stride_w2r, stride_w2, stride_b1r, stride_b1, stride_b2r,
-                   PRE_PARTS: tl.constexpr):
-    """Run `run`'s D2 weight w2 and bias b2, and D1's bias b1 where d_head finishes D1 from its
-    split-K slots (else zeros), over the hidden columns `cols` (zeros past H)."""
-    cmask = cols < H
-    w2 = tl.load(w2_ptr + run * stride_w2r + cols * stride_w2, mask=cmask, other=0.0)
-    b1 = tl.load(b1_ptr + run * stride_b1r + cols * stride_b1, mask=cmask & (PRE_PARTS > 0), other=0.0)
-    return w2, b1, tl.load(b2_ptr + run * stride_b2r)
-
-
-@triton.jit
-def d_head(h_ptr, b1, w2, b2, rows, cols, M, H, stride_pres, target, scale, PRE_PARTS: tl.constexpr):
-    """D's output layer on a block of rows (masked past M) and its gradient, for D(x) =
-    relu(x W1 + b1) w2 + b2: D1's output h, read (PRE_PARTS = 0: h_ptr is h) or finished from
-    its split-K slots (h_ptr is slot 0: relu(the slots summed in slot order + b1)); the logits
-    l = h w2 + b2; the sigmoid cross-entropy against `target`; dl = its gradient times `scale`
-    (0 past M); and D1's pre-activation gradient g = dl w2^T * [h > 0].
-    Returns (h, loss, dl, g, the rows' mask)."""
-    rmask = rows < M
-    mask = rmask[:, None] & (cols < H)[None, :]
+def d_hidden(h_ptr, b1, rows, cols, M, H, stride_pres, PRE_PARTS: tl.constexpr):
+    """D1's output h on a block of rows and hidden columns (0 past M and H): read (PRE_PARTS = 0:
+    h_ptr is h) or finished from its split-K slots (h_ptr is slot 0: relu(the slots summed in
+    slot order + b1), b1 over `cols`)."""
+    mask = (rows < M)[:, None] & (cols < H)[None, :]
     offs = rows[:, None] * H + cols[None, :]
     h = tl.load(h_ptr + offs, mask=mask, other=0.0)
     if PRE_PARTS > 0:
         for s in tl.static_range(1, PRE_PARTS):
             h += tl.load(h_ptr + s * stride_pres + offs, mask=mask, other=0.0)
         h = tl.where(mask, tl.maximum(h + b1[None, :], 0.0), 0.0)
-    logit = tl.sum(h * w2[None, :], axis=1) + b2
+    return h
+
+
+@triton.jit
+def d_tile_weights(w2_ptr, b1_ptr, cols, H, stride_w2, stride_b1, PRE_PARTS: tl.constexpr):
+    """w2 and (where d_hidden finishes D1 from its slots) b1 over the hidden columns `cols`
+    (zeros past H), from one run's pointers."""
+    cmask = cols < H
+    w2 = tl.load(w2_ptr + cols * stride_w2, mask=cmask, other=0.0)
+    b1 = tl.load(b1_ptr + cols * stride_b1, mask=cmask & (PRE_PARTS > 0), other=0.0)
+    return w2, b1
+
+
+@triton.jit
+def d_logits(h_ptr, b1_ptr, w2_ptr, rows, M, H, stride_pres, stride_w2, stride_b1, PRE_PARTS: tl.constexpr,
+             BLOCK_H: tl.constexpr):
+    """h w2 on a block of rows (without b2) at a tiled width: the sum over every BLOCK_H-wide
+    tile of hidden columns, tile by tile (pointers: one run's)."""
+    logit = tl.zeros_like(rows).to(tl.float32)
+    for c0 in range(0, H, BLOCK_H):
+        cols = c0 + tl.arange(0, BLOCK_H)
+        w2, b1 = d_tile_weights(w2_ptr, b1_ptr, cols, H, stride_w2, stride_b1, PRE_PARTS)
+        logit += tl.sum(d_hidden(h_ptr, b1, rows, cols, M, H, stride_pres, PRE_PARTS) * w2[None, :], axis=1)
+    return logit
+
+
+@triton.jit
+def d_head(h_ptr, b1, w2, b2, rows, cols, M, H, stride_pres, target, scale, PRE_PARTS: tl.constexpr,
+           b1_ptr, w2_ptr, stride_w2, stride_b1, H_TILED: tl.constexpr, BLOCK_H: tl.constexpr):
+    """D's output layer on a block of rows (masked past M) and its gradient, for D(x) =
+    relu(x W1 + b1) w2 + b2: D1's output h on the hidden columns `cols` (d_hidden); the logits
+    l = h w2 + b2 (H_TILED: over every column tile, d_logits; else over `cols`, which hold them
+    all); the sigmoid cross-entropy against `target`; dl = its gradient times `scale` (0 past M);
+    and D1's pre-activation gradient on `cols`, g = dl w2^T * [h > 0]. b1 and w2 are over `cols`;
+    b1_ptr, w2_ptr and their strides (one run's) serve the tiled logits.
+    Returns (h, loss, dl, g, the rows' mask)."""
+    rmask = rows < M
+    h = d_hidden(h_ptr, b1, rows, cols, M, H, stride_pres, PRE_PARTS)
+    if H_TILED:
+        logit = d_logits(h_ptr, b1_ptr, w2_ptr, rows, M, H, stride_pres, stride_w2, stride_b1, PRE_PARTS, BLOCK_H) + b2
+    else:
+        logit = tl.sum(h * w2[None, :], axis=1) + b2
     loss, diff = bce_and_grad(logit, target)
     dlogit = tl.where(rmask, diff * scale, 0.0)
     g = (dlogit[:, None] * w2[None, :]) * (h > 0).to(tl.float32)  # dh, then D1's ReLU'

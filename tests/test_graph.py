@@ -69,14 +69,17 @@ OPTIONS = Hyper(lr_d=1e-3, lr_g=5e-4, beta1=0.5, r1=1.0, g_ema=0.5, lr_decay="co
 LAZY = Hyper(r1=1.0, r1_every=3)
 
 
+@pytest.mark.parametrize("hidden", [model.H_DIM, 64, 300])
 @pytest.mark.parametrize("device,iters,batch,K,rtol,atol", PARITY)
-def test_graph_with_every_option_matches_eager(device, iters, batch, K, rtol, atol):
+def test_graph_with_every_option_matches_eager(device, iters, batch, K, rtol, atol, hidden):
     """R1 in the D step's gradient launch (closed form) against eager's double backward, each
     net's decaying learning rate and G's EMA in the Adam launches: the same losses, parameters,
-    Adam state and EMA weights as the eager reference with the same options."""
+    Adam state and EMA weights as the eager reference with the same options. At the seed's width,
+    a narrower one and one past kernels.shared.WHOLE_H (D's kernels in column tiles)."""
     images = _images(device)
-    graph = GraphTrainer(model.init_params(4, device), None, Batcher(images, batch, seed=0), K, hyper=OPTIONS)
-    eager = model.AdamStep(model.init_params(4, device), lr=None, hyper=OPTIONS)
+    graph = GraphTrainer(model.init_params(4, device, 784, hidden), None, Batcher(images, batch, seed=0), K, hyper=OPTIONS)
+    eager = model.AdamStep(model.init_params(4, device, 784, hidden), lr=None, hyper=OPTIONS)
+    assert graph.P["D_W1"].shape[-1] == hidden
     _same_batches(graph, eager, images, iters, batch, K, rtol, atol)
     g_state, e_state = graph.state_dict(), eager.state_dict()
     for k in model.SHAPES:

@@ -146,6 +146,19 @@ def test_other_image_sizes_compile_without_spills():
     assert not _unfit(records), "\n".join(_unfit(records))
 
 
+def test_other_hidden_widths_compile_without_spills():
+    """--hidden: the Triton trainer at H = 64 (one narrower block), 256, 512 and 1,024 (D's kernels
+    in column tiles past kernels.shared.WHOLE_H) at batch 128 and 8192 on sm_90, every precision,
+    with and without R1 and G's EMA: no compile error, no spill, one specialization per launch."""
+    common = ["--arch", "90", "--backend", "graph", "--batch", *map(str, NO_SPILL_BATCHES), "--hidden", "64", "256",
+              "512", "1024", "--precision", "ieee", *TENSOR_CORES]
+    plain, options = _report(common, [*common, "--options"])
+    records = plain + options
+    assert {(r["hidden"], r["options"]) for r in records} == {(h, o) for h in (64, 256, 512, 1024) for o in (False, True)}
+    assert any(r["kernel"] == "d_grad" and "H_TILED=True" in r["flags"] and "R1=True" in r["flags"] for r in records)
+    assert not _unfit(records), "\n".join(_unfit(records))
+
+
 def test_linear_backward_with_unequal_blocks_is_covered(reports):
     """The case that once failed to compile (N = 1: BLOCK_N 16 against BLOCK_M, BLOCK_K 64) is launched."""
     def unequal(blocks):  # "dx16x64x32 dw64x64x64/4": a tile whose block sizes differ

@@ -42,7 +42,8 @@ def _check(got, want, n):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("M,H,K,split", [(2, 7, 33, 1), (33, 128, 785, 17), (129, 33, 100, 64), (256, 128, 784, 128)])
+@pytest.mark.parametrize("M,H,K,split", [(2, 7, 33, 1), (33, 128, 785, 17), (129, 33, 100, 64), (256, 128, 784, 128),
+                                         (33, 300, 65, 17), (17, 1024, 33, 4)])  # past WHOLE_H: column tiles
 def test_matches_float64(device, M, H, K, split):
     """Every output slot up to the split written (poisoned with NaN before), the slot past it
     left alone, the slots' sums the float64 losses and gradients."""
@@ -133,7 +134,7 @@ def test_bad_inputs_are_refused_in_one_line():
          r"dw1 has shape \(9, 8\), expected \(10, 8\)"),
         (lambda: d_grad(x, w2, b2, *out, split=2, h=h[:, :7]), r"h has shape \(4, 7\), expected \(4, 8\)"),
         (lambda: d_grad(x, w2, b2, *out, split=2, h=h, precision="fp16"), "precision must be one of"),
-        (lambda: d_grad(x, torch.empty(512, 1), b2, *out, split=2, h=h), "hidden width 512 exceeds 256"),
+        (lambda: d_grad(x, torch.empty(512, 1), b2, *out, split=2, h=h), r"h has shape \(4, 8\), expected \(4, 512\)"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message) as err:
@@ -156,7 +157,7 @@ def test_tensor_core_precisions_against_float64(precision, tol):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("M,H,K,split,gamma", [(2, 7, 33, 1, 10.0), (33, 128, 785, 17, 1.0), (129, 33, 100, 64, 0.1),
-                                               (256, 128, 784, 128, 1.0)])
+                                               (256, 128, 784, 128, 1.0), (33, 300, 65, 17, 1.0), (17, 520, 40, 9, 3.0)])
 def test_r1_penalty_adds_its_float64_gradients(device, M, H, K, split, gamma):
     """With r1 and w1: dW1 and dw2 gain the R1 penalty's gradients on rows [0, split) (float64
     autograd, a double backward: reference.r1_penalty); b1, b2 and the losses are those without

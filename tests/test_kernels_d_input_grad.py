@@ -29,7 +29,8 @@ def _outputs(slots, M, K, device, runs=()):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("M,H,K,t", [(1, 7, 33, 1.0), (7, 128, 785, 1.0), (33, 33, 100, 0.0), (129, 128, 784, 0.3)])
+@pytest.mark.parametrize("M,H,K,t", [(1, 7, 33, 1.0), (7, 128, 785, 1.0), (33, 33, 100, 0.0), (129, 128, 784, 0.3),
+                                     (33, 300, 65, 1.0), (17, 1024, 33, 0.0)])  # past WHOLE_H: column tiles
 def test_matches_float64(device, M, H, K, t):
     """Every element of dx written (poisoned with NaN before), the loss slots past the row split
     left alone, their sum the float64 mean."""
@@ -106,8 +107,8 @@ def test_bad_inputs_are_refused_in_one_line(device):
         (lambda: d_input_grad(h, w1, w2, b2, losses, dx[:, :9]), r"dx has shape \(4, 9\), expected \(4, 10\)"),
         (lambda: d_input_grad(h, w1, w2[:4], b2, losses, dx), r"w2 has shape \(4, 1\), expected \(8, 1\)"),
         (lambda: d_input_grad(h, w1, w2, b2, losses, dx, precision="bf16"), "precision must be one of"),
-        (lambda: d_input_grad(torch.empty(4, 512, device=device), torch.empty(10, 512, device=device),
-                              torch.empty(512, 1, device=device), b2, losses, dx), "hidden width 512 exceeds 256"),
+        (lambda: d_input_grad(h, torch.empty(10, 512, device=device), torch.empty(512, 1, device=device), b2, losses,
+                              dx), r"h has shape \(4, 8\), expected \(4, 512\)"),  # a wide D needs h as wide
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message) as err:

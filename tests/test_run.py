@@ -427,19 +427,3 @@ def test_bad_hidden_width_is_one_line(capsys, value):
     code, err = _cli(capsys, "--hidden", value)
     assert code == 2 and err == f"error: --hidden must be a width of 1..4096 units (the seed's: 128), got {value}"
 
-
-def test_wider_than_the_triton_kernels_is_eager_under_auto_and_one_line_otherwise(data_dir, tmp_path):
-    """D's Triton kernels hold at most MAX_H hidden units: where they would run (a GPU; here the
-    interpreter, which the CPU tests run them in), --hidden 300 trains with the eager backend
-    under --backend auto (said in a notice) and is one line with --backend fused."""
-    from conftest import DEVICES
-
-    from fastgan.kernels.shared import MAX_H
-
-    logs, H = [], MAX_H + 44
-    cfg = _cfg(data_dir, tmp_path / "auto", iters=5, hidden=H, backend="auto", device=DEVICES[0])
-    run.train(cfg, log=logs.append, show_progress=False)
-    assert f"notice: D's Triton kernels take --hidden up to {MAX_H}; training --hidden {H} with the eager backend" in logs
-    assert json.loads((tmp_path / "auto" / "config.json").read_text())["hidden"] == H
-    with pytest.raises(FastganError, match=f"^--backend fused on a GPU takes --hidden up to {MAX_H} .*--hidden {H}$"):
-        _train(_cfg(data_dir, tmp_path / "fused", iters=5, hidden=H, backend="fused", device=DEVICES[0]))
