@@ -14,11 +14,11 @@ PRECISIONS = ("ieee", "tf32x3", "tf32")  # tl.dot's input_precision: fp32, three
 # FMA contraction, set explicitly (Triton 3.10 changes its default); the products are fused
 # multiply-adds either way. kernels.adam sets its own (off, to round like torch's Adam).
 FP_FUSION = True
-# D's hidden width: up to WHOLE_H the D kernels hold every hidden column of a row in one program
-# (the seed's 128, as the configs were chosen for); wider, they take the columns in tiles of H_TILE
-# (d_grad: a grid axis of column tiles, each program finding its rows' logits over every tile;
-# d_input_grad: a loop over the tiles). Tiles of 128 spilled 72 B in d_grad with R1 at batch 8192
-# in tf32 on sm_90 (Triton 3.9); tiles of 64 spill nowhere at H = 256 to 1,024.
+# D's hidden width: up to WHOLE_H (the seed's 128, which the configs were chosen for) the D
+# kernels hold every hidden column of a row in one program; wider, they take the columns in tiles
+# of H_TILE (d_grad: a grid axis of column tiles, each program finding its rows' logits over every
+# tile; d_input_grad: a loop over the tiles). Tiles of 128 spilled 72 B in d_grad with R1 at batch
+# 8192 in tf32 on sm_90 (Triton 3.9); tiles of 64 spill nowhere at H = 256 to 1,024.
 WHOLE_H = 128
 H_TILE = 64
 
