@@ -1,9 +1,11 @@
 """Training batches and noise on the device: the images as a float tensor, shuffled epochs, and
-fresh U(-1, 1) noise for each step, all from generators whose state a checkpoint holds."""
+fresh U(-1, 1) noise for each step (for a conditional model with the one-hot columns of a class
+drawn uniformly for each sample), all from generators whose state a checkpoint holds."""
 
 import numpy as np
 import torch
 
+from .classes import one_hot
 from .errors import FastganError
 from .model import Z_DIM
 
@@ -17,13 +19,16 @@ def images_to_tensor(images_u8, device):
 class Batcher:
     """Shuffled epochs without replacement (the last partial batch of an epoch is dropped),
     and fresh U(-1, 1) noise for the D step and again for the G step. All drawn on the device
-    from two generators whose state, with the permutation and position, is checkpointed."""
+    from two generators whose state, with the permutation and position, is checkpointed.
+    `classes` C > 0: the images' rows end in their one-hot label columns (fastgan.classes), and
+    each noise row ends in the one-hot columns of a class drawn uniformly (the same generator)."""
 
-    def __init__(self, images, batch_size, seed):
+    def __init__(self, images, batch_size, seed, classes=0):
         if batch_size > len(images):
             raise FastganError(f"--batch-size {batch_size} is larger than the dataset ({len(images)} images)")
         self.images = images
         self.batch_size = batch_size
+        self.classes = classes
         device = images.device
         self.data_gen = torch.Generator(device=device).manual_seed(seed + 1)
         self.noise_gen = torch.Generator(device=device).manual_seed(seed + 2)
@@ -34,7 +39,7 @@ class Batcher:
         return torch.randperm(len(self.images), generator=self.data_gen, device=self.images.device)
 
     def draw(self, n, idx_out=None, z_out=None):
-        """Batch indices (n, B) and noise (n, 2B, Z) for n iterations, written into the given
+        """Batch indices (n, B) and noise (n, 2B, Z + C) for n iterations, written into the given
         buffers if any. Rows [:B] of each noise slab are the D step's, [B:] the G step's."""
         B, N = self.batch_size, len(self.images)
         device = self.images.device
@@ -48,8 +53,13 @@ class Batcher:
             idx[filled : filled + take].copy_(self.perm[self.pos : self.pos + take * B].view(take, B))
             self.pos += take * B
             filled += take
-        z = z_out if z_out is not None else torch.empty(n, 2 * B, Z_DIM, device=device)
-        z.uniform_(-1.0, 1.0, generator=self.noise_gen)
+        z = z_out if z_out is not None else torch.empty(n, 2 * B, Z_DIM + self.classes, device=device)
+        if self.classes:
+            z[..., :Z_DIM].uniform_(-1.0, 1.0, generator=self.noise_gen)
+            labels = torch.randint(self.classes, (n, 2 * B), generator=self.noise_gen, device=device)
+            z[..., Z_DIM:].copy_(one_hot(labels, self.classes))
+        else:
+            z.uniform_(-1.0, 1.0, generator=self.noise_gen)
         return idx, z
 
     def next(self):

@@ -15,7 +15,7 @@ from .model import H_DIM, X_DIM, Z_DIM, nets
 ONE_SLOT = {"D": 1, "G": 1, "log": 1, "pre": 1, "pre_g": 1, "dhG": 1}
 
 
-def partials(batch, device, x_dim=X_DIM, h_dim=H_DIM):
+def partials(batch, device, x_dim=X_DIM, h_dim=H_DIM, classes=0):
     """The slots of the split sums the launch configs need at this batch and image size:
     per network its gradient slots (kernels.linear_act's split-M backward, kernels.d_grad's
     row chunks: the largest split among its launches), the logged losses' (the larger row split
@@ -25,27 +25,27 @@ def partials(batch, device, x_dim=X_DIM, h_dim=H_DIM):
     from .kernels.d_input_grad import input_grad_partials
     from .kernels.linear_act import dw_partials, dx_partials, forward_partials
 
-    B, X, H = batch, x_dim, h_dim
+    B, X, H, XD = batch, x_dim, h_dim, x_dim + classes  # XD: D's inputs (with a conditional model's label columns)
     return {
-        "D": d_grad_partials(device, 2 * B, H, X),
-        "G": max(dw_partials(device, B, X, H, "dx+dw"), dw_partials(device, B, H, Z_DIM, "dw")),
-        "log": max(d_grad_partials(device, 2 * B, H, X), input_grad_partials(device, B, H, X)),
-        "pre": forward_partials(device, 2 * B, H, X),
-        "pre_g": forward_partials(device, B, H, X),
+        "D": d_grad_partials(device, 2 * B, H, XD),
+        "G": max(dw_partials(device, B, X, H, "dx+dw"), dw_partials(device, B, H, Z_DIM + classes, "dw")),
+        "log": max(d_grad_partials(device, 2 * B, H, XD), input_grad_partials(device, B, H, XD)),
+        "pre": forward_partials(device, 2 * B, H, XD),
+        "pre_g": forward_partials(device, B, H, XD),
         "dhG": dx_partials(device, B, X, H),
     }
 
 
-def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM, slots=None, h_dim=H_DIM):
+def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM, slots=None, h_dim=H_DIM, classes=0):
     """Every device buffer of a GraphTrainer of R runs at batch B replaying K iterations (with G's
-    EMA weights, with the R1 penalty's gammas) for images of x_dim values and hidden layers h_dim
-    wide, as (attribute, net or
+    EMA weights, with the R1 penalty's gammas) for images of x_dim values, hidden layers h_dim
+    wide and `classes` label columns (a conditional model), as (attribute, net or
     None, shape, dtype): `GraphTrainer.__init__` allocates exactly these and `bytes_per_run` sums
     them (the images are shared, not counted). `slots`: `partials`' (default) or ONE_SLOT."""
-    f32, H, X = torch.float32, h_dim, x_dim
-    slots = slots or partials(B, device, X, H)
+    f32, H, X, C = torch.float32, h_dim, x_dim, classes
+    slots = slots or partials(B, device, X, H, C)
     table = []
-    for net, shapes in nets(X, H).items():
+    for net, shapes in nets(X, H, C).items():
         n = sum(torch.Size(s).numel() for s in shapes.values())
         table += [("flat", net, (R, n), f32),  # parameters, each run's contiguous
                   ("grad_flat", net, (slots[net], R, n), f32),  # split-M partial sums; Adam adds them in order
@@ -57,7 +57,7 @@ def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM, slots=None, 
         # (K, R, B) batch indices, each iteration's rows 16 bytes apart (R * B padded to even), so
         # D1's index pointer keeps one alignment: one specialization for every iteration.
         ("idx", None, (K, R * B + (R * B) % 2), torch.long),
-        ("z", None, (K, R, 2 * B, Z_DIM), f32),  # rows [:B] of a run's slab: D step; [B:]: G step
+        ("z", None, (K, R, 2 * B, Z_DIM + C), f32),  # rows [:B] of a run's slab: D step; [B:]: G step; labels last
         # Per iteration, net (D, G) and run [lr_t / (1 - b1^t), sqrt(1 - b2^t), 1 - b1, 1 - EMA beta
         # (G; else 0)]: rows of 16 bytes, so every iteration's rows are as aligned as the first: one
         # Adam specialization for all. lr_t: the net's learning rate at step t (its decay).
@@ -70,13 +70,15 @@ def buffer_table(R, B, K, device, ema=False, r1=False, x_dim=X_DIM, slots=None, 
         ("hG", None, (R, 2 * B, H), f32),  # G1's output on [z_d; z_g]
         ("hD_pre", None, (pre, R, 2 * B, H), f32) if pre > 1 else ("hD", None, (R, 2 * B, H), f32),
         ("hDg_pre", None, (pre_g, R, B, H), f32) if pre_g > 1 else ("hDg", None, (R, B, H), f32),
-        ("dfake", None, (R, B, X), f32),  # d G's loss / d G(z_g)
+        ("dfake", None, (R, B, X + C), f32),  # d G's loss / d G(z_g) (and, unused, its label columns)
         ("dhG", None, (slots["dhG"], R, B, H), f32),  # G2's dx in N-chunk slots, G1 adds them
     ]
+    if C:  # D's input for G's samples: xx with each sample's one-hot label columns after it
+        table.append(("xd", None, (R, 2 * B, X + C), f32))
     if R > 1:
-        table.append(("z_draw", None, (K, 2 * B, Z_DIM), f32))  # one run's noise, drawn contiguous, then placed
+        table.append(("z_draw", None, (K, 2 * B, Z_DIM + C), f32))  # one run's noise, drawn contiguous, then placed
     if ema:
-        table.append(("ema_flat", None, (R, sum(torch.Size(s).numel() for s in nets(X, H)["G"].values())), f32))
+        table.append(("ema_flat", None, (R, sum(torch.Size(s).numel() for s in nets(X, H, C)["G"].values())), f32))
     if r1:
         # Per iteration and run, the D step's R1 gamma (0: none that step; lazy R1: gamma k every k-th),
         # rows padded to 16 bytes like hyper's: one specialization of d_grad for every iteration.
@@ -94,11 +96,12 @@ def flat_views(flat, shapes):
     return views
 
 
-def bytes_per_run(batch, iters_per_replay, device="cpu", ema=True, r1=True, x_dim=X_DIM, slots=None, h_dim=H_DIM):
+def bytes_per_run(batch, iters_per_replay, device="cpu", ema=True, r1=True, x_dim=X_DIM, slots=None, h_dim=H_DIM,
+                  classes=0):
     """Device memory one run of a trainer holds: every buffer of `buffer_table` for one run
     (by default with the EMA and R1 buffers: the most a run can need)."""
     return sum(torch.Size(shape).numel() * dtype.itemsize for _, _, shape, dtype in
-               buffer_table(1, batch, iters_per_replay, torch.device(device), ema, r1, x_dim, slots, h_dim))
+               buffer_table(1, batch, iters_per_replay, torch.device(device), ema, r1, x_dim, slots, h_dim, classes))
 
 
 def free_bytes(device):

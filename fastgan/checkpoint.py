@@ -69,10 +69,10 @@ def load(path):
     if not _known_arch(a):
         raise FastganError(f"checkpoint {path} is for architecture {a}, this fastgan trains {ARCH} (x_dim: any "
                            f"C x S x S image, with its image shape; h_dim: 1..{MAX_HIDDEN})")
-    x_dim, h_dim = a["x_dim"], a["h_dim"]
-    tables = [("parameter", state.get("params", {}), shapes(x_dim, h_dim))]
+    x_dim, h_dim, c = a["x_dim"], a["h_dim"], len(class_names(state))
+    tables = [("parameter", state.get("params", {}), shapes(x_dim, h_dim, c))]
     if "ema" in state:  # G's EMA weights (--g-ema)
-        tables.append(("EMA weight", state["ema"] if isinstance(state["ema"], dict) else {}, g_shapes(x_dim, h_dim)))
+        tables.append(("EMA weight", state["ema"] if isinstance(state["ema"], dict) else {}, g_shapes(x_dim, h_dim, c)))
     for what, tensors, want in tables:
         for name, shape in want.items():
             t = tensors.get(name)
@@ -86,18 +86,20 @@ def load(path):
 
 
 def _known_arch(a):
-    """The seed's MLP for MNIST (ARCH) or for other C x S x S images, of any hidden width
-    (fastgan.model.arch)."""
+    """The seed's MLP for MNIST (ARCH) or for other C x S x S images, of any hidden width, with or
+    without classes (fastgan.model.arch)."""
     if not isinstance(a, dict) or a.get("z_dim") != Z_DIM:
         return False
-    h = a.get("h_dim")
+    h, names = a.get("h_dim"), a.get("classes")
     if not isinstance(h, int) or isinstance(h, bool) or not 1 <= h <= MAX_HIDDEN:
+        return False
+    if names is not None and not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
         return False
     image = a.get("image")
     if image is None:
-        return a == arch(h_dim=h)
-    return (set(a) == {"z_dim", "h_dim", "x_dim", "image"} and isinstance(image, list) and len(image) == 3
-            and all(isinstance(v, int) and v > 0 for v in image) and a == arch(tuple(image), h))
+        return a == arch(h_dim=h, class_names=names)
+    return (set(a) - {"classes"} == {"z_dim", "h_dim", "x_dim", "image"} and isinstance(image, list) and len(image) == 3
+            and all(isinstance(v, int) and v > 0 for v in image) and a == arch(tuple(image), h, names))
 
 
 def image_shape(state):
@@ -110,6 +112,11 @@ def hidden(state):
     return state["arch"]["h_dim"]
 
 
+def class_names(state):
+    """The class names of a loaded checkpoint's conditional model; [] for an unconditional one."""
+    return state["arch"].get("classes", [])
+
+
 def check_resumable(path, state):
     """A checkpoint that can continue training holds the iteration, both Adam states and the
     sampler as well as the parameters; FastganError names what is missing."""
@@ -119,7 +126,7 @@ def check_resumable(path, state):
     if not isinstance(state.get("iter"), int) or state["iter"] < 0:
         raise missing("its iteration number")
     adam = state.get("adam")
-    want = shapes(state["arch"]["x_dim"], hidden(state))
+    want = shapes(state["arch"]["x_dim"], hidden(state), len(class_names(state)))
     for net, names in NETS.items():
         s = adam.get(net) if isinstance(adam, dict) else None
         if not isinstance(s, dict) or "step" not in s:

@@ -25,6 +25,7 @@ class Config:
     iters: Optional[int] = None  # None: DEFAULT_ITERS, or a resumed run's own target
     batch_size: int = 128
     hidden: int = H_DIM  # G's and D's hidden width (the seed's 128)
+    conditional: bool = False  # G(z, y) and D(x, y) with each image's class (fastgan.classes)
     lr: float = SEED["lr"]
     beta1: float = SEED["beta1"]
     seed: int = 0

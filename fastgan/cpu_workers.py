@@ -33,11 +33,12 @@ from .kernels import twins
 from .model import H_DIM, Z_DIM
 
 
-def processes(R, B, X, H=H_DIM):
-    """How many processes a CPU trainer of R runs at batch B on X pixels (hidden width H) spreads
-    over (1: this one alone): one per thread torch may use, if its products are thread-invariant."""
+def processes(R, B, X, H=H_DIM, Z=Z_DIM):
+    """How many processes a CPU trainer of R runs at batch B on X pixels (hidden width H, Z noise
+    inputs) spreads over (1: this one alone): one per thread torch may use, if its products are
+    thread-invariant."""
     W = min(R, torch.get_num_threads())
-    if W < 2 or "fork" not in multiprocessing.get_all_start_methods() or not thread_invariant(B, X, W, H):
+    if W < 2 or "fork" not in multiprocessing.get_all_start_methods() or not thread_invariant(B, X, W, H, Z):
         return 1
     return W
 
@@ -50,12 +51,13 @@ def shared_zeros(shape, dtype=torch.float32, device=None):
     return torch.frombuffer(mmap.mmap(-1, n), dtype=torch.uint8).view(dtype).view(shape)
 
 
-def thread_invariant(B, X, threads, H=H_DIM):
-    """Whether the iteration's matrix products (the twins' bmm calls at batch B, X pixels and
-    hidden width H, each layout the twins use) give the same bits on one thread as on `threads`."""
+def thread_invariant(B, X, threads, H=H_DIM, Z=Z_DIM):
+    """Whether the iteration's matrix products (the twins' bmm calls at batch B, X pixels, hidden
+    width H and Z noise inputs, each layout the twins use) give the same bits on one thread as on
+    `threads`. (A conditional model's D reads X + C inputs and G Z + C: pass those.)"""
     gen = torch.Generator().manual_seed(0)
-    shapes = [(2 * B, Z_DIM, H), (2 * B, H, X), (2 * B, X, H), (B, X, H), (B, H, X),
-              (X, 2 * B, H), (H, B, X), (Z_DIM, B, H), (H, 2 * B, H)]
+    shapes = [(2 * B, Z, H), (2 * B, H, X), (2 * B, X, H), (B, X, H), (B, H, X),
+              (X, 2 * B, H), (H, B, X), (Z, B, H), (H, 2 * B, H)]
     before = torch.get_num_threads()
     try:
         for M, K, N in shapes:

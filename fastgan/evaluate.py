@@ -32,6 +32,7 @@ import torch
 from . import checkpoint
 from .backends import pick_device
 from .batcher import images_to_tensor
+from .classes import asked_accuracy, with_labels
 from .classifier import (
     ARCH,
     EPOCHS,
@@ -112,9 +113,10 @@ def class_histogram(probs):
 
 
 @torch.no_grad()
-def sample_metrics(model, samples, test_features, fd_floor, runs=1):
+def sample_metrics(model, samples, test_features, fd_floor, runs=1, asked=None):
     """The metrics of `samples` (runs * n images: each run's n in turn), one dict per run; the
-    classifier sees all runs' samples in one batched pass."""
+    classifier sees all runs' samples in one batched pass. `asked`: the n classes a conditional
+    model was asked for (fastgan.classes.asked_accuracy)."""
     model.eval()
     feats = batched(model.features, samples)
     probs = torch.softmax(model.fc2(feats), dim=1)
@@ -122,7 +124,8 @@ def sample_metrics(model, samples, test_features, fd_floor, runs=1):
     for f, p in zip(feats.chunk(runs), probs.chunk(runs)):
         hist, kl = class_histogram(p)
         out.append({"fd": frechet_distance(f, test_features), "fd_floor": fd_floor,
-                    "score": classifier_score(p), "class_kl": kl, "classes": [round(x, 4) for x in hist]})
+                    "score": classifier_score(p), "class_kl": kl, "classes": [round(x, 4) for x in hist],
+                    **(asked_accuracy(p.argmax(1), asked, p.shape[1]) if asked is not None else {})})
     return out
 
 
@@ -196,7 +199,7 @@ class Evaluator:
     PCAFeatures, the Fréchet distance and its floor only (`label_free`)."""
 
     def __init__(self, arrays, dataset, data_dir, device, n_samples=10000, seed=0, log=print, label_free=None,
-                 **classifier_kw):
+                 classes=0, **classifier_kw):
         own = "test_labels" not in arrays and "train_labels" in arrays
         if label_free is None:
             label_free = "test_labels" not in arrays and not (
@@ -215,7 +218,8 @@ class Evaluator:
             with torch.no_grad():
                 self.test_features = batched(self.model.features, images_to_tensor(arrays["test_images"], device))
         gen = torch.Generator().manual_seed(seed + 4)
-        self.z = (torch.rand(n_samples, Z_DIM, generator=gen) * 2 - 1).to(device)
+        self.asked = torch.arange(n_samples, device=device) % classes if classes else None  # C classes in turn
+        self.z = with_labels((torch.rand(n_samples, Z_DIM, generator=gen) * 2 - 1).to(device), self.asked, classes)
 
     @torch.no_grad()
     def __call__(self, params):
@@ -228,7 +232,7 @@ class Evaluator:
         if self.label_free:
             return [{"fd": frechet_distance(self.pca.features(s), self.test_features), "fd_floor": self.fd_floor}
                     for s in samples.chunk(len(runs_params))]
-        return sample_metrics(self.model, samples, self.test_features, self.fd_floor, len(runs_params))
+        return sample_metrics(self.model, samples, self.test_features, self.fd_floor, len(runs_params), self.asked)
 
 
 def main(argv=None):
@@ -254,8 +258,9 @@ def main(argv=None):
         dataset = run_cfg.get("dataset", "mnist")
         say = (lambda m: print(m, file=sys.stderr))
         arrays, _ = load_images(dataset, args.data_dir, run_cfg.get("image_size"), run_cfg.get("channels"), log=say)
+        names = checkpoint.class_names(state)
         evaluator = Evaluator(arrays, dataset, args.data_dir, device, n_samples=args.samples, log=say,
-                              label_free=args.label_free or None)
+                              label_free=args.label_free or None, classes=len(names))
         params = {k: v.to(device) for k, v in checkpoint.g_weights(state, args.raw).items()}
         result = {"iter": state["iter"], **evaluator(params)}
     except FastganError as e:
@@ -275,6 +280,9 @@ def main(argv=None):
         print(f"classifier score  {result['score']:.3f}   (MNIST test images: 9.75)")
         print(f"class KL          {result['class_kl']:.4f}  (0 = all ten digits equally often, 2.30 = one digit)")
         print("classes           " + " ".join(f"{i}:{f:.3f}" for i, f in enumerate(result["classes"])))
+        if "cond_acc" in result:  # a conditional model: samples asked for each class, classified as it
+            print(f"asked-for class   {result['cond_acc']:.4f}  (" + " ".join(
+                f"{n}:{a:.3f}" for n, a in zip(names, result["cond_acc_classes"])) + ")")
     return 0
 
 

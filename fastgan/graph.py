@@ -34,19 +34,16 @@ un-captured. Checkpoints use the eager format: a run moves between backends.
 
 import torch
 
-from . import checkpoint, cpu_workers, kernels
+from . import capture, checkpoint, cpu_workers, kernels
 from .buffers import ONE_SLOT, buffer_table, flat_views
 from .checkpoint import NETS
+from .classes import n_classes
 from .kernels import ACT_RELU, ACT_SIGMOID, adam_terms
 from .kernels import twins as cpu_twins
 from .kernels._checks import INTERPRETED
 from .kernels.shared import PRECISIONS
-from .model import TORCH_OPS, hidden_of, nets
+from .model import TORCH_OPS, Z_DIM, hidden_of, nets
 from .recipes import ADAM_BETAS, ADAM_EPS, Hyper
-
-
-class CaptureMismatch(RuntimeError):
-    """A captured graph's replay gave other numbers than the same launches un-captured."""
 
 
 def _per_run(value, runs, what):
@@ -84,24 +81,26 @@ class GraphTrainer:
         self.ema, self.r1 = any(h.g_ema for h in self.hypers), any(h.r1 for h in self.hypers)  # G's EMA kept; R1 in d_grad
         images, B = self.batchers[0].images, self.batchers[0].batch_size
         device = images.device
-        X, H = images.shape[1], hidden_of(run_params[0])
-        if any(b.images is not images or b.batch_size != B for b in self.batchers) or {hidden_of(p) for p in run_params} != {H}:
-            raise ValueError("the runs of one trainer share one images tensor, one batch size and one hidden width")
+        C, H = n_classes(run_params[0]), hidden_of(run_params[0])  # C: a conditional model's label columns
+        self.X = X = images.shape[1] - C  # the images' pixels (their rows end in the label columns)
+        if any(b.images is not images or b.batch_size != B for b in self.batchers) or \
+                {(hidden_of(p), n_classes(p)) for p in run_params} != {(H, C)}:
+            raise ValueError("the runs of one trainer share one images tensor, batch size, hidden width and classes")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.R, self.B, self.K, self.images, self.precision = R, B, iters_per_replay, images, precision
-        self.nets = nets(X, H)  # net -> its parameters' shapes, for these images' size and this width
+        self.nets = nets(X, H, C)  # net -> its parameters' shapes, for these images' size, width and classes
         self.capture = device.type == "cuda" if capture is None else capture
         self.twins = device.type == "cpu" and not INTERPRETED if twins is None else twins
         self.L, self.ops = (cpu_twins, TORCH_OPS) if self.twins else (kernels, kernels.OPS)  # the launches; G's forward
         self.chunk = iters_per_replay if self.capture else None  # a captured graph replays K iterations; else any n <= K
 
         self.flat, self.grad_flat, self.m_flat, self.v_flat = {}, {}, {}, {}  # net -> buffer (buffer_table)
-        self.hD = self.hD_pre = self.hDg = self.hDg_pre = self.z_draw = self.ema_flat = self.gamma = None  # unless in the table
+        self.hD = self.hD_pre = self.hDg = self.hDg_pre = self.z_draw = self.ema_flat = self.gamma = self.xd = None  # unless in the table
         slots = ONE_SLOT if self.twins else None  # a twin writes whole sums
-        spread = cpu_workers.processes(R, B, X, H) if self.twins else 1  # processes the runs share
+        spread = cpu_workers.processes(R, B, X + C, H, Z_DIM + C) if self.twins else 1  # processes the runs share
         zeros = cpu_workers.shared_zeros if spread > 1 else torch.zeros
-        for attr, net, shape, dtype in buffer_table(R, B, self.K, device, self.ema, self.r1, X, slots, H):
+        for attr, net, shape, dtype in buffer_table(R, B, self.K, device, self.ema, self.r1, X, slots, H, C):
             buffer = zeros(shape, dtype=dtype, device=device)
             if net is None:
                 setattr(self, attr, buffer)
@@ -149,8 +148,8 @@ class GraphTrainer:
         views = self._run_views.get((s.start, s.stop))
         if views is None:
             sliced = {name: None if t is None else t[s] for name, t in (
-                ("xx", self.xx), ("hG", self.hG), ("hD", self.hD), ("hDg", self.hDg), ("dfake", self.dfake),
-                ("ema", self.ema_flat))}
+                ("xx", self.xx), ("xd", self.xd), ("hG", self.hG), ("hD", self.hD), ("hDg", self.hDg),
+                ("dfake", self.dfake), ("ema", self.ema_flat))}
             sliced.update({name: None if t is None else t[:, s] for name, t in (
                 ("hD_pre", self.hD_pre), ("hDg_pre", self.hDg_pre), ("dhG", self.dhG))})
             views = self._run_views[(s.start, s.stop)] = dict(
@@ -165,22 +164,25 @@ class GraphTrainer:
         P, Gr, flat, grads, m, v = V["P"], V["Gr"], V["flat"], V["grads"], V["m"], V["v"]
         xx, hG, hD, hD_pre, hDg, hDg_pre, dfake, dhG = (V[k] for k in ("xx", "hG", "hD", "hD_pre", "hDg", "hDg_pre",
                                                                         "dfake", "dhG"))
-        z, log, hyper = self.z[i, s], self.log[i, :, s], self.hyper[i, :, s]
-        fake_d, fake_g = xx[:, :B], xx[:, B:]
+        z, log, hyper, X, xd = self.z[i, s], self.log[i, :, s], self.hyper[i, :, s], self.X, V["xd"]
+        fake_d, fake_g = (xx if xd is None else xd)[:, :B], (xx if xd is None else xd)[:, B:]  # D's input rows of G(z)
         real = (self.images, self.idx[i, s])  # D1's first B input rows: images[idx[i, r]]
         # D step
         L.linear_act_forward(z, P["G_W1"], P["G_b1"], hG, ACT_RELU, pr)
         L.linear_act_forward(hG, P["G_W2"], P["G_b2"], xx, ACT_SIGMOID, pr)
+        if xd is not None:  # a conditional model: G(z) with the one-hot label columns G drew it for (z's last)
+            xd[..., :X].copy_(xx)
+            xd[..., X:].copy_(z[..., Z_DIM:])
         pre = self._d1(P, fake_d, hD, hD_pre, rows=real)
         L.d_grad(fake_d, P["D_W2"], P["D_b2"], log[:, :, :3], Gr["D_W1"], Gr["D_b1"], Gr["D_W2"], Gr["D_b2"],
-                 split=B, t0=1.0, t1=0.0, h=hD, pre=pre, rows=real, precision=pr,
-                 r1=self.gamma[i, s] if self.r1 else None, w1=P["D_W1"] if self.r1 else None)
+                 split=B, t0=1.0, t1=0.0, h=hD, pre=pre, rows=real, precision=pr,  # R1 on the pixels only:
+                 r1=self.gamma[i, s] if self.r1 else None, w1=P["D_W1"][:, :X] if self.r1 else None)
         L.adam_update(flat["D"], grads["D"], m["D"], v["D"], hyper[0], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
         pre = self._d1(P, fake_g, hDg, hDg_pre)
         L.d_input_grad(hDg, P["D_W1"], P["D_W2"], P["D_b2"], log[:, :, 3:], dfake, t=1.0, pre=pre, precision=pr)
-        L.linear_act_backward(hG[:, B:], P["G_W2"], fake_g, dfake, dhG, Gr["G_W2"], Gr["G_b2"], ACT_SIGMOID, pr,
-                              partials=True)
+        L.linear_act_backward(hG[:, B:], P["G_W2"], xx[:, B:], dfake[..., :X], dhG, Gr["G_W2"], Gr["G_b2"], ACT_SIGMOID,
+                              pr, partials=True)
         L.linear_act_backward(z[:, B:], P["G_W1"], hG[:, B:], dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
                               partials=True, dy_partials=True)
         L.adam_update(flat["G"], grads["G"], m["G"], v["G"], hyper[1], self.beta2, ADAM_EPS, ema=V["ema"])
@@ -200,43 +202,11 @@ class GraphTrainer:
         if self.workers is not None:
             self.workers.close()
 
-    def _buffers(self):
-        """Every buffer the iteration updates (parameters, moments, losses): for save/restore."""
-        return [*self.flat.values(), *self.m_flat.values(), *self.v_flat.values(), self.log,
-                *([self.ema_flat] if self.ema else [])]
-
     def warm_up(self):
         """On CUDA, before training (and before any other thread uses the GPU): compile and load
-        every kernel, capture the K-iteration graph, and check its first replay against the same
-        K iterations launched un-captured. Leaves parameters, moments and samplers as they were.
-        Raises CaptureMismatch if the replay differs; compile and capture errors propagate."""
-        if not self.capture or self.K in self.graphs:
-            return
-        saved = [b.clone() for b in self._buffers()]
-        samplers = [b.state_dict() for b in self.batchers]
-        try:
-            self.prepare(self.K)
-            self._launch(self.K)  # compiles and loads every specialization (one per launch: see hyper)
-            want = [b.clone() for b in self._buffers()]
-            self._restore(saved)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self._launch(self.K)
-            graph.replay()
-            got = self._buffers()
-            if not all(torch.equal(a, b) for a, b in zip(got, want)):
-                worst = max((a - b).abs().max().item() for a, b in zip(got, want))
-                raise CaptureMismatch(f"the first CUDA-graph replay differs from the same {self.K} iterations "
-                                      f"launched un-captured (largest difference {worst:.3g})")
-            self.graphs[self.K] = graph
-        finally:
-            self._restore(saved)
-            for b, s in zip(self.batchers, samplers):
-                b.load_state_dict(s)
-
-    def _restore(self, saved):
-        for b, s in zip(self._buffers(), saved):
-            b.copy_(s)
+        every kernel, capture the K-iteration graph and check its first replay (fastgan.capture)."""
+        if self.capture and self.K not in self.graphs:
+            self.graphs[self.K] = capture.checked_graph(self)
 
     def prepare(self, n):
         """Fill the static inputs of the next n iterations (async device work, no host sync)."""

@@ -30,19 +30,19 @@ def next_stop(it, cfg):
 
 def train_runs(cfg, members, log, show_progress):
     """Train the runs [(folder, its config, checkpoint state or None)] together to cfg.iters."""
-    device, data, image, runs, trainer, start = start_runs(cfg, members, log)
+    device, data, image, names, runs, trainer, start = start_runs(cfg, members, log)
     if start >= cfg.iters:
         log(f"nothing to do: the checkpoint is at iteration {start} and --iters is {cfg.iters}")
         return trainer.close()
     for run in runs:
-        run.create(trainer.backend, device, image)
+        run.create(trainer.backend, device, image, len(names))
     R = len(runs)
     log(f"training iterations {start + 1}..{cfg.iters} on {device} ({trainer.backend} backend), writing to "
         f"{runs[0].out if R == 1 else f'{R} run folders'}")
 
     def snapshot(r, it):
-        return {"iter": it, "arch": arch(image, runs[r].cfg.hidden), **trainer.state_dict(r), "sampler": trainer.batchers[r].state_dict(),
-                "config": runs[r].cfg.to_dict()}
+        return {"iter": it, "arch": arch(image, runs[r].cfg.hidden, names), **trainer.state_dict(r),
+                "sampler": trainer.batchers[r].state_dict(), "config": runs[r].cfg.to_dict()}
 
     def sample(it):
         for r, run in enumerate(runs):
@@ -56,7 +56,7 @@ def train_runs(cfg, members, log, show_progress):
     if cfg.iters // cfg.eval_every > start // cfg.eval_every:  # at least one measurement ahead
         from .evaluate import Evaluator
 
-        evaluator = Evaluator(data, cfg.dataset, cfg.data_dir, device, seed=cfg.seed, log=log)
+        evaluator = Evaluator(data, cfg.dataset, cfg.data_dir, device, seed=cfg.seed, log=log, classes=len(names))
     writer = Writer(max_pending=4 * R + 16)  # a few intervals' grids, checkpoints and measurements
     bar = tqdm(total=cfg.iters, initial=start, unit="it" if R == 1 else "GAN-it", unit_scale=R if R > 1 else False,
                disable=not show_progress, dynamic_ncols=True)

@@ -5,7 +5,8 @@ Weights are stored (in, out) like the seed and drawn N(0, 1/sqrt(in/2)); biases 
 Other images (fastgan.images): the same MLP with X = C * S * S inputs and outputs for C x S x S
 images, flattened channels first; MNIST's X = 784 = 1 x 28 x 28 is the default everywhere.
 Other widths (--hidden H): G's and D's hidden layers H wide instead of 128 (H_DIM, the default
-everywhere: the seed's model is unchanged).
+everywhere: the seed's model is unchanged). Conditional (--conditional, fastgan.classes): C one-hot
+label columns after z and after x, so G_W1 is (Z + C, H) and D_W1 (X + C, H); C = 0 by default.
 
 The forward functions take an `ops` namespace (linear, linear_relu, linear_sigmoid,
 sigmoid_bce_with_logits) so the same model runs on plain PyTorch (`TORCH_OPS`) or on the
@@ -26,33 +27,37 @@ MAX_HIDDEN = 4096  # --hidden's largest width (every backend trains 1..MAX_HIDDE
 IMAGE = (1, 28, 28)  # MNIST's channels, height, width
 
 
-def g_shapes(x_dim=X_DIM, h_dim=H_DIM):
-    return {"G_W1": (Z_DIM, h_dim), "G_b1": (h_dim,), "G_W2": (h_dim, x_dim), "G_b2": (x_dim,)}
+def g_shapes(x_dim=X_DIM, h_dim=H_DIM, classes=0):
+    return {"G_W1": (Z_DIM + classes, h_dim), "G_b1": (h_dim,), "G_W2": (h_dim, x_dim), "G_b2": (x_dim,)}
 
 
-def d_shapes(x_dim=X_DIM, h_dim=H_DIM):
-    return {"D_W1": (x_dim, h_dim), "D_b1": (h_dim,), "D_W2": (h_dim, 1), "D_b2": (1,)}
+def d_shapes(x_dim=X_DIM, h_dim=H_DIM, classes=0):
+    return {"D_W1": (x_dim + classes, h_dim), "D_b1": (h_dim,), "D_W2": (h_dim, 1), "D_b2": (1,)}
 
 
-def nets(x_dim=X_DIM, h_dim=H_DIM):
-    """net -> its parameters' shapes, for images of x_dim values and hidden layers h_dim wide."""
-    return {"G": g_shapes(x_dim, h_dim), "D": d_shapes(x_dim, h_dim)}
+def nets(x_dim=X_DIM, h_dim=H_DIM, classes=0):
+    """net -> its parameters' shapes, for images of x_dim values, hidden layers h_dim wide and
+    `classes` label columns (0: unconditional)."""
+    return {"G": g_shapes(x_dim, h_dim, classes), "D": d_shapes(x_dim, h_dim, classes)}
 
 
-def shapes(x_dim=X_DIM, h_dim=H_DIM):
-    return {**g_shapes(x_dim, h_dim), **d_shapes(x_dim, h_dim)}
+def shapes(x_dim=X_DIM, h_dim=H_DIM, classes=0):
+    return {**g_shapes(x_dim, h_dim, classes), **d_shapes(x_dim, h_dim, classes)}
 
 
 G_SHAPES, D_SHAPES, SHAPES = g_shapes(), d_shapes(), shapes()  # the seed's; every size has these names
 ARCH = {"z_dim": Z_DIM, "h_dim": H_DIM, "x_dim": X_DIM}
 
 
-def arch(image=IMAGE, h_dim=H_DIM):
-    """A checkpoint's architecture entry for C x S x S images and hidden layers h_dim wide:
-    the seed's is ARCH (as ever); other images also name the image shape."""
+def arch(image=IMAGE, h_dim=H_DIM, class_names=None):
+    """A checkpoint's architecture entry for C x S x S images, hidden layers h_dim wide and (a
+    conditional model) its classes' names: the seed's is ARCH (as ever); other images also name
+    the image shape, a conditional model its classes."""
     c, h, w = image
     entry = {**ARCH, "h_dim": h_dim}
-    return entry if tuple(image) == IMAGE else {**entry, "x_dim": c * h * w, "image": [c, h, w]}
+    if tuple(image) != IMAGE:
+        entry.update(x_dim=c * h * w, image=[c, h, w])
+    return {**entry, "classes": list(class_names)} if class_names else entry
 
 
 def image_of(arch_entry):
@@ -80,11 +85,11 @@ TORCH_OPS = SimpleNamespace(
 )
 
 
-def init_params(seed, device, x_dim=X_DIM, h_dim=H_DIM):
+def init_params(seed, device, x_dim=X_DIM, h_dim=H_DIM, classes=0):
     """The seed's init, drawn on the CPU from `seed` so every device starts identically."""
     gen = torch.Generator().manual_seed(seed)
     params = {}
-    for name, shape in shapes(x_dim, h_dim).items():
+    for name, shape in shapes(x_dim, h_dim, classes).items():
         if len(shape) == 2:
             std = 1.0 / math.sqrt(shape[0] / 2.0)
             t = torch.randn(shape, generator=gen) * std
@@ -133,6 +138,7 @@ class AdamStep:
         self.ema = {k: params[k].detach().clone() for k in G_SHAPES} if hyper.g_ema else None
         self.ema_weight = torch.tensor(1.0 - hyper.g_ema, dtype=torch.float32).item()
         self.t = 0  # Adam steps taken by each network
+        self.classes = params["G_W1"].shape[0] - Z_DIM  # C one-hot label columns after z and x (0: unconditional)
 
     @staticmethod
     def _apply(opt, tensors, loss):
@@ -148,14 +154,19 @@ class AdamStep:
         for net, opt, _ in self._nets():
             opt.param_groups[0]["lr"] = self.hyper.lrs(net, step).item()
 
+    def _labelled(self, fake, z):
+        """D's input for G's samples: with the one-hot label columns G drew them for (z's last C)."""
+        return torch.cat([fake, z[:, Z_DIM:]], dim=1) if self.classes else fake
+
     def __call__(self, x, z_d, z_g):
         """Returns a device tensor [d_loss, d_real_loss, d_fake_loss, g_loss] (no host sync);
-        the losses are the BCE terms only (the R1 penalty is not in d_loss)."""
+        the losses are the BCE terms only (the R1 penalty is not in d_loss). A conditional model
+        (C classes) takes x (B, X + C) and z (B, Z + C), each with its one-hot label columns last."""
         bce = self.ops.sigmoid_bce_with_logits
         r1 = self.hyper.r1 * self.hyper.r1_every if self.hyper.r1_on(self.t + 1) else 0.0  # this step's (lazy R1)
         self._schedule()
         with torch.no_grad():
-            fake = self.G(z_d)
+            fake = self._labelled(self.G(z_d), z_d)
         if r1:
             x = x.detach().requires_grad_(True)
         real_logit = self.D(x)
@@ -165,9 +176,11 @@ class AdamStep:
         objective = d_loss
         if r1:  # (gamma / 2) mean |grad_x D(x)|^2 on the real rows, differentiated again (double backward)
             (grad_x,) = torch.autograd.grad(real_logit.sum(), x, create_graph=True)
+            if self.classes:  # the penalty is on the images' pixels, not their label columns
+                grad_x = grad_x[:, : -self.classes]
             objective = d_loss + (r1 / 2) * grad_x.square().sum(1).mean()
         self._apply(self.opt_d, self.d_params, objective)
-        loss_g = bce(self.D(self.G(z_g)), 1.0)  # non-saturating: mean BCE(D(G(z)), 1)
+        loss_g = bce(self.D(self._labelled(self.G(z_g), z_g)), 1.0)  # non-saturating: mean BCE(D(G(z)), 1)
         self._apply(self.opt_g, self.g_params, loss_g)
         if self.ema is not None:  # ema + w (p - ema), each op rounded once, as the Triton trainer
             with torch.no_grad():

@@ -10,16 +10,23 @@ import torch
 
 from . import checkpoint
 from .atomic import write_text
+from .classes import with_labels
 from .errors import FastganError, os_error
 from .metrics import LossLog, NonFiniteLoss, read_records
 from .model import Z_DIM, generator
 from .plots import save_grid, save_losses
 
+GRID_COLS = 8  # a conditional model's grid: one row per class, this many samples each
 
-def fixed_noise(seed, device):
-    """One noise batch for every sample grid of a run, so grids are comparable over time."""
+
+def fixed_noise(seed, device, classes=0):
+    """One noise batch for every sample grid of a run, so grids are comparable over time: the seed's
+    4 x 4; with C classes, C rows of GRID_COLS (the same noise in every row, with its class's label)."""
     gen = torch.Generator().manual_seed(seed + 3)
-    return (torch.rand(16, Z_DIM, generator=gen) * 2 - 1).to(device)
+    z = torch.rand(16, Z_DIM, generator=gen) * 2 - 1
+    if classes:
+        z = with_labels(z[:GRID_COLS].repeat(classes, 1), torch.arange(classes).repeat_interleave(GRID_COLS), classes)
+    return z.to(device)
 
 
 def _to_cpu(obj):
@@ -43,9 +50,9 @@ def _write_checkpoint(state, folder, keep, before_replace):
     checkpoint.prune(folder, keep)
 
 
-def _write_grid(samples, path, image):
+def _write_grid(samples, path, image, rows=4, cols=4):
     try:
-        save_grid(samples.cpu().numpy(), path, image=image)
+        save_grid(samples.cpu().numpy(), path, rows, cols, image=image)
     except OSError as e:
         raise FastganError(os_error("write", path, e)) from None
 
@@ -88,10 +95,10 @@ class RunOutputs:
         self.out, self.cfg, self.state = Path(out), cfg, state
         self.ckpt_dir = self.out / "checkpoints"
         self.losslog = None  # LossLog, from open_log
-        self.z_fixed = None  # (16, Z) the grids' noise, from create
+        self.z_fixed = None  # (16, Z), or (C * GRID_COLS, Z + C): the grids' noise, from create
         self.image = None  # (C, S, S) of the run's images, from create
 
-    def create(self, backend, device, image):
+    def create(self, backend, device, image, classes=0):
         """Make samples/ and checkpoints/, write config.json (the run's settings and backend)."""
         for sub in ("samples", "checkpoints"):
             try:
@@ -100,7 +107,8 @@ class RunOutputs:
                 raise FastganError(os_error("create", self.out / sub, e)) from None
         write_text(self.out / "config.json",
                           json.dumps({**self.cfg.to_dict(), "backend": backend, "device": str(device)}, indent=2))
-        self.z_fixed = fixed_noise(self.cfg.seed, device)
+        self.z_fixed = fixed_noise(self.cfg.seed, device, classes)
+        self.grid = (classes, GRID_COLS) if classes else (4, 4)  # rows, columns
         self.image = image
 
     def open_log(self, device, start, bar, say, log):
@@ -109,7 +117,7 @@ class RunOutputs:
     def sample(self, writer, params, ops, it):
         with torch.no_grad():
             writer.submit(_write_grid, generator(params, self.z_fixed, ops), self.out / "samples" / f"{it:07d}.png",
-                          self.image)
+                          self.image, *self.grid)
 
     def checkpoint(self, writer, state, keep):
         self.losslog.drain(wait=True)  # every record up to the state's iteration is written before it...

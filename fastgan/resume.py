@@ -9,7 +9,7 @@ from .config import Config, default_out
 from .errors import FastganError
 
 # What a run is: never changed by a resume. A run saved before a setting existed had its default.
-FIXED = ("batch_size", "hidden", "dataset", "image_size", "channels", "seed", "lr", "beta1", "recipe", "lr_d", "lr_g", "r1", "r1_every",
+FIXED = ("batch_size", "hidden", "conditional", "dataset", "image_size", "channels", "seed", "lr", "beta1", "recipe", "lr_d", "lr_g", "r1", "r1_every",
          "g_ema", "lr_decay", "decay_start")
 # What a resume may change when given (the target, the schedule, where and how it trains); kept
 # from the run when not given.
@@ -48,7 +48,8 @@ def resolve_run(cfg, log):
     state = checkpoint.load(path)
     checkpoint.check_resumable(path, state)
     defaults = Config().to_dict()  # a run saved before a setting existed had its default
-    saved = {**{k: defaults[k] for k in FIXED}, **state.get("config", {}), "hidden": checkpoint.hidden(state)}  # its networks'
+    saved = {**{k: defaults[k] for k in FIXED}, **state.get("config", {}),  # and its networks' own shape:
+             "hidden": checkpoint.hidden(state), "conditional": bool(checkpoint.class_names(state))}
     restored = keep_settings(cfg, saved, "the run", log)
     iters = restored.pop("iters", cfg.target_iters())  # the run's own target, unless given
     home = path.parent.parent if path.parent.name == "checkpoints" else None

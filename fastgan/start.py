@@ -7,8 +7,10 @@ import torch
 from .backends import RunInit, make_trainer, pick_backend, pick_device
 from .batcher import Batcher, images_to_tensor
 from .buffers import check_fit
+from .checkpoint import class_names as checkpoint_classes
 from .checkpoint import hidden as checkpoint_hidden
 from .checkpoint import image_shape as checkpoint_image
+from .classes import classes_of, conditioned
 from .data import load_images
 from .errors import FastganError
 from .model import init_params
@@ -23,8 +25,8 @@ def image_name(image):
 
 
 def start_runs(cfg, members, log):
-    """(device, data, image shape, [RunOutputs], trainer, the iteration they start from) for the
-    runs [(folder, its config, checkpoint state or None)]."""
+    """(device, data, image shape, class names ([]: unconditional), [RunOutputs], trainer, the
+    iteration they start from) for the runs [(folder, its config, checkpoint state or None)]."""
     device = pick_device(cfg.device, log)
     backend = pick_backend(cfg.backend, device)
     if cfg.threads is not None:
@@ -38,7 +40,11 @@ def start_runs(cfg, members, log):
                   hidden=cfg.hidden)
 
     data, image = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, log, check=fits)
+    labels, names = classes_of(cfg.dataset, data) if cfg.conditional else (None, [])
     images = images_to_tensor(data["train_images"], device)
+    X, C = images.shape[1], len(names)
+    if C:  # D's real rows: each image with its one-hot label columns
+        images = conditioned(images, torch.from_numpy(labels), C)
     runs = [RunOutputs(*m) for m in members]
     for run in runs:
         if run.state is not None and checkpoint_image(run.state) != image:
@@ -47,8 +53,10 @@ def start_runs(cfg, members, log):
         if run.state is not None and checkpoint_hidden(run.state) != run.cfg.hidden:
             raise FastganError(f"the checkpoint's networks are {checkpoint_hidden(run.state)} units wide, not --hidden "
                                f"{run.cfg.hidden}: resume it without --hidden")
-    X = images.shape[1]
-    inits = [RunInit(init_params(r.cfg.seed, device, X, r.cfg.hidden), Hyper.of(r.cfg),
-                     Batcher(images, cfg.batch_size, r.cfg.seed)) for r in runs]
+        if run.state is not None and checkpoint_classes(run.state) != names:
+            raise FastganError(f"the checkpoint's classes are {checkpoint_classes(run.state) or 'none'} and the data's "
+                               f"{names or 'none'}: resume it on the data it was trained on")
+    inits = [RunInit(init_params(r.cfg.seed, device, X, r.cfg.hidden, C), Hyper.of(r.cfg),
+                     Batcher(images, cfg.batch_size, r.cfg.seed, C)) for r in runs]
     trainer = make_trainer(backend, inits, cfg, device, log)
-    return device, data, image, runs, trainer, load_states(trainer, [r.state for r in runs])
+    return device, data, image, names, runs, trainer, load_states(trainer, [r.state for r in runs])

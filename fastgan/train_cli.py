@@ -30,6 +30,9 @@ def _parser():
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="B: B real and B generated images per D step, B generated per G step")
     p.add_argument("--hidden", type=int, default=d.hidden, metavar="H",
                    help="G's and D's hidden width (the seed's: 128; e.g. 512 for a wider model)")
+    p.add_argument("--conditional", action="store_true",
+                   help="class-conditional: G and D also take each image's class (one-hot, as the seed author's "
+                        "conditional GAN); grids show one row per class; needs labelled images")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of both networks")
     p.add_argument("--beta1", type=float, default=d.beta1, help="Adam beta1 of both networks")
     p.add_argument("--recipe", choices=tuple(RECIPES), default=d.recipe,

@@ -103,9 +103,10 @@ def _d_grad_kernel(
     db1_ptr,  # (P, R, H) out: partial sums of db1
     dw2_ptr,  # (P, R, H, 1) out: partial sums of dw2
     db2_ptr,  # (P, R, 1) out: partial sums of db2
-    w1_ptr,  # (R, K, H) D1's weight (only if R1)
+    w1_ptr,  # (R, K_R1, H) D1's weight's first K_R1 rows, rows of H contiguous (only if R1)
     r1_ptr,  # (R,) each run's R1 gamma (only if R1; 0: that run's penalty is off)
     M, H, K, G,
+    K_R1,  # the R1 penalty is on input columns [0, K_R1) (K, or a conditional D's pixels without its label columns)
     n_tiles_h,  # column tiles of the hidden width (1 unless H_TILED)
     split,  # rows [0, split) are part 0 (target t0), [split, M) part 1 (target t1)
     t0, t1,
@@ -142,7 +143,7 @@ def _d_grad_kernel(
         w1_ptr += run * stride_w1r
         r1_scale = tl.load(r1_ptr + run) * inv0  # gamma / B
         if not H_TILED:
-            w1t = tl.load(w1_ptr + rk[:, None] * H + cols[None, :], mask=(rk[:, None] < K) & cmask[None, :], other=0.0)
+            w1t = tl.load(w1_ptr + rk[:, None] * H + cols[None, :], mask=(rk[:, None] < K_R1) & cmask[None, :], other=0.0)
     for m0 in range(m_lo, m_hi, BLOCK_M):
         rows = m0 + tl.arange(0, BLOCK_M)
         in0 = rows < split
@@ -158,7 +159,7 @@ def _d_grad_kernel(
                 on = (in0 & rmask)[:, None] & (h > 0)
                 u = tl.where(on, w2[None, :], 0.0)
                 if H_TILED:
-                    g_t = _grad_x(h_ptr, b1_ptr, w2_ptr, w1_ptr, rows, in0 & rmask, rk, M, H, K, stride_pres, stride_w2,
+                    g_t = _grad_x(h_ptr, b1_ptr, w2_ptr, w1_ptr, rows, in0 & rmask, rk, M, H, K_R1, stride_pres, stride_w2,
                                   stride_b1, PRE_PARTS, PRECISION, BLOCK_M, BLOCK_K, BLOCK_H)
                 else:
                     g_t = tl.dot(u, tl.trans(w1t), input_precision=PRECISION)  # (BLOCK_M, BLOCK_K) of grad_x D
@@ -179,12 +180,12 @@ def _d_grad_kernel(
                 on = real[:, None] & (h > 0)
                 u = tl.where(on, w2[None, :], 0.0)
                 gw = tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32)
-                for k0 in range(0, K, BLOCK_K):
+                for k0 in range(0, K_R1, BLOCK_K):
                     rk2 = k0 + tl.arange(0, BLOCK_K)
-                    w1k = tl.load(w1_ptr + rk2[:, None] * H + cols[None, :], mask=(rk2[:, None] < K) & cmask[None, :],
+                    w1k = tl.load(w1_ptr + rk2[:, None] * H + cols[None, :], mask=(rk2[:, None] < K_R1) & cmask[None, :],
                                   other=0.0)
                     if H_TILED:
-                        g_k = _grad_x(h_ptr, b1_ptr, w2_ptr, w1_ptr, rows, real, rk2, M, H, K, stride_pres, stride_w2,
+                        g_k = _grad_x(h_ptr, b1_ptr, w2_ptr, w1_ptr, rows, real, rk2, M, H, K_R1, stride_pres, stride_w2,
                                       stride_b1, PRE_PARTS, PRECISION, BLOCK_M, BLOCK_K, BLOCK_H)
                     else:
                         g_k = tl.dot(u, tl.trans(w1k), input_precision=PRECISION)
@@ -218,7 +219,8 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     the rest against t1. Outputs with P >= grad_partials(...) slots: losses (P, 3), dw1 (P, K, H),
     db1 (P, H), dw2 (P, H, 1), db2 (P, 1). R runs at once: every tensor (but images) with a run
     axis after the slot axis. With r1 ((R,) gammas, float32) and D1's weight w1 (K, H): the R1
-    penalty's gradients on rows [0, split) are added (module doc). Returns what Triton's launch
+    penalty's gradients on rows [0, split) are added (module doc); w1 may be its first K' < K rows
+    only, a penalty on the first K' input columns (a conditional D's pixels, not its labels). Returns what Triton's launch
     returns (on a GPU the compiled kernel)."""
     op = "d_grad"
     check_precision(op, precision)
@@ -245,7 +247,9 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
         raise ValueError(f"{op}: the R1 penalty needs both r1 (gammas per run) and w1 (D1's weight); pass both or neither")
     if r1 is not None:
         w1 = as_runs(op, "w1", w1, 2)
-        check_runs(op, "w1", w1, R, (K, H))
+        if not 1 <= w1.shape[1] <= K:
+            raise ValueError(f"{op}: w1 must be D1's weight (K, H) = ({K}, {H}) or its first rows, got {tuple(w1.shape[1:])}")
+        check_runs(op, "w1", w1, R, (w1.shape[1], H))
         if w1.stride()[1:] != (H, 1):
             raise ValueError(f"{op}: w1's rows must be contiguous, (K, H) with strides ({H}, 1); got {w1.stride()}")
         r1 = as_runs(op, "r1", r1, 0)
@@ -262,7 +266,7 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     return _d_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]) * n_tiles_h, R)](
         x, images if rows is not None else x, idx if rows is not None else x, given, b1 if b1 is not None else given, w2, b2, losses, dw1, db1, dw2, db2,
         w1 if r1 is not None else x, r1 if r1 is not None else x,
-        M, H, K, G, n_tiles_h, split, float(t0), float(t1),
+        M, H, K, G, w1.shape[1] if r1 is not None else K, n_tiles_h, split, float(t0), float(t1),
         x.stride(0), x.stride(1), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
         given.stride(0), stride_pres, *(b1.stride() if b1 is not None else (0, 0)),
         w2.stride(0), w2.stride(1), b2.stride(0),

@@ -264,7 +264,10 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
         dw1.baddbmm_(x.transpose(1, 2), g[:, G:])
     gamma = None if r1 is None else _runs(op, "r1", r1, (), R)
     if gamma is not None and gamma.any():  # all zero (lazy R1's other steps): nothing to add, nothing computed
-        _r1_grads(op, h[:, :split], _runs(op, "w1", w1, (K, H), R), w2, gamma, split, dw1, dw2)
+        k_r1 = w1.shape[-2]  # the penalty's input columns: all K, or the first (a conditional D's pixels)
+        if not 1 <= k_r1 <= K:
+            raise ValueError(f"{op}: w1 must be D1's weight (K, H) = ({K}, {H}) or its first rows, got {tuple(w1.shape[-2:])}")
+        _r1_grads(op, h[:, :split], _runs(op, "w1", w1, (k_r1, H), R), w2, gamma, split, dw1[:, :k_r1], dw2)
 
 
 def _r1_grads(op, h, w1, w2, gamma, n, dw1, dw2):
