@@ -54,10 +54,11 @@ class Batcher:
             self.pos += take * B
             filled += take
         z = z_out if z_out is not None else torch.empty(n, 2 * B, Z_DIM + self.classes, device=device)
-        if self.classes:
-            z[..., :Z_DIM].uniform_(-1.0, 1.0, generator=self.noise_gen)
-            labels = torch.randint(self.classes, (n, 2 * B), generator=self.noise_gen, device=device)
-            z[..., Z_DIM:].copy_(one_hot(labels, self.classes))
+        if self.classes:  # iteration by iteration (noise, then classes), so any split into draws gives the same
+            for zi in z:
+                zi[:, :Z_DIM].uniform_(-1.0, 1.0, generator=self.noise_gen)
+                zi[:, Z_DIM:].copy_(one_hot(torch.randint(self.classes, (2 * B,), generator=self.noise_gen, device=device),
+                                            self.classes))
         else:
             z.uniform_(-1.0, 1.0, generator=self.noise_gen)
         return idx, z

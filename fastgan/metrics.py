@@ -144,7 +144,9 @@ class LossLog:
             floor = "—" if record["fd_floor"] is None else f"{record['fd_floor']:.3f}"
             classes = f"; score {record['score']:.2f}; class KL {record['class_kl']:.3f}" if "score" in record else \
                 " (label-free: principal components of the training images)"
-            self.say(f"Iter: {record['iter']}; Fréchet distance {record['fd']:.3f} (floor {floor}){classes}")
+            asked = f"; asked-for class {record['cond_acc']:.3f} (worst {min(record['cond_acc_classes']):.3f})" \
+                if "cond_acc" in record else ""
+            self.say(f"Iter: {record['iter']}; Fréchet distance {record['fd']:.3f} (floor {floor}){classes}{asked}")
 
     def close(self):
         try:

@@ -49,3 +49,22 @@ def test_batcher_state_roundtrip():
 def test_batch_larger_than_dataset():
     with pytest.raises(FastganError, match="larger than the dataset"):
         Batcher(_images(10), batch_size=11, seed=0)
+
+
+def test_conditional_noise_ends_in_a_uniform_class_one_hot():
+    """classes=C: each noise row is U(-1, 1) noise then the one-hot of a class drawn uniformly;
+    the images' rows are used as given (their label columns included); C = 0 draws as before."""
+    images = torch.rand(50, 787)
+    b = Batcher(images, 16, seed=0, classes=3)
+    idx, z = b.draw(200)
+    assert z.shape == (200, 32, 103) and z[..., :100].min() >= -1 and z[..., :100].max() <= 1
+    onehot = z[..., 100:]
+    assert torch.equal(onehot.sum(-1), torch.ones(200, 32)) and set(onehot.unique().tolist()) == {0.0, 1.0}
+    freq = onehot.reshape(-1, 3).mean(0)
+    assert (freq - 1 / 3).abs().max() < 0.02  # 6,400 draws: 3 sigma of a third is 0.018
+    one = Batcher(images, 16, seed=0, classes=3)  # draws of any size give the same sequence (the trainers' chunks vary)
+    x, z_d, _ = one.next()
+    assert torch.equal(x, images[idx[0]]) and torch.equal(z_d, z[0, :16])
+    assert torch.equal(torch.cat([one.draw(k)[1] for k in (3, 1, 195)]), z[1:])
+    plain, again = Batcher(_images(), 16, seed=0), Batcher(_images(), 16, seed=0, classes=0)
+    assert torch.equal(plain.draw(3)[1], again.draw(3)[1])

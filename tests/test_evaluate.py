@@ -223,3 +223,22 @@ def test_your_labelled_images_get_their_own_classifier(tmp_path):
     assert len(result["classes"]) == 4 and result["fd"] > 0
     small = {"train_images": images[:, :, :8, :8].copy(), "train_labels": labels}
     assert evaluate.Evaluator(small, "mine", tmp_path, "cpu", n_samples=64).label_free
+
+
+def test_a_conditional_run_measures_the_asked_for_classes(tmp_path, arrays, monkeypatch, capsys):
+    """--conditional: the run's measurements and `fastgan evaluate` give how often samples asked
+    for each class are classified as it (the samples ask for every class in turn), overall and
+    per class, beside the distance and histogram."""
+    monkeypatch.setattr(evaluate, "Evaluator", functools.partial(evaluate.Evaluator, n_samples=60, **TINY))
+    data_dir = tmp_path / "data"
+    save_npz(data_dir / "mnist.npz", arrays)
+    cfg = Config(iters=20, batch_size=8, log_every=5, sample_every=10, ckpt_every=10, eval_every=10, conditional=True,
+                 device="cpu", backend="eager", out=str(tmp_path / "run"), data_dir=str(data_dir))
+    out = run.train(cfg, log=lambda m: None, show_progress=False)
+    evals = [m for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fd" in m]
+    assert [m["iter"] for m in evals] == [10, 20]
+    for m in evals:
+        assert len(m["cond_acc_classes"]) == 10 and 0 <= m["cond_acc"] <= 1
+        assert m["cond_acc"] == pytest.approx(sum(m["cond_acc_classes"]) / 10, abs=1e-3)  # 6 samples asked per class
+    assert evaluate.main([str(out), "--samples", "60", "--data-dir", str(data_dir), "--device", "cpu"]) == 0
+    assert "asked-for class" in capsys.readouterr().out

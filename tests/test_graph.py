@@ -17,6 +17,7 @@ from conftest import DEVICES, HAS_CUDA, requires_cuda
 from helpers import assert_adam_params_close, fake_arrays
 
 from fastgan import backends, checkpoint, model, run
+from fastgan import classes as fastgan_classes
 from fastgan.atomic import save_npz
 from fastgan.batcher import Batcher
 from fastgan.config import Config
@@ -69,17 +70,25 @@ OPTIONS = Hyper(lr_d=1e-3, lr_g=5e-4, beta1=0.5, r1=1.0, g_ema=0.5, lr_decay="co
 LAZY = Hyper(r1=1.0, r1_every=3)
 
 
-@pytest.mark.parametrize("hidden", [model.H_DIM, 64, 300])
+def _labelled(images, classes):
+    """The images with `classes` one-hot label columns (seeded labels; none for 0)."""
+    labels = torch.randint(0, max(classes, 1), (len(images),), generator=torch.Generator().manual_seed(1))
+    return fastgan_classes.conditioned(images, labels, classes) if classes else images
+
+
+@pytest.mark.parametrize("hidden,classes", [(model.H_DIM, 0), (64, 0), (300, 0), (64, 10), (300, 3)])
 @pytest.mark.parametrize("device,iters,batch,K,rtol,atol", PARITY)
-def test_graph_with_every_option_matches_eager(device, iters, batch, K, rtol, atol, hidden):
+def test_graph_with_every_option_matches_eager(device, iters, batch, K, rtol, atol, hidden, classes):
     """R1 in the D step's gradient launch (closed form) against eager's double backward, each
     net's decaying learning rate and G's EMA in the Adam launches: the same losses, parameters,
     Adam state and EMA weights as the eager reference with the same options. At the seed's width,
-    a narrower one and one past kernels.shared.WHOLE_H (D's kernels in column tiles)."""
-    images = _images(device)
-    graph = GraphTrainer(model.init_params(4, device, 784, hidden), None, Batcher(images, batch, seed=0), K, hyper=OPTIONS)
-    eager = model.AdamStep(model.init_params(4, device, 784, hidden), lr=None, hyper=OPTIONS)
-    assert graph.P["D_W1"].shape[-1] == hidden
+    a narrower one and one past kernels.shared.WHOLE_H (D's kernels in column tiles), and
+    conditional (--conditional: label columns after z and x; R1 on the pixels only)."""
+    images = _labelled(_images(device), classes)
+    graph = GraphTrainer(model.init_params(4, device, 784, hidden, classes), None,
+                         Batcher(images, batch, seed=0, classes=classes), K, hyper=OPTIONS)
+    eager = model.AdamStep(model.init_params(4, device, 784, hidden, classes), lr=None, hyper=OPTIONS)
+    assert graph.P["D_W1"].shape[1:] == (784 + classes, hidden) and graph.P["G_W1"].shape[1] == 100 + classes
     _same_batches(graph, eager, images, iters, batch, K, rtol, atol)
     g_state, e_state = graph.state_dict(), eager.state_dict()
     for k in model.SHAPES:

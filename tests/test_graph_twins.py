@@ -10,7 +10,7 @@ Tolerances as test_graph's (both sides IEEE fp32, differing in summation order):
 import pytest
 import torch
 from helpers import assert_adam_params_close
-from test_graph import LAZY, OPTIONS, _images
+from test_graph import LAZY, OPTIONS, _images, _labelled
 
 from fastgan import cpu_workers, model
 from fastgan.batcher import Batcher
@@ -19,28 +19,29 @@ from fastgan.graph import GraphTrainer
 from fastgan.recipes import Hyper
 
 
-def _trainer(seeds, hypers, batch=16, K=2, images=None, hidden=model.H_DIM):
-    images = _images("cpu") if images is None else images
+def _trainer(seeds, hypers, batch=16, K=2, images=None, hidden=model.H_DIM, classes=0):
+    images = _labelled(_images("cpu"), classes) if images is None else images
     single = isinstance(seeds, int)
     seeds, hypers = ([seeds], [hypers]) if single else (seeds, hypers)
-    params = [model.init_params(s, "cpu", images.shape[1], hidden) for s in seeds]
-    return GraphTrainer(params[0] if single else params, None,
-                        [Batcher(images, batch, seed=s) for s in seeds][0] if single else
-                        [Batcher(images, batch, seed=s) for s in seeds], K, capture=False,
+    params = [model.init_params(s, "cpu", images.shape[1] - classes, hidden, classes) for s in seeds]
+    batchers = [Batcher(images, batch, seed=s, classes=classes) for s in seeds]
+    return GraphTrainer(params[0] if single else params, None, batchers[0] if single else batchers, K, capture=False,
                         hyper=hypers[0] if single else hypers, twins=True)
 
 
-@pytest.mark.parametrize("hyper,batch,hidden", [
-    *[(h, b, model.H_DIM) for h in (Hyper(), OPTIONS, LAZY) for b in (16, 128)],
-    (OPTIONS, 16, 64), (OPTIONS, 16, 512), (Hyper(), 7, 1)],
+@pytest.mark.parametrize("hyper,batch,hidden,classes", [
+    *[(h, b, model.H_DIM, 0) for h in (Hyper(), OPTIONS, LAZY) for b in (16, 128)],
+    (OPTIONS, 16, 64, 0), (OPTIONS, 16, 512, 0), (Hyper(), 7, 1, 0), (OPTIONS, 16, 64, 10), (OPTIONS, 16, 512, 10)],
     ids=[*[f"{h}-{b}" for h in ("seed", "every-option", "lazy-r1") for b in (16, 128)],
-         "every-option-hidden-64", "every-option-hidden-512", "seed-hidden-1"])
-def test_twins_match_eager_on_the_same_batches(hyper, batch, hidden):
-    images = _images("cpu", 600)
-    trainer = _trainer(4, hyper, batch, K=2, images=images, hidden=hidden)
+         "every-option-hidden-64", "every-option-hidden-512", "seed-hidden-1", "every-option-hidden-64-conditional",
+         "every-option-hidden-512-conditional"])
+def test_twins_match_eager_on_the_same_batches(hyper, batch, hidden, classes):
+    images = _labelled(_images("cpu", 600), classes)
+    trainer = _trainer(4, hyper, batch, K=2, images=images, hidden=hidden, classes=classes)
     assert trainer.twins and trainer.grad_flat["D"].shape[0] == ONE_SLOT["D"] and trainer.hD_pre is None
-    assert trainer.P["G_W1"].shape == (1, model.Z_DIM, hidden) and trainer.P["D_W1"].shape == (1, 784, hidden)
-    eager = model.AdamStep(model.init_params(4, "cpu", 784, hidden), lr=None, hyper=hyper)
+    assert trainer.P["G_W1"].shape == (1, model.Z_DIM + classes, hidden)
+    assert trainer.P["D_W1"].shape == (1, 784 + classes, hidden)
+    eager = model.AdamStep(model.init_params(4, "cpu", 784, hidden, classes), lr=None, hyper=hyper)
     iters = 8
     for _ in range(iters // 2):
         trainer.prepare(2)
@@ -53,7 +54,7 @@ def test_twins_match_eager_on_the_same_batches(hyper, batch, hidden):
         torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-6)
     got, ref = trainer.state_dict(), eager.state_dict()
     for k in model.SHAPES:
-        assert got["params"][k].shape == model.shapes(784, hidden)[k]
+        assert got["params"][k].shape == model.shapes(784, hidden, classes)[k]
         assert_adam_params_close(got["params"][k], ref["params"][k], steps=iters, name=k)
     for k in ref.get("ema", {}):
         assert_adam_params_close(got["ema"][k], ref["ema"][k], steps=iters, name=f"ema {k}")
@@ -70,20 +71,22 @@ def threads(request):
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("hidden", [model.H_DIM, 300])
+@pytest.mark.parametrize("hidden,classes", [(model.H_DIM, 0), (300, 0), (64, 10)])
 @pytest.mark.parametrize("threads", [1, 2], indirect=True)
-def test_each_run_of_a_sweep_equals_the_run_alone_bitwise(threads, hidden):
+def test_each_run_of_a_sweep_equals_the_run_alone_bitwise(threads, hidden, classes):
     """Three runs (one with every option) trained together give bitwise the losses, parameters,
     moments and EMA of each trained alone on as many threads: on 1, one after another in this
     process; on 2, spread over 2 processes of one thread each (fastgan.cpu_workers: run 1 in a
     worker, runs 0 and 2 here), which needs MKL's products thread-invariant (conftest sets
-    MKL_CBWR as `fastgan train` does). The seed's width and a wider one (--hidden 300)."""
+    MKL_CBWR as `fastgan train` does). The seed's width, a wider one (--hidden 300) and a
+    conditional model."""
     hypers = [OPTIONS, Hyper(lr_d=2e-4, lr_g=2e-4, beta1=0.5), Hyper(r1=3.0, r1_every=2)]
-    sweep = _trainer([0, 1, 2], hypers, hidden=hidden)
-    assert (sweep.workers is not None) == (threads > 1 and cpu_workers.thread_invariant(16, 784, 2, hidden))
+    sweep = _trainer([0, 1, 2], hypers, hidden=hidden, classes=classes)
+    invariant = cpu_workers.thread_invariant(16, 784 + classes, 2, hidden, model.Z_DIM + classes)
+    assert (sweep.workers is not None) == (threads > 1 and invariant)
     losses = torch.cat([sweep.advance(2) for _ in range(2)]).view(2, 3, 4)[-1]
     for r, h in enumerate(hypers):
-        alone = _trainer(r, h, hidden=hidden)
+        alone = _trainer(r, h, hidden=hidden, classes=classes)
         alone.advance(2)
         assert torch.equal(losses[r], alone.advance(2)[0])
         got, ref = sweep.state_dict(r), alone.state_dict()

@@ -271,3 +271,16 @@ def test_lazy_r1_is_the_penalty_times_k_on_every_kth_step():
     every = model.AdamStep(model.init_params(5, "cpu"), lr=1e-3, hyper=Hyper(r1=0.7, r1_every=1))
     plain = model.AdamStep(model.init_params(5, "cpu"), lr=1e-3, hyper=Hyper(r1=0.7))
     assert all(torch.equal(every(*b), plain(*b)) for b in batches)  # K = 1 is the plain penalty
+
+
+def test_a_conditional_models_label_rows_are_drawn_as_the_seed_authors_concatenated_weights():
+    """--conditional: G_W1 is (Z + C, H) and D_W1 (X + C, H), each drawn as one weight of that many
+    inputs (std 1/sqrt(in/2), as wiseodd's conditional GAN draws [z, y] -> h); the rest as the
+    seed's. The seed's model is unchanged."""
+    p = model.init_params(0, "cpu", 784, 256, 10)
+    assert p["G_W1"].shape == (110, 256) and p["D_W1"].shape == (794, 256) and p["G_W2"].shape == (256, 784)
+    assert abs(p["G_W1"].std().item() * (110 / 2) ** 0.5 - 1) < 0.02  # 28,160 draws: 3 sigma is 0.013
+    assert abs(p["D_W1"].std().item() * (794 / 2) ** 0.5 - 1) < 0.01
+    seed = model.init_params(0, "cpu")
+    assert all(seed[k].shape == model.SHAPES[k] for k in model.SHAPES)
+    assert model.arch() == model.ARCH and model.arch(class_names=["a", "b"])["classes"] == ["a", "b"]

@@ -427,3 +427,48 @@ def test_bad_hidden_width_is_one_line(capsys, value):
     code, err = _cli(capsys, "--hidden", value)
     assert code == 2 and err == f"error: --hidden must be a width of 1..4096 units (the seed's: 128), got {value}"
 
+
+
+@pytest.mark.parametrize("backend", ["eager", "fused"])
+def test_a_conditional_run_trains_resumes_exactly_and_draws_each_class(data_dir, tmp_path, capsys, backend):
+    """--conditional on MNIST's labels: the checkpoint names the ten classes and G_W1, D_W1 carry
+    their label rows; grids are one row of 8 per class; a resume (no flag needed) equals the
+    unbroken run bitwise; fastgan.load and `fastgan sample --label` draw one class."""
+    import matplotlib.image as mimage
+
+    import fastgan
+    from fastgan import sample
+
+    options = dict(r1=1.0, g_ema=0.9, hidden=24, conditional=True)
+    one = _train(_cfg(data_dir, tmp_path / "one", iters=20, backend=backend, **options))
+    _train(_cfg(data_dir, tmp_path / "two", iters=10, backend=backend, **options))
+    two = _train(Config(resume=str(tmp_path / "two"), iters=20))
+    a, b = (checkpoint.load(r / "checkpoints" / "0000020.pt") for r in (one, two))
+    assert a["arch"]["classes"] == [str(d) for d in range(10)] and a["config"]["conditional"]
+    assert a["params"]["G_W1"].shape == (110, 24) and a["params"]["D_W1"].shape == (794, 24)
+    assert all(torch.equal(a[p][k], b[p][k]) for p in ("params", "ema") for k in a[p])
+    grid = mimage.imread(one / "samples" / "0000020.png")
+    assert grid.shape[:2] == ((10 * 28 + 9 * 2) * 3, (8 * 28 + 7 * 2) * 3)  # 10 rows (classes) of 8
+    g = fastgan.load(one)
+    assert g.classes == a["arch"]["classes"] and g.sample(5, labels=7).shape == (5, 1, 28, 28)
+    with pytest.raises(FastganError, match="labels must be class numbers 0..9"):
+        g.sample(2, labels=10)
+    with pytest.raises(FastganError, match="this generator is conditional: give labels"):
+        g(torch.zeros(2, 100))
+    assert sample.main([str(one), "--label", "7", "--n", "4", "--out", str(tmp_path / "seven.png")]) == 0
+    assert sample.main([str(one), "--label", "ten", "--out", str(tmp_path / "x.png")]) == 2
+    assert "--label ten is not a class of" in capsys.readouterr().err
+
+
+def test_conditional_needs_labels_and_is_kept_by_a_resume(data_dir, tmp_path, capsys):
+    from fastgan.atomic import save_npz
+
+    unlabelled = tmp_path / "mine.npz"
+    save_npz(unlabelled, {"images": (torch.rand(40, 12, 12) * 255).byte().numpy()})
+    code, err = _cli(capsys, "--conditional", "--dataset", str(unlabelled), "--batch-size", "8", "--iters", "2",
+                     "--out", str(tmp_path / "u"), "--data-dir", str(data_dir))
+    assert code == 2 and err == (f"error: --conditional needs labelled images and {unlabelled} has no labels: give an "
+                                 ".npz with `labels` (one integer per image), or drop --conditional")
+    plain = _train(_cfg(data_dir, tmp_path / "plain", iters=5))
+    code, err = _cli(capsys, "--resume", str(plain), "--iters", "10", "--conditional")
+    assert code == 2 and err.startswith("error: --conditional True differs from the run's False: a resume keeps")
