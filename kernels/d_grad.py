@@ -106,8 +106,6 @@ def _d_grad_kernel(
     w1_ptr,  # (R, K_R1, H) D1's weight's first K_R1 rows, rows of H contiguous (only if R1)
     r1_ptr,  # (R,) each run's R1 gamma (only if R1; 0: that run's penalty is off)
     M, H, K, G,
-    K_R1,  # the R1 penalty is on input columns [0, K_R1) (K, or a conditional D's pixels without its label columns)
-    n_tiles_h,  # column tiles of the hidden width (1 unless H_TILED)
     split,  # rows [0, split) are part 0 (target t0), [split, M) part 1 (target t1)
     t0, t1,
     stride_xr, stride_xm, stride_im, stride_idxr,  # x's run and row strides, images' row, idx's run
@@ -119,12 +117,14 @@ def _d_grad_kernel(
     PRE_PARTS: tl.constexpr,  # 0: h is given; n: h = relu(sum of n slots of pre + b1)
     GATHER: tl.constexpr,  # the first G rows come from images[idx]
     R1: tl.constexpr,  # add the R1 penalty's gradients (gamma from r1_ptr)
+    K_R1: tl.constexpr,  # R1 on input columns [0, K_R1): K, or a conditional D's pixels (0 without R1; a constexpr:
+    # as a runtime argument it cost the plain variant 24 B of spills at X = 1,024 on Triton 3.9)
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee", "tf32x3" or "tf32"
     H_TILED: tl.constexpr,  # H > WHOLE_H: a grid axis of BLOCK_H-wide column tiles (kernels.shared.hidden_block)
     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # run: one GAN of a sweep; chunk: the slot of every output; rows [m_lo, m_hi), dW1 rows rk, columns cols
-    run, chunk, tile_k, tile_h, m_lo, m_hi, cols, rk = d_program(M, K, n_tiles_h, BLOCK_M, BLOCK_K, BLOCK_H)
+    run, chunk, tile_k, tile_h, m_lo, m_hi, cols, rk = d_program(M, K, H, H_TILED, BLOCK_M, BLOCK_K, BLOCK_H)
     h_ptr += run * stride_hr
     w2_ptr += run * stride_w2r
     b1_ptr += run * stride_b1r
@@ -266,14 +266,14 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     return _d_grad_kernel[(n_chunks * triton.cdiv(K, cfg["BLOCK_K"]) * n_tiles_h, R)](
         x, images if rows is not None else x, idx if rows is not None else x, given, b1 if b1 is not None else given, w2, b2, losses, dw1, db1, dw2, db2,
         w1 if r1 is not None else x, r1 if r1 is not None else x,
-        M, H, K, G, w1.shape[1] if r1 is not None else K, n_tiles_h, split, float(t0), float(t1),
+        M, H, K, G, split, float(t0), float(t1),
         x.stride(0), x.stride(1), images.stride(0) if rows is not None else 0, idx.stride(0) if rows is not None else 0,
         given.stride(0), stride_pres, *(b1.stride() if b1 is not None else (0, 0)),
         w2.stride(0), w2.stride(1), b2.stride(0),
         losses.stride(0), slot_strides["losses"], dw1.stride(0), slot_strides["dw1"], db1.stride(0),
         slot_strides["db1"], dw2.stride(0), slot_strides["dw2"], dw2.stride(1), db2.stride(0), slot_strides["db2"],
         w1.stride(0) if r1 is not None else 0,
-        PRE_PARTS=pre_parts, GATHER=rows is not None, R1=r1 is not None, PRECISION=precision, H_TILED=tiled,
-        BLOCK_H=block_h,
+        PRE_PARTS=pre_parts, GATHER=rows is not None, R1=r1 is not None, K_R1=w1.shape[1] if r1 is not None else 0,
+        PRECISION=precision, H_TILED=tiled, BLOCK_H=block_h,
         enable_fp_fusion=FP_FUSION, **cfg,
     )

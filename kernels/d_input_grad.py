@@ -69,7 +69,7 @@ def _d_input_grad_kernel(
     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # run: one GAN of a sweep; chunk: the slot of the losses; rows [m_lo, m_hi), dx columns rk
-    run, chunk, tile_k, one_tile, m_lo, m_hi, cols, rk = d_program(M, K, 1, BLOCK_M, BLOCK_K, BLOCK_H)  # one_tile: 0
+    run, chunk, tile_k, one_tile, m_lo, m_hi, cols, rk = d_program(M, K, H, False, BLOCK_M, BLOCK_K, BLOCK_H)  # one_tile: 0
     h_ptr += run * stride_hr
     w1_ptr += run * stride_w1r
     w2_ptr += run * stride_w2r

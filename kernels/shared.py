@@ -93,12 +93,14 @@ def bce_and_grad(logit, target):
 
 
 @triton.jit
-def d_program(M, K, n_tiles_h, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr):
+def d_program(M, K, H, H_TILES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr):
     """Where a program of a row-chunked D kernel (d_grad, d_input_grad) works: program ids
     enumerate (row chunk, BLOCK_K-wide tile of K, BLOCK_H-wide tile of the hidden columns) triples
-    (n_tiles_h column tiles: 1 but in d_grad at a tiled width), the chunks a whole number of
-    BLOCK_M-row blocks, over a grid axis of runs. Returns (run, chunk, K tile, column tile, first
-    row, end row, the tile's hidden columns, the tile's K indices)."""
+    (H_TILES: whether the hidden columns are a grid axis of tiles, d_grad at a tiled width; else
+    one tile, folded away at compile time), the chunks a whole number of BLOCK_M-row blocks, over a
+    grid axis of runs. Returns (run, chunk, K tile, column tile, first row, end row, the tile's
+    hidden columns, the tile's K indices)."""
+    n_tiles_h = tl.cdiv(H, BLOCK_H) if H_TILES else 1
     n_tiles_k = tl.cdiv(K, BLOCK_K)
     tile_h = tl.program_id(0) % n_tiles_h
     rest = tl.program_id(0) // n_tiles_h

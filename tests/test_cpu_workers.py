@@ -65,7 +65,7 @@ def test_products_that_differ_between_thread_counts_keep_a_sweep_in_one_process(
     strict mode splits the 784-deep sums over threads: measured on the CI machine), the runs go
     one after another in this process; one thread, or one run, never spreads."""
     assert cpu_workers.processes(4, 16, 784) == 2 and cpu_workers.processes(1, 16, 784) == 1
-    monkeypatch.setattr(cpu_workers, "thread_invariant", lambda B, X, threads: False)
+    monkeypatch.setattr(cpu_workers, "thread_invariant", lambda B, X, threads, H, Z: False)
     assert cpu_workers.processes(4, 16, 784) == 1 and _sweep(2).workers is None
     torch.set_num_threads(1)
     assert cpu_workers.processes(4, 16, 784) == 1

@@ -180,6 +180,26 @@ def test_r1_penalty_adds_its_float64_gradients(device, M, H, K, split, gamma):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("H", [33, 300])
+def test_r1_on_the_first_input_columns_only(device, H):
+    """w1 as D1's first K' rows (a conditional D: its pixels, not its label columns): the R1 terms
+    are those of the penalty on x's first K' columns (float64 autograd); dW1's other rows get the
+    BCE's gradient alone."""
+    M, K, Kp, split, gamma = 40, 75, 64, 20, 2.0
+    x, w1, b1, w2, b2, _ = d_inputs(M, H, K, device)
+    b1[0] = 1 + (x @ w1)[:, 0].abs().max()  # unit 0 active on every row: the penalty is never zero
+    h = torch.relu(x @ w1 + b1)
+    n = grad_partials(torch.device(device), M, H, K)
+    got = _outputs(n, M, H, K, device)
+    d_grad(x, w2, b2, *got, split=split, h=h, r1=torch.tensor([gamma], device=device), w1=w1[:Kp])
+    want = reference.d_step(x, h, w2, b2, split)
+    dw1_r1, dw2_r1 = reference.r1_penalty(x[:, :Kp], h, w1[:Kp], w2, split, gamma)
+    dw1 = got[1].sum(0).double()
+    assert rel_err(dw1[:Kp], want["dw1"][:Kp] + dw1_r1) < 2e-5 and rel_err(dw1[Kp:], want["dw1"][Kp:]) < 2e-5
+    assert rel_err(got[3].sum(0).double(), want["dw2"] + dw2_r1) < 2e-5
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_r1_runs_equal_each_run_alone_bitwise(device):
     """Runs of a sweep with their own gammas (0: off) equal each run alone; a gamma of 0 gives
     the outputs without the penalty."""
@@ -202,7 +222,9 @@ def test_r1_needs_gamma_and_w1_in_one_line():
     out = _outputs(2, 4, 8, 10, "cpu")
     for kwargs, message in (({"r1": torch.ones(1)}, "needs both r1"), ({"r1": torch.ones(2), "w1": w1},
                                                                        r"one gamma per run, contiguous: shape \(1,\)"),
-                            ({"r1": torch.ones(1), "w1": w1[:9]}, r"w1 has shape \(9, 8\), expected \(10, 8\)")):
+                            ({"r1": torch.ones(1), "w1": torch.cat([w1, w1[:1]])},
+                             r"w1 must be D1's weight \(K, H\) = \(10, 8\) or its first rows, got \(11, 8\)"),
+                            ({"r1": torch.ones(1), "w1": w1[:, :7]}, r"w1 has shape \(10, 7\), expected \(10, 8\)")):
         with pytest.raises(ValueError, match=message) as err:
             d_grad(x, w2, b2, *out, split=2, h=h, **kwargs)
         assert "\n" not in str(err.value)
