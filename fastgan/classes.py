@@ -21,17 +21,18 @@ NAMES = {
 
 def classes_of(dataset, arrays):
     """(each training image's class number 0..C-1 as int64, the C class names) for --conditional:
-    MNIST's digits and Fashion-MNIST's classes by name, an .npz's distinct `labels` values (named
-    by the value, in increasing order); FastganError without labels or with one class."""
+    MNIST's digits and Fashion-MNIST's classes by name, a folder's classes by their subfolders'
+    names (fastgan.images: its "class_names"), an .npz's distinct `labels` values (named by the
+    value, in increasing order); FastganError without labels or with one class."""
     labels = arrays.get("train_labels")
     if labels is None:
         raise FastganError(f"--conditional needs labelled images and {dataset} has no labels: give an .npz with "
                            "`labels` (one integer per image), or drop --conditional")
     values, index = np.unique(np.asarray(labels), return_inverse=True)
-    if len(values) < 2:
-        raise FastganError(f"--conditional needs at least 2 classes; every label of {dataset} is {values[0]}")
-    names = NAMES.get(dataset)
+    names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else NAMES.get(dataset)
     names = [names[v] for v in values] if names is not None else [str(v) for v in values]
+    if len(values) < 2:
+        raise FastganError(f"--conditional needs at least 2 classes; every image of {dataset} is of class {names[0]}")
     return index.astype(np.int64).reshape(-1), names
 
 

@@ -185,11 +185,12 @@ def download_idx(dataset, dest):
 # ---------------------------------------------------------------------------------------------
 
 
-def load_images(dataset, data_dir=None, image_size=None, channels=None, log=print, check=None):
+def load_images(dataset, data_dir=None, image_size=None, channels=None, log=print, check=None, folder_classes=False):
     """(arrays, image shape (C, S, S)): MNIST or Fashion-MNIST (load_dataset; 28 x 28 grey), or
     your own images, a folder or an .npz at the path `dataset` (fastgan.images), converted to
     image_size and channels (None: the data's own) and cached in the data folder. `check(n,
-    image)` runs before the images are loaded into memory or converted."""
+    image)` runs before the images are loaded into memory or converted. `folder_classes`: a
+    folder's first-level subfolders label its images (--conditional)."""
     if dataset in DATASETS:
         if image_size not in (None, 28) or channels not in (None, 1):
             raise FastganError(f"{dataset} is 28x28 grey; --image-size and --channels convert your own images (a "
@@ -203,7 +204,7 @@ def load_images(dataset, data_dir=None, image_size=None, channels=None, log=prin
     folder = Path(data_dir) if data_dir else default_data_dir()
     if folder.exists() and not folder.is_dir():
         raise FastganError(f"--data-dir {folder} is a file; give a folder")
-    arrays = load_custom(dataset, image_size, channels, folder, log, check=check)
+    arrays = load_custom(dataset, image_size, channels, folder, log, check=check, folder_classes=folder_classes)
     c, s = arrays["train_images"].shape[1:3]
     return arrays, (c, s, s)
 

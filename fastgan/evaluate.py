@@ -257,7 +257,8 @@ def main(argv=None):
         run_cfg = state.get("config", {})
         dataset = run_cfg.get("dataset", "mnist")
         say = (lambda m: print(m, file=sys.stderr))
-        arrays, _ = load_images(dataset, args.data_dir, run_cfg.get("image_size"), run_cfg.get("channels"), log=say)
+        arrays, _ = load_images(dataset, args.data_dir, run_cfg.get("image_size"), run_cfg.get("channels"), log=say,
+                                folder_classes=bool(checkpoint.class_names(state)))
         names = checkpoint.class_names(state)
         evaluator = Evaluator(arrays, dataset, args.data_dir, device, n_samples=args.samples, log=say,
                               label_free=args.label_free or None, classes=len(names))

@@ -98,6 +98,18 @@ def read_folder(folder, log=print):
     return readable, sizes, 3 if colour else 1, h.hexdigest()[:16]
 
 
+def _folder_classes(folder, paths):
+    """(class numbers, class names) of a folder's images from their first-level subfolders (names
+    in sorted order); FastganError if an image sits outside them."""
+    parts = [p.relative_to(folder).parts for p in paths]
+    outside = next((p for p, pt in zip(paths, parts) if len(pt) < 2), None)
+    if outside is not None:
+        raise FastganError(f"--conditional takes a folder's first-level subfolders as its classes, and {outside} is "
+                           f"not in one: move each image into its class's folder, or give an .npz with `labels`")
+    names = sorted({pt[0] for pt in parts})
+    return np.array([names.index(pt[0]) for pt in parts], dtype=np.int64), names
+
+
 def _is_grey(img):
     """A colour-mode image whose channels are all equal (a grey image saved as RGB)."""
     if img.mode == "P":
@@ -189,12 +201,13 @@ def convert(images, size, channels):
 
 
 def load_custom(path, image_size=None, channels=None, data_dir=None, log=print, convert_channels=False, check=None,
-                size_flag="--image-size"):
+                size_flag="--image-size", folder_classes=False):
     """{"train_images": uint8 (n, C, S, S)[, "train_labels"]} for a folder or .npz at `path`, with
     its conversion cached in `data_dir`. `image_size`, `channels`: None for the data's own (a side
     of DEFAULT_SIZE for data that is not square). `convert_channels`: allow grey to RGB.
     `check(n, (C, S, S))` runs before anything is converted (a run's batch and memory checks).
-    `size_flag`: the flag that gives image_size, for the messages."""
+    `size_flag`: the flag that gives image_size, for the messages. `folder_classes` (--conditional):
+    a folder's first-level subfolders are the classes (labels and "class_names" in the arrays)."""
     path = Path(path)
     if not path.exists():
         raise FastganError(f"{path}: no such folder or file; give a folder of images or an .npz")
@@ -211,7 +224,7 @@ def load_custom(path, image_size=None, channels=None, data_dir=None, log=print, 
             raise FastganError(f"cannot read {path}: {e.strerror or e}") from None
     else:
         images, sizes, own_channels, key = read_folder(path, log)
-        labels = None
+        labels, names = _folder_classes(path, images) if folder_classes else (None, None)
         (w, h), alike = next(iter(sizes)), len(sizes) == 1
         side = w if alike and w == h else None
     size = image_size or side or DEFAULT_SIZE
@@ -226,7 +239,8 @@ def load_custom(path, image_size=None, channels=None, data_dir=None, log=print, 
     if check is not None:
         check(len(images), (channels, size, size))
     check_conversion(len(images), (channels, size, size), size_flag)
-    cache = Path(data_dir) / f"custom-{key}-{size}x{size}x{channels}.npz" if data_dir is not None else None
+    tag = "-classes" if folder_classes and not is_npz else ""  # the same images with their folders' labels
+    cache = Path(data_dir) / f"custom-{key}-{size}x{size}x{channels}{tag}.npz" if data_dir is not None else None
     if cache is not None and cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as f:
@@ -237,6 +251,8 @@ def load_custom(path, image_size=None, channels=None, data_dir=None, log=print, 
     arrays = {"train_images": convert(images, size, channels)}
     if labels is not None:
         arrays["train_labels"] = labels.astype(np.int64)
+    if tag:
+        arrays["class_names"] = np.array(names)
     if cache is not None:
         save_npz(cache, arrays, "write the data cache")
     return arrays

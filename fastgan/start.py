@@ -39,7 +39,8 @@ def start_runs(cfg, members, log):
         check_fit(n_images, image, cfg.batch_size, cfg.iters_per_replay, device, len(members), backend == "eager",
                   hidden=cfg.hidden)
 
-    data, image = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, log, check=fits)
+    data, image = load_images(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, log, check=fits,
+                              folder_classes=cfg.conditional)
     labels, names = classes_of(cfg.dataset, data) if cfg.conditional else (None, [])
     images = images_to_tensor(data["train_images"], device)
     X, C = images.shape[1], len(names)

@@ -17,11 +17,13 @@ def test_builtin_datasets_are_named_and_npz_labels_by_value():
     assert names[0] == "T-shirt/top" and names[9] == "Ankle boot"
     index, names = classes.classes_of("mine.npz", {"train_labels": np.array([20, -5, 20, 7])})
     assert names == ["-5", "7", "20"] and index.tolist() == [2, 0, 2, 1]  # every class has images, numbered in order
+    index, names = classes.classes_of("photos", {"train_labels": np.array([1, 0, 1]), "class_names": np.array(["cat", "dog"])})
+    assert names == ["cat", "dog"] and index.tolist() == [1, 0, 1]  # a folder's classes: its subfolders
 
 
 @pytest.mark.parametrize("arrays, message", [
     ({}, "--conditional needs labelled images and mine.npz has no labels"),
-    ({"train_labels": np.array([4, 4, 4])}, "--conditional needs at least 2 classes; every label of mine.npz is 4"),
+    ({"train_labels": np.array([4, 4, 4])}, "--conditional needs at least 2 classes; every image of mine.npz is of class 4"),
 ])
 def test_unusable_labels_are_one_line(arrays, message):
     with pytest.raises(FastganError, match=message) as err:

@@ -235,3 +235,29 @@ def test_two_processes_filling_one_cache_at_once(tmp_path):
         assert [p.returncode for p in procs] == [0, 0], [err[-1000:] for _, err in results]
         assert results[0][0] == results[1][0]
         assert [p.name for p in cache.iterdir()] == [next(cache.glob("custom-*-32x32x3.npz")).name]
+
+
+def test_a_folders_subfolders_are_its_classes_for_conditional(tmp_path, capsys):
+    """folder_classes (--conditional): the first-level subfolders name the classes (sorted),
+    cached apart from the unlabelled conversion of the same images; an image outside them, or
+    one class only, is one line; a conditional run on the folder trains and names the classes."""
+    src = tmp_path / "pets"
+    for i, cls in enumerate(["dog", "cat", "dog", "cat", "emu"]):
+        (src / cls / "deep").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(src / cls / ("deep" if i == 2 else "") / f"{i}.png")
+    plain = load_custom(src, None, None, tmp_path / "cache", lambda m: None)
+    assert "train_labels" not in plain
+    got = load_custom(src, None, None, tmp_path / "cache", lambda m: None, folder_classes=True)
+    assert got["class_names"].tolist() == ["cat", "dog", "emu"]
+    # files in sorted path order: cat/1, cat/3, dog/0, dog/deep/2, emu/4
+    assert got["train_labels"].tolist() == [0, 0, 1, 1, 2] and got["train_images"][0, 0, 0, 0] == 40
+    again = load_custom(src, None, None, tmp_path / "cache", lambda m: None, folder_classes=True)
+    assert again["class_names"].tolist() == ["cat", "dog", "emu"] and len(list((tmp_path / "cache").iterdir())) == 2
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(src / "loose.png")
+    with pytest.raises(FastganError, match=r"first-level subfolders as its classes, and .*loose.png is not in one"):
+        load_custom(src, None, None, tmp_path / "cache", lambda m: None, folder_classes=True)
+    (src / "loose.png").unlink()
+    out = run.train(Config(iters=4, batch_size=4, sample_every=2, ckpt_every=2, device="cpu", backend="eager",
+                           dataset=str(src), conditional=True, out=str(tmp_path / "run"), data_dir=str(tmp_path / "cache")),
+                    log=lambda m: None, show_progress=False)
+    assert checkpoint.load(out / "checkpoints" / "0000004.pt")["arch"]["classes"] == ["cat", "dog", "emu"]
