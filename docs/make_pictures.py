@@ -10,6 +10,11 @@ beside them (the README's Fashion-MNIST run):
 
     python train.py --dataset fashion-mnist --r1 1 --g-ema 0.999 --iters 30000 --eval-every 10000 --out runs/fashion
     python docs/make_pictures.py runs/fashion fashion-     # docs/fashion-samples.png, fashion-walks.png, ...
+
+A conditional run's grid, one row per class (N samples: 100 for ten classes, ten of each):
+
+    python train.py --recipe stable --conditional --hidden 512 --iters 50000 --eval-every 25000 --out runs/c512
+    python docs/make_pictures.py runs/c512 conditional- 100
 """
 
 import sys
@@ -22,8 +27,8 @@ from fastgan.plots import save_losses
 DOCS = Path(__file__).resolve().parent
 
 
-def main(run, prefix=""):
-    for argv in ([run, "--n", "64", "--out", DOCS / f"{prefix}samples.png"],
+def main(run, prefix="", n="64"):
+    for argv in ([run, "--n", n, "--out", DOCS / f"{prefix}samples.png"],
                  [run, "--interpolate", "5", "--out", DOCS / f"{prefix}walks.png"]):
         if sample.main([str(a) for a in argv] + ["--force", "--device", "cpu"]) != 0:
             return 2
@@ -33,6 +38,6 @@ def main(run, prefix=""):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
+    if len(sys.argv) not in (2, 3, 4):
         sys.exit(__doc__)
     sys.exit(main(*sys.argv[1:]))

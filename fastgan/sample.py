@@ -46,15 +46,16 @@ def _free(path, force):
         raise FastganError(f"{path} exists; pass --force to overwrite it, or --out another file")
 
 
-def _labels(G, label, n):
-    """The class numbers to draw n samples of: --label's (a number or a name), else every class in
-    turn; None for an unconditional model (which refuses --label in one line)."""
+def _labels(G, label, n, cols):
+    """The class numbers to draw n samples of: --label's (a number or a name), else one class per
+    grid row of `cols`, in turn (as the training grids); None for an unconditional model (which
+    refuses --label in one line)."""
     if not G.classes:
         if label is not None:
             raise FastganError(f"--label {label}: {G.path} is not a conditional model (trained without --conditional)")
         return None
     if label is None:
-        return torch.arange(n) % len(G.classes)
+        return torch.arange(n) // cols % len(G.classes)
     if label in G.classes:
         return torch.full((n,), G.classes.index(label))
     if label.isdigit() and int(label) < len(G.classes):
@@ -77,7 +78,7 @@ def main(argv=None):
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     p.add_argument("--raw", action="store_true", help="draw with G's trained weights, not its EMA (runs with --g-ema)")
-    p.add_argument("--label", help="a conditional model's class, by number or name (default: every class in turn)")
+    p.add_argument("--label", help="a conditional model's class, by number or name (default: one class per row, in turn)")
     args = p.parse_args(argv)
     try:
         if not 1 <= args.n <= MAX_N:
@@ -100,7 +101,7 @@ def main(argv=None):
             cols = math.ceil(math.sqrt(args.n))
             z, rows = noise(args.n, args.seed), math.ceil(args.n / cols)
         with torch.no_grad():
-            images = G(z.to(G.G_W1.device), _labels(G, args.label, len(z))).reshape(len(z), -1).cpu().numpy()
+            images = G(z.to(G.G_W1.device), _labels(G, args.label, len(z), cols)).reshape(len(z), -1).cpu().numpy()
         save_grid(images, out, rows, cols, image=G.image)  # whole or not at all (fastgan.atomic)
         if args.npz:  # (n, S, S) grey or (n, S, S, 3) RGB, as fastgan.prepare writes
             c, s, _ = G.image
