@@ -29,11 +29,13 @@ def next_stop(it, cfg):
 
 
 def train_runs(cfg, members, log, show_progress):
-    """Train the runs [(folder, its config, checkpoint state or None)] together to cfg.iters."""
+    """Train the runs [(folder, its config, checkpoint state or None)] together to cfg.iters;
+    returns whether a stop (Ctrl-C) ended them before it."""
     device, data, image, names, runs, trainer, start = start_runs(cfg, members, log)
     if start >= cfg.iters:
         log(f"nothing to do: the checkpoint is at iteration {start} and --iters is {cfg.iters}")
-        return trainer.close()
+        trainer.close()
+        return False
     for run in runs:
         run.create(trainer.backend, device, image, len(names))
     R = len(runs)
@@ -130,3 +132,4 @@ def train_runs(cfg, members, log, show_progress):
         run.plot_losses()
     if stop.signal == signal.SIGTERM:
         raise Terminated(f"SIGTERM: {stopped}")
+    return stop.requested

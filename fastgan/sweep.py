@@ -23,11 +23,17 @@ from .atomic import replacing, write_text
 from .config import MAX_SEED
 from .errors import FastganError
 from .metrics import read_records
+from .model import MAX_HIDDEN
 from .plots import LOSS_KEYS
 from .recipes import DECAYS
 
-KEYS = ("lr", "beta1", "lr_d", "lr_g", "r1", "r1_every", "g_ema", "lr_decay", "decay_start", "seed")
-INTS = {"decay_start": ("an iteration", 0), "r1_every": ("a whole number of D steps", 1)}  # key: (what, least)
+# The model's keys first: runs that differ in them train in groups, one group after another
+# (fastgan.sweep_driver); the others in one trainer.
+MODEL_KEYS = ("hidden", "conditional")
+KEYS = (*MODEL_KEYS, "lr", "beta1", "lr_d", "lr_g", "r1", "r1_every", "g_ema", "lr_decay", "decay_start", "seed")
+INTS = {"decay_start": ("an iteration", 0), "r1_every": ("a whole number of D steps", 1),
+        "hidden": ("a width of hidden units", 1)}  # key: (what, least)
+BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 SEPARATOR = {"lr": "", "seed": ""}  # in a run's name: lr2e-4, seed3; the others key-value, r1-10
 # Each number key's range, as (test, what the error says)
 RANGES = {
@@ -37,6 +43,7 @@ RANGES = {
     "beta1": (lambda v: 0 <= v < 1, "beta1 must be in [0, 1)"),
     "g_ema": (lambda v: 0 <= v < 1, "an EMA's beta must be in [0, 1) (0: off)"),
     "r1": (lambda v: math.isfinite(v) and v >= 0, "gamma must be finite and >= 0 (0: off)"),
+    "hidden": (lambda v: v <= MAX_HIDDEN, f"a width is at most {MAX_HIDDEN}"),
 }
 SWEEP_FILE = "sweep.json"
 MAX_RUNS = 4096  # runs in one sweep: each has its folder, and its parameters on the device
@@ -59,6 +66,11 @@ def _values(key, text):
             if token not in DECAYS:
                 raise FastganError(f"--sweep lr_decay: {token!r} is not one of {', '.join(DECAYS)}")
             out.append((token, token))
+            continue
+        if key == "conditional":
+            if token.lower() not in BOOLS:
+                raise FastganError(f"--sweep conditional: {token!r} is not true or false (or 1, 0)")
+            out.append((token, BOOLS[token.lower()]))
             continue
         what, least = INTS.get(key, ("a number", None))
         try:

@@ -25,8 +25,9 @@ def _resolve(cfg, log):
         shared = resume.keep_settings(cfg, spec["shared"], "the sweep", log)
         if cfg.out is not None and Path(cfg.out).resolve() != top.resolve():
             raise FastganError("--resume of a sweep continues it in its own folder; leave out --out")
-        default = Config()  # a sweep saved before a key existed ran with its default
-        runs = [(r["name"], {k: r.get(k, getattr(default, k)) for k in sweep.KEYS}) for r in spec["runs"]]
+        # a sweep saved before a key existed ran with its shared value, else with the default
+        default = {**Config().to_dict(), **spec["shared"]}
+        runs = [(r["name"], {k: r.get(k, default[k]) for k in sweep.KEYS}) for r in spec["runs"]]
         return dataclasses.replace(cfg, **shared, out=str(top)).validate(), runs, spec["spec"]
     if cfg.seeds and cfg.sweep:
         raise FastganError("--seeds and --sweep are two ways to give the runs; use one (--sweep can hold seed=...)")
@@ -57,16 +58,26 @@ def _start_sweep_folder(top, spec, runs, cfg, resuming, log):
 
 
 def _train_members(cfg, top, runs, resuming, log, show_progress):
-    """Claim the given runs' folders, train them together; returns their summary rows and best grids."""
+    """Claim the given runs' folders and train them: together, or in groups of one model (the
+    sweep's model keys: a width, conditioning) one group after another, until a stop; returns
+    their summary rows and best grids."""
+    groups = {}
+    for name, settings in runs:
+        groups.setdefault(tuple(settings[k] for k in sweep.MODEL_KEYS), []).append((name, settings))
     folders = []
     try:
-        states = resume.sweep_states(top, runs, log) if resuming else [None] * len(runs)
-        members = []
-        for (name, settings), state in zip(runs, states):
-            folders.append(runfolder.claim(top / name, resuming=resuming, log=log))
-            members.append((top / name, dataclasses.replace(cfg, **settings, out=str(top / name), resume=None,
-                                                            seeds=None, sweep=None).validate(), state))
-        train_runs(cfg, members, log, show_progress)
+        for i, (model, group) in enumerate(groups.items()):
+            if len(groups) > 1:
+                log(f"group {i + 1} of {len(groups)} (" + ", ".join(f"{k} {v}" for k, v in zip(sweep.MODEL_KEYS, model))
+                    + f"): {', '.join(n for n, _ in group)}")
+            states = resume.sweep_states(top, group, log) if resuming else [None] * len(group)
+            members = []
+            for (name, settings), state in zip(group, states):
+                folders.append(runfolder.claim(top / name, resuming=resuming, log=log))
+                members.append((top / name, dataclasses.replace(cfg, **settings, out=str(top / name), resume=None,
+                                                                seeds=None, sweep=None).validate(), state))
+            if train_runs(dataclasses.replace(cfg, **dict(zip(sweep.MODEL_KEYS, model))), members, log, show_progress):
+                break  # stopped (Ctrl-C): the later groups wait for the resume
         rows = [sweep.run_summary(name, settings, top / name) for name, settings in runs]
         return rows, {name: _best_grid(top / name) for name, _ in runs}
     finally:

@@ -414,8 +414,9 @@ def test_a_checkpoint_of_another_width_than_its_sweep_is_one_line(data_dir, tmp_
     out = tmp_path / "sw"
     assert train_cli.main(_cli_run(data_dir, out, "--iters", "5", "--hidden", "24", "--seeds", "0-1")) == 0
     spec = json.loads((out / "sweep.json").read_text())
-    assert spec["shared"]["hidden"] == 24
-    spec["shared"]["hidden"] = 32
+    assert [r["hidden"] for r in spec["runs"]] == [24, 24]
+    for r in spec["runs"]:
+        r["hidden"] = 32
     (out / "sweep.json").write_text(json.dumps(spec))
     capsys.readouterr()
     code, err = _cli(capsys, "--resume", str(out), "--iters", "10")

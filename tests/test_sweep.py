@@ -58,6 +58,10 @@ def test_seeds_and_sweep_specs():
     ("seed=3-1", "the range 3-1 is empty"),
     ("seed=a-b", "'a-b' is not a seed or a range"),
     ("momentum=0.9", "unknown key 'momentum'"),
+    ("hidden=0", "hidden: 0 is out of range; a width of hidden units is >= 1"),
+    ("hidden=5000", "hidden: 5000 is out of range; a width is at most 4096"),
+    ("hidden=1.5", "'1.5' is not a width of hidden units"),
+    ("conditional=maybe", "conditional: 'maybe' is not true or false"),
     ("lr=-1", "lr: -1 is out of range"),
     ("beta1=1.0", "beta1: 1.0 is out of range"),
     ("lr=x", "'x' is not a number"),
@@ -126,6 +130,59 @@ def test_sweep_runs_with_options_equal_runs_alone(data_dir, tmp_path, backend, i
         assert [json.loads(x)["g_loss"] for x in (top / name / "metrics.jsonl").read_text().splitlines()] == \
                [json.loads(x)["g_loss"] for x in (alone / "metrics.jsonl").read_text().splitlines()]
     assert (top / "summary.csv").read_text().startswith("rank,run,lr,beta1,r1,g_ema,seed,best_fd")
+
+
+@pytest.mark.parametrize("backend, iters", [("eager", 6), ("fused", 2)])
+def test_a_sweep_over_the_model_trains_in_groups_and_each_run_equals_the_run_alone(data_dir, tmp_path, backend, iters):
+    """--sweep over the model's keys (hidden, conditional) with another key: the runs of one model
+    train together, the models one after another; each run equals the run alone bitwise."""
+    kw = dict(iters=iters, backend=backend, device="cpu" if backend == "eager" else DEVICES[0], ckpt_every=iters,
+              sample_every=iters, log_every=1, r1=1.0)
+    said = []
+    top = run.train(_cfg(data_dir, tmp_path / "S", sweep="hidden=16,24 conditional=false,true seed=0-1", **kw),
+                    log=said.append, show_progress=False)
+    runs = json.loads((top / sweep.SWEEP_FILE).read_text())["runs"]
+    assert [r["name"] for r in runs][:3] == ["hidden-16_conditional-false_seed0", "hidden-16_conditional-false_seed1",
+                                             "hidden-16_conditional-true_seed0"] and len(runs) == 8
+    assert sum(m.startswith("group ") for m in said) == 4
+    for r in runs[::3]:
+        alone = _train(_cfg(data_dir, tmp_path / f"alone-{r['name']}", hidden=r["hidden"], conditional=r["conditional"],
+                            seed=r["seed"], **kw))
+        a, b = (checkpoint.load(f / "checkpoints" / checkpoint.ckpt_name(iters)) for f in (top / r["name"], alone))
+        assert a["arch"] == b["arch"] and a["arch"]["h_dim"] == r["hidden"] and ("classes" in a["arch"]) == r["conditional"]
+        assert _equal(a["params"], b["params"]), r["name"]
+
+
+def test_a_stop_in_one_model_group_leaves_the_next_for_the_resume(data_dir, tmp_path, monkeypatch):
+    """Ctrl-C while the first group trains: it stops at a checkpoint and the second group does not
+    start; the resume finishes the first group, then trains the second: the sweep in one go."""
+    import os
+    import signal
+
+    from fastgan import start
+
+    one = _train(_cfg(data_dir, tmp_path / "one", sweep="hidden=16,24", iters=10))
+    real = start.make_trainer
+
+    def make_trainer(*args):
+        trainer = real(*args)
+        advance = trainer.advance
+
+        def interrupted(n):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the group's first advance
+            return advance(n)
+
+        trainer.advance = interrupted
+        return trainer
+
+    monkeypatch.setattr(start, "make_trainer", make_trainer)
+    two = _train(_cfg(data_dir, tmp_path / "two", sweep="hidden=16,24", iters=10))
+    assert checkpoint.list_checkpoints(two / "hidden-16" / "checkpoints")
+    assert not checkpoint.list_checkpoints(two / "hidden-24" / "checkpoints")
+    monkeypatch.setattr(start, "make_trainer", real)
+    _train(_cfg(data_dir, None, iters=10, resume=str(two)))
+    for name in ("hidden-16", "hidden-24"):
+        assert _equal(_params(one / name, 10), _params(two / name, 10)), name
 
 
 def test_resume_of_a_sweep_equals_one_go_and_a_run_resumes_alone(data_dir, tmp_path):
