@@ -76,7 +76,7 @@ def _labelled(images, classes):
     return fastgan_classes.conditioned(images, labels, classes) if classes else images
 
 
-@pytest.mark.parametrize("hidden,classes", [(model.H_DIM, 0), (64, 0), (300, 0), (64, 10), (300, 3)])
+@pytest.mark.parametrize("hidden,classes", [(model.H_DIM, 0), (64, 0), (300, 0), (64, 10), (512, 3)])
 @pytest.mark.parametrize("device,iters,batch,K,rtol,atol", PARITY)
 def test_graph_with_every_option_matches_eager(device, iters, batch, K, rtol, atol, hidden, classes):
     """R1 in the D step's gradient launch (closed form) against eager's double backward, each

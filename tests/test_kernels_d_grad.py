@@ -43,7 +43,7 @@ def _check(got, want, n):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("M,H,K,split", [(2, 7, 33, 1), (33, 128, 785, 17), (129, 33, 100, 64), (256, 128, 784, 128),
-                                         (33, 300, 65, 17), (17, 1024, 33, 4)])  # past WHOLE_H: column tiles
+                                         (33, 300, 65, 17), (17, 1024, 33, 4), (9, 129, 40, 4)])  # past WHOLE_H: tiles
 def test_matches_float64(device, M, H, K, split):
     """Every output slot up to the split written (poisoned with NaN before), the slot past it
     left alone, the slots' sums the float64 losses and gradients."""

@@ -30,7 +30,7 @@ def _outputs(slots, M, K, device, runs=()):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("M,H,K,t", [(1, 7, 33, 1.0), (7, 128, 785, 1.0), (33, 33, 100, 0.0), (129, 128, 784, 0.3),
-                                     (33, 300, 65, 1.0), (17, 1024, 33, 0.0)])  # past WHOLE_H: column tiles
+                                     (33, 300, 65, 1.0), (17, 1024, 33, 0.0), (5, 129, 40, 1.0)])  # past WHOLE_H: tiles
 def test_matches_float64(device, M, H, K, t):
     """Every element of dx written (poisoned with NaN before), the loss slots past the row split
     left alone, their sum the float64 mean."""
