@@ -26,7 +26,7 @@ from fastgan.metrics import read_records
 
 DOCS = Path(__file__).resolve().parent
 START, END = "<!-- recipes:start (docs/make_recipes.py) -->", "<!-- recipes:end -->"
-SETTINGS = ("r1", "r1_every", "g_ema", "lr_d", "lr_g", "beta1", "lr_decay", "decay_start", "seed")
+SETTINGS = ("r1", "r1_every", "g_ema", "lr_d", "lr_g", "beta1", "lr_decay", "decay_start", "seed", "batch_size")
 
 
 def runs_in(folder):
