@@ -30,7 +30,7 @@ def main(widths):
     labels = torch.randint(0, 10, (2000,), generator=torch.Generator().manual_seed(1))
     for H in widths:
         for C in (0, 10):
-            data = classes.conditioned(images, labels, C) if C else images
+            data = classes.with_labels(images, labels, C)
             trainer = GraphTrainer(model.init_params(0, "cpu", model.X_DIM, H, C), None, Batcher(data, 128, 0, C), 50,
                                    capture=False, hyper=hyper, twins=True)
             trainer.advance(20)

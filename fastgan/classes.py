@@ -41,15 +41,10 @@ def one_hot(labels, classes):
     return torch.nn.functional.one_hot(labels, classes).float()
 
 
-def conditioned(images, labels, classes):
-    """D's real input for C classes: each image row (n, X) with its label's one-hot columns after it."""
-    return torch.cat([images, one_hot(labels.to(images.device), classes)], dim=1)
-
-
-def with_labels(z, labels, classes):
-    """G's input: noise (n, Z) with the one-hot columns of `labels` (n,) after it; z itself when
-    classes is 0 (an unconditional G)."""
-    return torch.cat([z, one_hot(labels.to(z.device), classes)], dim=1) if classes else z
+def with_labels(rows, labels, classes):
+    """A network's input for C classes: rows (n, k) (G's noise, or D's images) with the one-hot
+    columns of `labels` (n,) after them; the rows themselves when classes is 0 (unconditional)."""
+    return torch.cat([rows, one_hot(labels.to(rows.device), classes)], dim=1) if classes else rows
 
 
 def n_classes(params):

@@ -257,9 +257,9 @@ def main(argv=None):
         run_cfg = state.get("config", {})
         dataset = run_cfg.get("dataset", "mnist")
         say = (lambda m: print(m, file=sys.stderr))
-        arrays, _ = load_images(dataset, args.data_dir, run_cfg.get("image_size"), run_cfg.get("channels"), log=say,
-                                folder_classes=bool(checkpoint.class_names(state)))
         names = checkpoint.class_names(state)
+        arrays, _ = load_images(dataset, args.data_dir, run_cfg.get("image_size"), run_cfg.get("channels"), log=say,
+                                folder_classes=bool(names))
         evaluator = Evaluator(arrays, dataset, args.data_dir, device, n_samples=args.samples, log=say,
                               label_free=args.label_free or None, classes=len(names))
         params = {k: v.to(device) for k, v in checkpoint.g_weights(state, args.raw).items()}

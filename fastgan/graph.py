@@ -165,7 +165,8 @@ class GraphTrainer:
         xx, hG, hD, hD_pre, hDg, hDg_pre, dfake, dhG = (V[k] for k in ("xx", "hG", "hD", "hD_pre", "hDg", "hDg_pre",
                                                                         "dfake", "dhG"))
         z, log, hyper, X, xd = self.z[i, s], self.log[i, :, s], self.hyper[i, :, s], self.X, V["xd"]
-        fake_d, fake_g = (xx if xd is None else xd)[:, :B], (xx if xd is None else xd)[:, B:]  # D's input rows of G(z)
+        fakes = xx if xd is None else xd  # D's input rows of G(z): [G(z_d); G(z_g)]
+        fake_d, fake_g = fakes[:, :B], fakes[:, B:]
         real = (self.images, self.idx[i, s])  # D1's first B input rows: images[idx[i, r]]
         # D step
         L.linear_act_forward(z, P["G_W1"], P["G_b1"], hG, ACT_RELU, pr)

@@ -10,7 +10,7 @@ from .buffers import check_fit
 from .checkpoint import class_names as checkpoint_classes
 from .checkpoint import hidden as checkpoint_hidden
 from .checkpoint import image_shape as checkpoint_image
-from .classes import classes_of, conditioned
+from .classes import classes_of, with_labels
 from .data import load_images
 from .errors import FastganError
 from .model import init_params
@@ -45,7 +45,7 @@ def start_runs(cfg, members, log):
     images = images_to_tensor(data["train_images"], device)
     X, C = images.shape[1], len(names)
     if C:  # D's real rows: each image with its one-hot label columns
-        images = conditioned(images, torch.from_numpy(labels), C)
+        images = with_labels(images, torch.from_numpy(labels), C)
     runs = [RunOutputs(*m) for m in members]
     for run in runs:
         if run.state is not None and checkpoint_image(run.state) != image:

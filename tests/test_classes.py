@@ -38,7 +38,7 @@ def test_label_columns_follow_the_noise_and_the_images():
     assert torch.equal(zc[:, 100:].argmax(1), labels) and torch.equal(zc[:, 100:].sum(1), torch.ones(5))
     assert classes.with_labels(z, None, 0) is z  # an unconditional G's input is the noise itself
     images = torch.rand(5, 784)
-    xc = classes.conditioned(images, labels, 3)
+    xc = classes.with_labels(images, labels, 3)  # D's real rows, the same way
     assert torch.equal(xc[:, :784], images) and torch.equal(xc[:, 784:], zc[:, 100:])
     assert classes.n_classes({"G_W1": torch.empty(103, 8)}) == 3 and classes.n_classes({"G_W1": torch.empty(100, 8)}) == 0
 

@@ -73,7 +73,7 @@ LAZY = Hyper(r1=1.0, r1_every=3)
 def _labelled(images, classes):
     """The images with `classes` one-hot label columns (seeded labels; none for 0)."""
     labels = torch.randint(0, max(classes, 1), (len(images),), generator=torch.Generator().manual_seed(1))
-    return fastgan_classes.conditioned(images, labels, classes) if classes else images
+    return fastgan_classes.with_labels(images, labels, classes)
 
 
 @pytest.mark.parametrize("hidden,classes", [(model.H_DIM, 0), (64, 0), (300, 0), (64, 10), (512, 3)])
