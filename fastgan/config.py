@@ -11,7 +11,7 @@ from typing import Optional
 from .data import DATASETS
 from .errors import FastganError
 from .model import H_DIM, MAX_HIDDEN
-from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, RECIPES, SEED
+from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, MAX_EMA_REL, RECIPES, SEED
 
 DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "eager", "fused", "graph")
@@ -52,6 +52,7 @@ class Config:
     r1: float = SEED["r1"]
     r1_every: int = SEED["r1_every"]
     g_ema: float = SEED["g_ema"]
+    g_ema_rel: float = SEED["g_ema_rel"]
     lr_decay: str = SEED["lr_decay"]
     decay_start: int = SEED["decay_start"]
     seeds: Optional[str] = None  # a sweep over seeds: "0-7"
@@ -75,7 +76,10 @@ class Config:
         if self.recipe not in RECIPES:
             raise FastganError(f"unknown --recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)}")
         given = self.given_names()
-        return replace(self, **{k: v for k, v in RECIPES[self.recipe].items() if k not in given})
+        settings = {k: v for k, v in RECIPES[self.recipe].items() if k not in given}
+        if "g_ema_rel" in given and self.g_ema_rel and "g_ema" not in given:
+            settings["g_ema"] = 0.0  # a growing EMA given replaces the recipe's fixed one
+        return replace(self, **settings)
 
     def given_names(self):
         if self.given is not None:
@@ -106,6 +110,11 @@ class Config:
             raise FastganError(f"--r1-every must be a whole number of D steps >= 1 (1: every step), got {self.r1_every!r}")
         if not 0 <= self.g_ema < 1:
             raise FastganError(f"--g-ema must be in [0, 1) (0: off; e.g. 0.999), got {self.g_ema!r}")
+        if not (math.isfinite(self.g_ema_rel) and 0 <= self.g_ema_rel <= MAX_EMA_REL):
+            raise FastganError(f"--g-ema-rel must be in [0, {MAX_EMA_REL}] (0: off; e.g. 0.05), got {self.g_ema_rel!r}")
+        if self.g_ema and self.g_ema_rel:
+            raise FastganError(f"--g-ema {self.g_ema} and --g-ema-rel {self.g_ema_rel} are two EMAs of G; keep one "
+                               "(--g-ema 0 or --g-ema-rel 0 turns the other off)")
         if not isinstance(self.decay_start, int) or self.decay_start < 0:
             raise FastganError(f"--decay-start must be an iteration >= 0, got {self.decay_start!r}")
         if self.lr_decay != "none" and self.iters is not None and self.decay_start >= self.iters:

@@ -78,7 +78,7 @@ class GraphTrainer:
             hyper = [Hyper(lr_r, lr_r, b1) for lr_r, b1 in zip(_per_run(lr, R, "lr"), _per_run(betas[0], R, "beta1"))]
         self.hypers = _per_run(hyper, R, "hyper")
         self.beta1s, self.beta2 = [h.beta1 for h in self.hypers], betas[1]
-        self.ema, self.r1 = any(h.g_ema for h in self.hypers), any(h.r1 for h in self.hypers)  # G's EMA kept; R1 in d_grad
+        self.ema, self.r1 = any(h.keeps_ema for h in self.hypers), any(h.r1 for h in self.hypers)  # G's EMA kept; R1 in d_grad
         images, B = self.batchers[0].images, self.batchers[0].batch_size
         device = images.device
         C, H = n_classes(run_params[0]), hidden_of(run_params[0])  # C: a conditional model's label columns
@@ -119,8 +119,6 @@ class GraphTrainer:
         self.E = flat_views(self.ema_flat, self.nets["G"]) if self.ema else {}  # name -> (R, *shape) EMA views
         if self.ema:
             self.ema_flat.copy_(self.flat["G"])  # the EMA starts at G's initial weights
-            weights = [torch.tensor(1.0 - h.g_ema if h.g_ema else 0.0, dtype=torch.float32) for h in self.hypers]
-            self.hyper[:, 1, :, 3] = torch.stack(weights).to(device)  # per run, constant: prepare leaves it
         self.gamma = None if self.gamma is None else self.gamma[:, :R]  # (K, R) of the padded rows
         self.params = self.run_params(0) if self.single else None
         self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
@@ -141,7 +139,7 @@ class GraphTrainer:
 
     def sample_params(self, r):
         """The G weights run r's grids draw with: its EMA's (name -> view) with g_ema, else its parameters."""
-        return {k: v[r] for k, v in self.E.items()} if self.hypers[r].g_ema else self.run_params(r)
+        return {k: v[r] for k, v in self.E.items()} if self.hypers[r].keeps_ema else self.run_params(r)
 
     def _views(self, s):
         """The buffers of the runs s (their run axis sliced), made once per run slice: name -> view."""
@@ -223,6 +221,8 @@ class GraphTrainer:
         for i, net in enumerate(("D", "G")):  # each step's learning rate per run (its decay), float64
             lrs = torch.stack([h.lrs(net, steps) for h in self.hypers], dim=1)
             self.hyper[:n, i, :, :3].copy_(adam_terms(steps, lrs, self.beta1s, self.beta2))
+        if self.ema:  # each step's EMA weight 1 - beta per run (0: a run without one)
+            self.hyper[:n, 1, :, 3].copy_(torch.stack([h.ema_weights(steps) for h in self.hypers], dim=1))
 
     def run_prepared(self, n):
         """Run the n prepared iterations: replay the captured graph when n is its length (K),
@@ -250,7 +250,7 @@ class GraphTrainer:
         sweep's run resumes as a single run)."""
         return checkpoint.run_state({k: v[run] for k, v in self.P.items()}, {
             net: (self.t, {"exp_avg": {k: self.M[k][run] for k in shapes}, "exp_avg_sq": {k: self.V[k][run] for k in shapes}})
-            for net, shapes in NETS.items()}, self.sample_params(run) if self.hypers[run].g_ema else None)
+            for net, shapes in NETS.items()}, self.sample_params(run) if self.hypers[run].keeps_ema else None)
 
     def load_state_dict(self, state, run=0):
         """Continue run `run` from a state_dict (or a checkpoint): parameters, Adam moments and

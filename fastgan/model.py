@@ -134,9 +134,8 @@ class AdamStep:
         kw = dict(betas=(hyper.beta1, betas[1]), eps=ADAM_EPS, capturable=capturable)
         self.opt_g = torch.optim.Adam(self.g_params, lr=hyper.lr_g, **kw)
         self.opt_d = torch.optim.Adam(self.d_params, lr=hyper.lr_d, **kw)
-        # G's EMA weights (1 - beta as float32, as the Triton trainer reads it), else None
-        self.ema = {k: params[k].detach().clone() for k in G_SHAPES} if hyper.g_ema else None
-        self.ema_weight = torch.tensor(1.0 - hyper.g_ema, dtype=torch.float32).item()
+        # G's EMA weights (each step's 1 - beta as float32, as the Triton trainer reads it), else None
+        self.ema = {k: params[k].detach().clone() for k in G_SHAPES} if hyper.keeps_ema else None
         self.t = 0  # Adam steps taken by each network
         self.classes = params["G_W1"].shape[0] - Z_DIM  # C one-hot label columns after z and x (0: unconditional)
 
@@ -183,9 +182,10 @@ class AdamStep:
         loss_g = bce(self.D(self._labelled(self.G(z_g), z_g)), 1.0)  # non-saturating: mean BCE(D(G(z)), 1)
         self._apply(self.opt_g, self.g_params, loss_g)
         if self.ema is not None:  # ema + w (p - ema), each op rounded once, as the Triton trainer
+            weight = self.hyper.ema_weights(torch.tensor([self.t + 1])).item()  # a host tensor: no device sync
             with torch.no_grad():
                 for k, e in self.ema.items():
-                    e.add_((self.params[k] - e).mul_(self.ema_weight))
+                    e.add_((self.params[k] - e).mul_(weight))
         self.t += 1
         return torch.stack([d_loss, d_real, d_fake, loss_g]).detach()
 

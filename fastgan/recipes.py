@@ -13,6 +13,10 @@ Settings (each a train.py flag and a --sweep key):
   g_ema          beta of an exponential moving average of G's weights, updated after each G
                  step (ema <- ema + (1 - beta) (w - ema)); grids, measurements, best.pt and the
                  generator use it; 0: off
+  g_ema_rel      instead of a fixed beta, an EMA whose horizon grows with the run: EDM2's
+                 power-function EMA (Karras et al. 2024), beta at step t = (1 - 1/t)^(g + 1),
+                 its averaging profile's width sigma_rel = g_ema_rel of the steps so far
+                 (0.05: the last ~5% of the run); 0: off
   lr_decay       none, linear or cosine: both learning rates fall from decay_start to 0 at the
                  run's target iteration
   decay_start    the iteration the decay starts at
@@ -33,11 +37,13 @@ DEFAULT_ITERS = 1_000_000  # the seed's schedule
 # seed recipe's are these.
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
-SEED = {"lr": 1e-3, "beta1": ADAM_BETAS[0], "r1": 0.0, "r1_every": 1, "g_ema": 0.0, "lr_decay": "none", "decay_start": 0}
+SEED = {"lr": 1e-3, "beta1": ADAM_BETAS[0], "r1": 0.0, "r1_every": 1, "g_ema": 0.0, "g_ema_rel": 0.0, "lr_decay": "none",
+        "decay_start": 0}
+MAX_EMA_REL = 0.28  # sigma_rel of a power-function EMA: below 1 / sqrt(12) = 0.2887, where its exponent g reaches 0
 
 # Every recipe names all of these; explicit flags override a recipe.
-SETTINGS = ("lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "lr_decay", "decay_start")
-RECIPES = {"seed": {k: SEED[k] for k in ("beta1", "r1", "r1_every", "g_ema", "lr_decay", "decay_start")}}
+SETTINGS = ("lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")
+RECIPES = {"seed": {k: SEED[k] for k in ("beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")}}
 RECIPES["stable"] = {**RECIPES["seed"], "beta1": 0.5, "r1": 1.0, "g_ema": 0.999}
 
 
@@ -54,12 +60,29 @@ class Hyper:
     decay_start: int = SEED["decay_start"]
     target: int = DEFAULT_ITERS  # the iteration a decay reaches 0 at: the run's --iters
     r1_every: int = SEED["r1_every"]
+    g_ema_rel: float = SEED["g_ema_rel"]
 
     @classmethod
     def of(cls, cfg):
         """A resolved Config's (fastgan.config) settings."""
         return cls(cfg.lr_d_or_lr(), cfg.lr_g_or_lr(), cfg.beta1, cfg.r1, cfg.g_ema, cfg.lr_decay, cfg.decay_start,
-                   cfg.target_iters(), cfg.r1_every)
+                   cfg.target_iters(), cfg.r1_every, cfg.g_ema_rel)
+
+    @property
+    def keeps_ema(self):
+        """Whether the run keeps an EMA of G's weights (a fixed beta or a growing horizon)."""
+        return bool(self.g_ema or self.g_ema_rel)
+
+    def ema_weights(self, steps):
+        """The EMA's weight 1 - beta after G steps `steps` (a tensor of t >= 1), float32 as both
+        trainers apply it: 1 - g_ema, or with g_ema_rel 1 - (1 - 1/t)^(g + 1) (`ema_exponent`),
+        which is 1 at t = 1 (the EMA starts at the weights) and about (g + 1) / t later."""
+        t = steps.to(torch.float64)
+        if self.g_ema_rel:
+            weights = -torch.expm1((ema_exponent(self.g_ema_rel) + 1.0) * torch.log1p(-1.0 / t))
+        else:
+            weights = torch.full_like(t, 1.0 - self.g_ema if self.g_ema else 0.0)
+        return weights.to(torch.float32)
 
     def r1_on(self, steps):
         """Whether D steps `steps` (t >= 1: an int or a tensor) get the R1 penalty: steps 1, 1 + k,
@@ -78,6 +101,22 @@ class Hyper:
         """Net's learning rate at Adam step numbers `steps` (a tensor of t >= 1), float64."""
         t = steps.to(torch.float64)
         return self.lr(net) * lr_factor(t, self.lr_decay, self.decay_start, self.target)
+
+
+def ema_exponent(sigma_rel):
+    """The exponent g of EDM2's power-function EMA whose averaging profile has relative width
+    sigma_rel (0 < sigma_rel < 1 / sqrt(12)): the largest real root of
+    g^3 + 7 g^2 + (16 - s) g + (12 - s) = 0 with s = sigma_rel^-2 (Karras et al. 2024, eq. 3),
+    found by bisection on (0, s) where the cubic changes sign once."""
+    s = sigma_rel**-2
+    lo, hi = 0.0, s
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if ((mid + 7.0) * mid + 16.0 - s) * mid + 12.0 - s < 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def lr_factor(steps, decay, start, target):

@@ -10,7 +10,7 @@ from .errors import FastganError
 
 # What a run is: never changed by a resume. A run saved before a setting existed had its default.
 FIXED = ("batch_size", "hidden", "conditional", "dataset", "image_size", "channels", "seed", "lr", "beta1", "recipe", "lr_d", "lr_g", "r1", "r1_every",
-         "g_ema", "lr_decay", "decay_start")
+         "g_ema", "g_ema_rel", "lr_decay", "decay_start")
 # What a resume may change when given (the target, the schedule, where and how it trains); kept
 # from the run when not given.
 CHANGEABLE = ("iters", "log_every", "sample_every", "ckpt_every", "keep", "eval_every", "iters_per_replay",

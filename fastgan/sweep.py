@@ -3,9 +3,9 @@
     fastgan train --seeds 0-7                                    # 8 runs that differ in seed
     fastgan train --sweep "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"  # the cartesian product: 16 runs
 
-Keys: lr, beta1, seed and fastgan.recipes' settings (lr_d, lr_g, r1, g_ema, lr_decay,
-decay_start); values comma-separated, seeds and decay starts also as ranges A-B (inclusive, seeds)
-. Batch size and schedule are shared. Run r writes to OUT/<name>/ everything a single run writes;
+Keys: lr, beta1, seed, fastgan.recipes' settings (lr_d, lr_g, r1, r1_every, g_ema, g_ema_rel,
+lr_decay, decay_start) and the model's (hidden, conditional); values comma-separated, seeds and
+decay starts also as ranges A-B (inclusive, seeds). Batch size and schedule are shared. Run r writes to OUT/<name>/ everything a single run writes;
 its name is built from the values as typed (`lr2e-4_beta1-0.5_r1-10_seed3`). OUT holds sweep.json (the spec and the
 runs) and, at the end, summary.csv, summary.md and summary.png (each run's best grid).
 """
@@ -25,12 +25,13 @@ from .errors import FastganError
 from .metrics import read_records
 from .model import MAX_HIDDEN
 from .plots import LOSS_KEYS
-from .recipes import DECAYS
+from .recipes import DECAYS, MAX_EMA_REL
 
 # The model's keys first: runs that differ in them train in groups, one group after another
 # (fastgan.sweep_driver); the others in one trainer.
 MODEL_KEYS = ("hidden", "conditional")
-KEYS = (*MODEL_KEYS, "lr", "beta1", "lr_d", "lr_g", "r1", "r1_every", "g_ema", "lr_decay", "decay_start", "seed")
+KEYS = (*MODEL_KEYS, "lr", "beta1", "lr_d", "lr_g", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start",
+        "seed")
 INTS = {"decay_start": ("an iteration", 0), "r1_every": ("a whole number of D steps", 1),
         "hidden": ("a width of hidden units", 1)}  # key: (what, least)
 BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -42,6 +43,7 @@ RANGES = {
     "lr_g": (lambda v: math.isfinite(v) and 0 < v <= 1, "a learning rate must be in (0, 1]"),
     "beta1": (lambda v: 0 <= v < 1, "beta1 must be in [0, 1)"),
     "g_ema": (lambda v: 0 <= v < 1, "an EMA's beta must be in [0, 1) (0: off)"),
+    "g_ema_rel": (lambda v: math.isfinite(v) and 0 <= v <= MAX_EMA_REL, f"an EMA's sigma_rel must be in [0, {MAX_EMA_REL}] (0: off)"),
     "r1": (lambda v: math.isfinite(v) and v >= 0, "gamma must be finite and >= 0 (0: off)"),
     "hidden": (lambda v: v <= MAX_HIDDEN, f"a width is at most {MAX_HIDDEN}"),
 }
@@ -147,8 +149,14 @@ def run_name(run):
 def expand(cfg, runs):
     """[(name, settings)] with each run's value of every key (defaults from cfg); refuses duplicates."""
     out, seen = [], {}
+    given = cfg.given_names()
     for run in runs:
         settings = {k: run.get(k, getattr(cfg, k)) for k in KEYS}
+        if settings["g_ema_rel"] and "g_ema" not in run and "g_ema" not in given:
+            settings["g_ema"] = 0.0  # a growing EMA replaces the recipe's fixed one, as for a single run
+        if settings["g_ema"] and settings["g_ema_rel"]:
+            raise FastganError(f"a run has g_ema {settings['g_ema']} and g_ema_rel {settings['g_ema_rel']}: two EMAs "
+                               "of G; keep one (0 turns the other off)")
         name = run_name(run)
         key = tuple(settings.values())
         if name in seen or key in seen.values():

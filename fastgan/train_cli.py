@@ -48,6 +48,9 @@ def _parser():
                    help="lazy R1: the penalty on every K-th D step only, with GAMMA * K (StyleGAN2's); 1: every step")
     p.add_argument("--g-ema", type=float, default=d.g_ema, metavar="BETA",
                    help="keep an EMA of G's weights (e.g. 0.999); grids, metrics, best.pt and samples use it; 0: off")
+    p.add_argument("--g-ema-rel", type=float, default=d.g_ema_rel, metavar="SIGMA",
+                   help="instead of --g-ema, an EMA whose horizon grows with the run (EDM2's power-function EMA): "
+                        "it averages about the last SIGMA of the iterations so far (e.g. 0.05); 0: off")
     p.add_argument("--lr-decay", choices=DECAYS, default=d.lr_decay,
                    help="learning-rate decay to 0 at the target iteration, from --decay-start")
     p.add_argument("--decay-start", type=int, default=d.decay_start, metavar="ITER",

@@ -68,6 +68,8 @@ def test_graph_matches_eager_on_the_same_batches(device, iters, batch, K, rtol, 
 OPTIONS = Hyper(lr_d=1e-3, lr_g=5e-4, beta1=0.5, r1=1.0, g_ema=0.5, lr_decay="cosine", decay_start=1, target=8)
 # Lazy R1: gamma 3 on D steps 1, 4, 7 (across replays of 2), none between
 LAZY = Hyper(r1=1.0, r1_every=3)
+# A growing EMA (--g-ema-rel): each step's weight from the per-iteration Adam rows
+GROWING = Hyper(beta1=0.5, g_ema_rel=0.2)
 
 
 def _labelled(images, classes):
@@ -129,21 +131,35 @@ def test_lazy_r1_matches_eager(device, iters, batch, K, rtol, atol):
         assert_adam_params_close(g_state["params"][k], e_state["params"][k], steps=graph.t, name=k)
 
 
+@pytest.mark.parametrize("device,iters,batch,K,rtol,atol", PARITY)
+def test_growing_ema_matches_eager(device, iters, batch, K, rtol, atol):
+    """--g-ema-rel: each step's EMA weight from the Adam rows (prepare, per replay) against eager's
+    per-step weight: the same EMA within the parameters' bound; the last row holds the last step's."""
+    images = _images(device)
+    graph = GraphTrainer(model.init_params(4, device), None, Batcher(images, batch, seed=0), K, hyper=GROWING)
+    eager = model.AdamStep(model.init_params(4, device), lr=None, hyper=GROWING)
+    _same_batches(graph, eager, images, iters, batch, K, rtol, atol)
+    g_state, e_state = graph.state_dict(), eager.state_dict()
+    for k in model.G_SHAPES:
+        assert_adam_params_close(g_state["ema"][k], e_state["ema"][k], steps=graph.t, name=f"ema {k}")
+    assert graph.hyper[K - 1, 1, 0, 3] == GROWING.ema_weights(torch.tensor([graph.t]))[0] < 1
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_runs_with_options_equal_each_run_alone_bitwise(device):
-    """A sweep of a run with every option, a seed run and a lazy-R1 run equals each run trained
-    alone, bitwise (the seed run alone has neither the R1 nor the EMA launch variant; in the sweep
+    """A sweep of a run with every option, a seed run, a lazy-R1 run and a growing-EMA run equals
+    each run trained alone, bitwise (the seed run alone has neither the R1 nor the EMA launch variant; in the sweep
     it has gamma 0, as the lazy run between its R1 steps)."""
     images = _images(device)
-    hypers = [OPTIONS, Hyper(), LAZY]
-    sweep = GraphTrainer([model.init_params(s, device) for s in range(3)], None,
-                         [Batcher(images, 16, seed=s) for s in range(3)], 2, capture=False, hyper=hypers)
+    hypers = [OPTIONS, Hyper(), LAZY, GROWING]
+    sweep = GraphTrainer([model.init_params(s, device) for s in range(4)], None,
+                         [Batcher(images, 16, seed=s) for s in range(4)], 2, capture=False, hyper=hypers)
     losses = sweep.advance(2)
     for r, h in enumerate(hypers):
         alone = GraphTrainer(model.init_params(r, device), None, Batcher(images, 16, seed=r), 2, capture=False, hyper=h)
         assert torch.equal(losses[r], alone.advance(2)[0])
         got, ref = sweep.state_dict(r), alone.state_dict()
-        assert ("ema" in got) == ("ema" in ref) == bool(h.g_ema)
+        assert ("ema" in got) == ("ema" in ref) == h.keeps_ema
         for part in ("params", "ema"):
             assert all(torch.equal(got[part][k], ref[part][k]) for k in ref.get(part, {}))
 

@@ -10,7 +10,7 @@ Tolerances as test_graph's (both sides IEEE fp32, differing in summation order):
 import pytest
 import torch
 from helpers import assert_adam_params_close
-from test_graph import LAZY, OPTIONS, _images, _labelled
+from test_graph import GROWING, LAZY, OPTIONS, _images, _labelled
 
 from fastgan import cpu_workers, model
 from fastgan.batcher import Batcher
@@ -31,10 +31,11 @@ def _trainer(seeds, hypers, batch=16, K=2, images=None, hidden=model.H_DIM, clas
 
 @pytest.mark.parametrize("hyper,batch,hidden,classes", [
     *[(h, b, model.H_DIM, 0) for h in (Hyper(), OPTIONS, LAZY) for b in (16, 128)],
-    (OPTIONS, 16, 64, 0), (OPTIONS, 16, 512, 0), (Hyper(), 7, 1, 0), (OPTIONS, 16, 64, 10), (OPTIONS, 16, 512, 10)],
+    (OPTIONS, 16, 64, 0), (OPTIONS, 16, 512, 0), (Hyper(), 7, 1, 0), (OPTIONS, 16, 64, 10), (OPTIONS, 16, 512, 10),
+    (GROWING, 16, model.H_DIM, 0)],
     ids=[*[f"{h}-{b}" for h in ("seed", "every-option", "lazy-r1") for b in (16, 128)],
          "every-option-hidden-64", "every-option-hidden-512", "seed-hidden-1", "every-option-hidden-64-conditional",
-         "every-option-hidden-512-conditional"])
+         "every-option-hidden-512-conditional", "growing-ema"])
 def test_twins_match_eager_on_the_same_batches(hyper, batch, hidden, classes):
     images = _labelled(_images("cpu", 600), classes)
     trainer = _trainer(4, hyper, batch, K=2, images=images, hidden=hidden, classes=classes)
@@ -74,13 +75,13 @@ def threads(request):
 @pytest.mark.parametrize("hidden,classes", [(model.H_DIM, 0), (300, 0), (64, 10)])
 @pytest.mark.parametrize("threads", [1, 2], indirect=True)
 def test_each_run_of_a_sweep_equals_the_run_alone_bitwise(threads, hidden, classes):
-    """Three runs (one with every option) trained together give bitwise the losses, parameters,
+    """Three runs (one with every option, one with a growing EMA) trained together give bitwise the losses, parameters,
     moments and EMA of each trained alone on as many threads: on 1, one after another in this
     process; on 2, spread over 2 processes of one thread each (fastgan.cpu_workers: run 1 in a
     worker, runs 0 and 2 here), which needs MKL's products thread-invariant (conftest sets
     MKL_CBWR as `fastgan train` does). The seed's width, a wider one (--hidden 300) and a
     conditional model."""
-    hypers = [OPTIONS, Hyper(lr_d=2e-4, lr_g=2e-4, beta1=0.5), Hyper(r1=3.0, r1_every=2)]
+    hypers = [OPTIONS, Hyper(lr_d=2e-4, lr_g=2e-4, beta1=0.5, g_ema_rel=0.1), Hyper(r1=3.0, r1_every=2)]
     sweep = _trainer([0, 1, 2], hypers, hidden=hidden, classes=classes)
     invariant = cpu_workers.thread_invariant(16, 784 + classes, 2, hidden, model.Z_DIM + classes)
     assert (sweep.workers is not None) == (threads > 1 and invariant)

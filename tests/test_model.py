@@ -249,6 +249,28 @@ def test_ema_and_decay_in_the_eager_step():
     assert "ema" not in plain.state_dict() and plain.sample_params() is plain.params
 
 
+def test_growing_ema_in_the_eager_step():
+    """--g-ema-rel: after G step t the EMA moves by its step's weight (Hyper.ema_weights: 1 at
+    step 1, so the EMA is then G's weights, smaller after), the same recursion as a fixed beta's."""
+    from fastgan.recipes import Hyper
+
+    torch.manual_seed(4)
+    batches = [(torch.rand(8, 784), torch.rand(8, 100) * 2 - 1, torch.rand(8, 100) * 2 - 1) for _ in range(4)]
+    hyper = Hyper(g_ema_rel=0.2)
+    step = model.AdamStep(model.init_params(2, "cpu"), lr=None, hyper=hyper)
+    ema = {k: step.params[k].detach().clone() for k in model.G_SHAPES}
+    for t, b in enumerate(batches, start=1):
+        step(*b)
+        w = hyper.ema_weights(torch.tensor([t])).item()
+        for k in ema:
+            ema[k] = ema[k] + (step.params[k].detach() - ema[k]) * w
+        if t == 1:
+            assert all(torch.equal(step.sample_params()[k], step.params[k]) for k in ema)
+    assert 0 < w < 1
+    assert all(torch.equal(step.sample_params()[k], ema[k]) for k in ema)
+    assert not all(torch.equal(ema[k], step.params[k]) for k in ema)
+
+
 def test_lazy_r1_is_the_penalty_times_k_on_every_kth_step():
     """--r1-every 3 in the eager step: steps 1 and 4 with gamma 3, steps 2 and 3 without, checked
     against the same four steps chained from AdamSteps of gamma 3 and of no penalty through their

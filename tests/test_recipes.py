@@ -7,7 +7,7 @@ import torch
 
 from fastgan import checkpoint, train_cli
 from fastgan.config import Config
-from fastgan.recipes import RECIPES, SETTINGS, Hyper, lr_factor
+from fastgan.recipes import MAX_EMA_REL, RECIPES, SETTINGS, Hyper, ema_exponent, lr_factor
 
 
 def test_lr_factor_is_one_until_the_start_then_falls_to_zero_at_the_target():
@@ -64,3 +64,48 @@ def test_lazy_r1_gammas_and_their_flags():
                           ("r1_every=2.5", "'2.5' is not a whole number of D steps")):
         with pytest.raises(FastganError, match=message):
             sweep.parse_sweep(spec)
+
+
+def test_power_ema_exponent_and_weights():
+    """--g-ema-rel: EDM2's power-function EMA. Its exponent g gives the asked-for relative width
+    sqrt((g + 1) / ((g + 2)^2 (g + 3))) (Karras et al. 2024, eq. 3; their 0.05 and 0.10 are g =
+    16.97 and 6.94); its weight 1 - beta = 1 - (1 - 1/t)^(g + 1) is 1 at the first step, falls
+    with every step, and is (g + 1) / t to first order (t = 1e6: within 1e-5 relative); a fixed
+    beta's weight is 1 - beta at every step, float32 as the trainers read it; none: 0."""
+    for sigma, want in ((0.05, 16.97), (0.10, 6.94)):
+        g = ema_exponent(sigma)
+        assert g == pytest.approx(want, abs=0.01)
+        assert ((g + 1) / ((g + 2) ** 2 * (g + 3))) ** 0.5 == pytest.approx(sigma, rel=1e-12)
+    assert ema_exponent(MAX_EMA_REL) > 0
+    steps = torch.arange(1, 2001)
+    w = Hyper(g_ema_rel=0.05).ema_weights(steps)
+    assert w.dtype == torch.float32 and w[0] == 1.0 and bool((w[2:] < w[1:-1]).all())  # w[1] rounds to 1 too
+    g = ema_exponent(0.05)
+    big = Hyper(g_ema_rel=0.05).ema_weights(torch.tensor([1_000_000])).double()
+    assert big.item() * 1e6 / (g + 1) == pytest.approx(1.0, rel=1e-5)
+    assert torch.equal(Hyper(g_ema=0.999).ema_weights(steps[:3]), torch.full((3,), 1 - 0.999).float())
+    assert torch.equal(Hyper().ema_weights(steps[:3]), torch.zeros(3))
+    assert Hyper(g_ema_rel=0.05).keeps_ema and Hyper(g_ema=0.9).keeps_ema and not Hyper().keeps_ema
+
+
+def test_growing_ema_flags_replace_the_recipes_fixed_one():
+    """--g-ema-rel with --recipe stable replaces the recipe's fixed EMA (a flag given overrides the
+    recipe); given with --g-ema, or out of range, it is one line, as a flag and as a sweep key."""
+    from fastgan import sweep
+    from fastgan.errors import FastganError
+
+    cfg = train_cli.parse_args(["--recipe", "stable", "--g-ema-rel", "0.05", "--iters", "10"]).with_recipe().validate()
+    assert (cfg.g_ema, cfg.g_ema_rel, cfg.r1) == (0.0, 0.05, RECIPES["stable"]["r1"])
+    assert Hyper.of(cfg).keeps_ema and Hyper.of(cfg).g_ema == 0.0
+    with pytest.raises(FastganError, match="--g-ema 0.99 and --g-ema-rel 0.05 are two EMAs of G; keep one"):
+        train_cli.parse_args(["--g-ema", "0.99", "--g-ema-rel", "0.05", "--iters", "10"]).with_recipe().validate()
+    for bad in ("0.3", "-0.1", "nan"):
+        with pytest.raises(FastganError, match=r"--g-ema-rel must be in \[0, 0.28\]"):
+            train_cli.parse_args(["--g-ema-rel", bad, "--iters", "10"]).with_recipe().validate()
+    stable = train_cli.parse_args(["--recipe", "stable"]).with_recipe()
+    runs = dict(sweep.expand(stable, sweep.parse_sweep("g_ema_rel=0,0.05")))
+    assert [(r["g_ema"], r["g_ema_rel"]) for r in runs.values()] == [(RECIPES["stable"]["g_ema"], 0.0), (0.0, 0.05)]
+    with pytest.raises(FastganError, match="g_ema_rel: 0.5 is out of range; an EMA's sigma_rel must be in"):
+        sweep.parse_sweep("g_ema_rel=0.5")
+    with pytest.raises(FastganError, match="a run has g_ema 0.9 and g_ema_rel 0.05: two EMAs of G"):
+        sweep.expand(Config(), sweep.parse_sweep("g_ema=0.9 g_ema_rel=0.05"))

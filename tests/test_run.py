@@ -59,12 +59,14 @@ def test_resume_equals_one_go(data_dir, tmp_path):
 OPTIONS = dict(r1=1.0, g_ema=0.9, lr_g=5e-4, lr_decay="linear", decay_start=10)
 
 
-def test_resume_mid_decay_with_ema_and_r1_equals_one_go(data_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("options", [OPTIONS, {**OPTIONS, "g_ema": 0.0, "g_ema_rel": 0.1}], ids=["ema", "growing-ema"])
+def test_resume_mid_decay_with_ema_and_r1_equals_one_go(data_dir, tmp_path, monkeypatch, options):
     """A run to 30 stopped (Ctrl-C) at 15, inside its decay from 10 to 30, and resumed: bitwise
-    the parameters, Adam state and EMA weights of the unbroken run; the resumed run keeps its
-    options and target unasked. (The decay ends at the run's target: a resume that changes
-    --iters changes the schedule from then on.)"""
-    one = _train(_cfg(data_dir, tmp_path / "one", iters=30, **OPTIONS))
+    the parameters, Adam state and EMA weights of the unbroken run (a fixed EMA, and one that
+    grows with the steps: --g-ema-rel); the resumed run keeps its options and target unasked.
+    (The decay ends at the run's target: a resume that changes --iters changes the schedule from
+    then on.)"""
+    one = _train(_cfg(data_dir, tmp_path / "one", iters=30, **options))
 
     def interrupt(trainer, it):
         if it == 10:  # during iterations 11..15
@@ -72,7 +74,7 @@ def test_resume_mid_decay_with_ema_and_r1_equals_one_go(data_dir, tmp_path, monk
 
     with monkeypatch.context() as m:
         _wrap_advance(m, interrupt)
-        _train(_cfg(data_dir, tmp_path / "two", iters=30, **OPTIONS))
+        _train(_cfg(data_dir, tmp_path / "two", iters=30, **options))
     assert checkpoint.list_checkpoints(tmp_path / "two" / "checkpoints")[-1].name == "0000015.pt"
     two = _train(Config(resume=str(tmp_path / "two")))
     a, b = (checkpoint.load(r / "checkpoints" / "0000030.pt") for r in (one, two))
@@ -81,7 +83,7 @@ def test_resume_mid_decay_with_ema_and_r1_equals_one_go(data_dir, tmp_path, monk
     for net in ("G", "D"):
         assert all(torch.equal(a["adam"][net]["exp_avg_sq"][k], b["adam"][net]["exp_avg_sq"][k])
                    for k in a["adam"][net]["exp_avg_sq"])
-    assert {k: b["config"][k] for k in OPTIONS} == OPTIONS
+    assert {k: b["config"][k] for k in options} == options
     assert not all(torch.equal(a["ema"][k], a["params"][k]) for k in a["ema"])
 
 
