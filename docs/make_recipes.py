@@ -26,7 +26,7 @@ from fastgan.metrics import read_records
 
 DOCS = Path(__file__).resolve().parent
 START, END = "<!-- recipes:start (docs/make_recipes.py) -->", "<!-- recipes:end -->"
-SETTINGS = ("r1", "r1_every", "g_ema", "lr_d", "lr_g", "beta1", "lr_decay", "decay_start", "seed", "batch_size")
+SETTINGS = ("r1", "r1_every", "g_ema", "g_ema_rel", "lr_d", "lr_g", "beta1", "lr_decay", "decay_start", "seed", "batch_size")
 
 
 def runs_in(folder):
@@ -40,7 +40,8 @@ def runs_in(folder):
 
 def _read(run):
     cfg = json.loads((run / "config.json").read_text())
-    settings = {k: cfg.get(k, 1 if k == "r1_every" else None) for k in SETTINGS}  # runs from before --r1-every: 1
+    before = {"r1_every": 1, "g_ema_rel": 0.0}  # runs from before an option had its default
+    settings = {k: cfg.get(k, before.get(k)) for k in SETTINGS}
     for k in ("lr_d", "lr_g"):
         settings[k] = cfg["lr"] if settings[k] is None else settings[k]
     return settings, [m for m in read_records(run / "metrics.jsonl") if "fd" in m]
