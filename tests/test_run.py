@@ -337,7 +337,7 @@ def test_resume_flags_that_may_change_and_those_that_may_not(data_dir, tmp_path,
     code, err = _cli(capsys, "--resume", str(out), "--batch-size", "16")
     assert code == 2 and err == ("error: --batch-size 16 differs from the run's 8: a resume keeps --batch-size, "
                                  "--hidden, --conditional, --dataset, --image-size, --channels, --seed, --lr, --beta1, --recipe, --lr-d, --lr-g, "
-                                 "--r1, --r1-every, --g-ema, "
+                                 "--r1, --r1-every, --g-ema, --g-ema-rel, "
                                  "--lr-decay, --decay-start; drop the flag, or start a new run")
     assert train_cli.main(["--resume", str(out), "--iters", "14", "--ckpt-every", "7"]) == 0
     assert "--ckpt-every 5 -> 7" in capsys.readouterr().out
