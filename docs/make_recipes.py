@@ -8,8 +8,8 @@ and every measurement in its metrics.jsonl (Fréchet distance, class KL and the 
 fastgan.evaluate). Writes, between the markers in docs/recipes.md, one table per group of runs
 (the folder's name) ranked by the distance at their last common measurement (a long run's columns:
 COLUMNS), and docs/recipes.png:
-the Fréchet distance and class KL of every run against iterations (log scale). `--compare SEED_RUNS
-STABLE_RUNS` (comma-separated run folders) prints the README's table instead; `--print FOLDER...`
+the Fréchet distance and class KL of every run against iterations (log scale). `--compare
+LABEL=RUNS ...` (a column per label, comma-separated run folders) prints the README's tables instead; `--print FOLDER...`
 prints the tables of those folders' runs and writes nothing. With --side-by-side SEED
 STABLE (two run folders): docs/recipes-grids.png, their sample grids at 30,000, 300,000 and
 1,000,000 iterations (those the runs have reached), a row per recipe.
@@ -155,9 +155,9 @@ def side_by_side(runs, path):
     fig.savefig(path, dpi=80, bbox_inches="tight")
 
 
-def compare_table(seed_runs, stable_runs):
+def compare_table(columns):
     """Markdown for the README: per measured iteration, FD and the rarest digit's share of each
-    seed-recipe run and each stable run (a column per recipe, runs separated by ·)."""
+    run of each column ({label: run folders}: a column per recipe, its runs separated by ·)."""
     def cells(runs, it):
         out = []
         for run in runs:
@@ -165,11 +165,13 @@ def compare_table(seed_runs, stable_runs):
             out.append(f"{m['fd']:.1f} ({min(m['classes']):.1%})" if m else "—")
         return " · ".join(out)
 
-    iters = shown(sorted({m["iter"] for run in [*seed_runs, *stable_runs]
-                          for m in read_records(Path(run) / "metrics.jsonl") if "fd" in m}), ROWS)
-    lines = [f"| iteration | seed recipe ({', '.join(Path(r).name for r in seed_runs)}) | stable "
-             f"({', '.join(Path(r).name for r in stable_runs)}) |", "|---:|---|---|"]
-    lines += [f"| {it:,} | {cells(seed_runs, it)} | {cells(stable_runs, it)} |" for it in iters]
+    every = [run for runs in columns.values() for run in runs]
+    iters = shown(sorted({m["iter"] for run in every for m in read_records(Path(run) / "metrics.jsonl") if "fd" in m}),
+                  ROWS)
+    lines = ["| iteration | " + " | ".join(f"{label} ({', '.join(Path(r).name for r in runs)})"
+                                         for label, runs in columns.items()) + " |",
+             "|---:|" + "---|" * len(columns)]
+    lines += [f"| {it:,} | " + " | ".join(cells(runs, it) for runs in columns.values()) + " |" for it in iters]
     return "\n".join(lines) + "\n\nFréchet distance (the rarest digit's share of samples)."
 
 
@@ -194,8 +196,10 @@ def main(folders, pair=None):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if args[:1] == ["--compare"]:  # --compare SEED_RUN[,SEED_RUN..] STABLE_RUN[,..]: the README's table
-        print(compare_table(args[1].split(","), args[2].split(",")))
+    if args[:1] == ["--compare"]:  # --compare LABEL=RUN[,RUN..] ...: the README's tables, a column per label
+        if len(args) < 2 or not all("=" in a for a in args[1:]):
+            sys.exit("error: --compare takes LABEL=RUN[,RUN...] for each column, e.g. \"stable=runs/s0,runs/s1\"")
+        print(compare_table({a.split("=", 1)[0]: a.split("=", 1)[1].split(",") for a in args[1:]}))
         sys.exit(0)
     if args[:1] == ["--print"]:  # --print FOLDER...: their tables, nothing written
         print("\n\n".join(table([(g, *r) for g, *r in runs_in(f)]) for f in args[1:]))
