@@ -77,8 +77,9 @@ class Config:
             raise FastganError(f"unknown --recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)}")
         given = self.given_names()
         settings = {k: v for k, v in RECIPES[self.recipe].items() if k not in given}
-        if "g_ema_rel" in given and self.g_ema_rel and "g_ema" not in given:
-            settings["g_ema"] = 0.0  # a growing EMA given replaces the recipe's fixed one
+        for ema, other in (("g_ema", "g_ema_rel"), ("g_ema_rel", "g_ema")):
+            if ema in given and getattr(self, ema) and other not in given:
+                settings[other] = 0.0  # an EMA given replaces the recipe's other kind
         return replace(self, **settings)
 
     def given_names(self):

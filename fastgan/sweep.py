@@ -152,8 +152,9 @@ def expand(cfg, runs):
     given = cfg.given_names()
     for run in runs:
         settings = {k: run.get(k, getattr(cfg, k)) for k in KEYS}
-        if settings["g_ema_rel"] and "g_ema" not in run and "g_ema" not in given:
-            settings["g_ema"] = 0.0  # a growing EMA replaces the recipe's fixed one, as for a single run
+        for ema, other in (("g_ema", "g_ema_rel"), ("g_ema_rel", "g_ema")):
+            if ema in run and settings[ema] and other not in run and other not in given:
+                settings[other] = 0.0  # a run's EMA replaces the recipe's other kind, as for a single run
         if settings["g_ema"] and settings["g_ema_rel"]:
             raise FastganError(f"a run has g_ema {settings['g_ema']} and g_ema_rel {settings['g_ema_rel']}: two EMAs "
                                "of G; keep one (0 turns the other off)")

@@ -88,23 +88,33 @@ def test_power_ema_exponent_and_weights():
     assert Hyper(g_ema_rel=0.05).keeps_ema and Hyper(g_ema=0.9).keeps_ema and not Hyper().keeps_ema
 
 
-def test_growing_ema_flags_replace_the_recipes_fixed_one():
-    """--g-ema-rel with --recipe stable replaces the recipe's fixed EMA (a flag given overrides the
-    recipe); given with --g-ema, or out of range, it is one line, as a flag and as a sweep key."""
+def test_an_ema_flag_replaces_the_recipes_other_kind():
+    """--g-ema-rel with --recipe stable replaces a fixed EMA the recipe has, --g-ema a growing one
+    (a flag given overrides the recipe); both given, or --g-ema-rel out of range, is one line, as
+    flags and as sweep keys; a sweep key replaces the recipe's other kind as a flag does."""
     from fastgan import sweep
     from fastgan.errors import FastganError
 
-    cfg = train_cli.parse_args(["--recipe", "stable", "--g-ema-rel", "0.05", "--iters", "10"]).with_recipe().validate()
+    def resolved(*flags):
+        return train_cli.parse_args(["--recipe", "stable", *flags, "--iters", "10"]).with_recipe().validate()
+
+    cfg = resolved("--g-ema-rel", "0.05")
     assert (cfg.g_ema, cfg.g_ema_rel, cfg.r1) == (0.0, 0.05, RECIPES["stable"]["r1"])
     assert Hyper.of(cfg).keeps_ema and Hyper.of(cfg).g_ema == 0.0
+    cfg = resolved("--g-ema", "0.999")
+    assert (cfg.g_ema, cfg.g_ema_rel) == (0.999, 0.0)
+    off = resolved("--g-ema", "0", "--g-ema-rel", "0")
+    assert (off.g_ema, off.g_ema_rel) == (0, 0) and not Hyper.of(off).keeps_ema
     with pytest.raises(FastganError, match="--g-ema 0.99 and --g-ema-rel 0.05 are two EMAs of G; keep one"):
-        train_cli.parse_args(["--g-ema", "0.99", "--g-ema-rel", "0.05", "--iters", "10"]).with_recipe().validate()
+        resolved("--g-ema", "0.99", "--g-ema-rel", "0.05")
     for bad in ("0.3", "-0.1", "nan"):
         with pytest.raises(FastganError, match=r"--g-ema-rel must be in \[0, 0.28\]"):
-            train_cli.parse_args(["--g-ema-rel", bad, "--iters", "10"]).with_recipe().validate()
+            resolved("--g-ema-rel", bad)
     stable = train_cli.parse_args(["--recipe", "stable"]).with_recipe()
-    runs = dict(sweep.expand(stable, sweep.parse_sweep("g_ema_rel=0,0.05")))
-    assert [(r["g_ema"], r["g_ema_rel"]) for r in runs.values()] == [(RECIPES["stable"]["g_ema"], 0.0), (0.0, 0.05)]
+    runs = [s for _, s in sweep.expand(stable, sweep.parse_sweep("seed=0 g_ema_rel=0.05"))]
+    assert [(r["g_ema"], r["g_ema_rel"]) for r in runs] == [(0.0, 0.05)]
+    runs = [s for _, s in sweep.expand(stable, sweep.parse_sweep("seed=0 g_ema=0.999"))]
+    assert [(r["g_ema"], r["g_ema_rel"]) for r in runs] == [(0.999, 0.0)]
     with pytest.raises(FastganError, match="g_ema_rel: 0.5 is out of range; an EMA's sigma_rel must be in"):
         sweep.parse_sweep("g_ema_rel=0.5")
     with pytest.raises(FastganError, match="a run has g_ema 0.9 and g_ema_rel 0.05: two EMAs of G"):
