@@ -17,15 +17,14 @@ from fastgan import classes, model
 from fastgan.batcher import Batcher
 from fastgan.cli import reproducible_products
 from fastgan.graph import GraphTrainer
-from fastgan.recipes import RECIPES, Hyper
+from fastgan.recipes import Hyper
 
 
 def main(widths):
     reproducible_products()  # as fastgan train does
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    stable = RECIPES["stable"]
-    hyper = Hyper(beta1=stable["beta1"], r1=stable["r1"], g_ema=stable["g_ema"])
+    hyper = Hyper.recipe("stable")
     images = torch.rand(2000, model.X_DIM, generator=torch.Generator().manual_seed(0))
     labels = torch.randint(0, 10, (2000,), generator=torch.Generator().manual_seed(1))
     for H in widths:

@@ -4,7 +4,7 @@ second of the seed's GAN at batch 128 (and the batches in FASTGAN_BENCH_BATCHES,
 Rows (`extra_info["cpu_row"]`):
   products       the iteration's nine matrix products alone (torch.mm at its shapes): the floor
   fastgan        the CPU trainer, fastgan's default on a CPU (GraphTrainer through kernels.twins)
-  fastgan-stable the same with the stable recipe (R1 + G's EMA + beta1 0.5)
+  fastgan-stable the same with the stable recipe (--recipe stable: R1, G's EMA, beta1 0.5)
   fastgan-4runs  a sweep of 4 seeds in one trainer (GAN-iterations/s: 4 x its it/s), its runs spread
                  over one process per thread (fastgan.cpu_workers)
   eager          fastgan's autograd reference (`--backend eager`)
@@ -26,7 +26,7 @@ import torch
 from fastgan.batcher import Batcher
 from fastgan.graph import GraphTrainer
 from fastgan.model import AdamStep, init_params
-from fastgan.recipes import RECIPES, Hyper
+from fastgan.recipes import Hyper
 
 from .conftest import environment
 from .peers import make_jax_peer, make_torch_peer
@@ -34,7 +34,7 @@ from .peers import make_jax_peer, make_torch_peer
 BATCHES = [int(b) for b in os.environ.get("FASTGAN_BENCH_BATCHES", "128").split(",")]
 X, Z, H = 784, 100, 128
 CHUNK = 100  # iterations per call of a JAX scan and per replay of the trainer; k is a multiple
-STABLE = Hyper(beta1=RECIPES["stable"]["beta1"], r1=RECIPES["stable"]["r1"], g_ema=RECIPES["stable"]["g_ema"])
+STABLE = Hyper.recipe("stable")
 
 
 def _images(batch):

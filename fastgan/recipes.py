@@ -68,6 +68,11 @@ class Hyper:
         return cls(cfg.lr_d_or_lr(), cfg.lr_g_or_lr(), cfg.beta1, cfg.r1, cfg.g_ema, cfg.lr_decay, cfg.decay_start,
                    cfg.target_iters(), cfg.r1_every, cfg.g_ema_rel)
 
+    @classmethod
+    def recipe(cls, name):
+        """A named recipe's settings (RECIPES), the learning rates the seed's."""
+        return cls(**RECIPES[name])
+
     @property
     def keeps_ema(self):
         """Whether the run keeps an EMA of G's weights (a fixed beta or a growing horizon)."""

@@ -7,7 +7,7 @@ import torch
 
 from fastgan import checkpoint, train_cli
 from fastgan.config import Config
-from fastgan.recipes import MAX_EMA_REL, RECIPES, SETTINGS, Hyper, ema_exponent, lr_factor
+from fastgan.recipes import DEFAULT_ITERS, MAX_EMA_REL, RECIPES, SETTINGS, Hyper, ema_exponent, lr_factor
 
 
 def test_lr_factor_is_one_until_the_start_then_falls_to_zero_at_the_target():
@@ -33,6 +33,10 @@ def test_recipes_name_known_settings_and_seed_is_the_default():
     for values in RECIPES.values():
         assert set(values) <= set(SETTINGS)
     assert Config().with_recipe() == Config()
+    assert Hyper.recipe("seed") == Hyper()
+    stable = Hyper.recipe("stable")
+    assert all(getattr(stable, k) == v for k, v in RECIPES["stable"].items())
+    assert Hyper.of(Config(recipe="stable", iters=DEFAULT_ITERS).with_recipe()) == stable
 
 
 def test_a_flag_given_overrides_the_recipe_and_config_json_records_the_values(data_dir, tmp_path):
