@@ -10,7 +10,8 @@ fastgan.evaluate). Writes, between the markers in docs/recipes.md, one table per
 COLUMNS), and docs/recipes.png:
 the Fréchet distance and class KL of every run against iterations (log scale). `--compare
 LABEL=RUNS ...` (a column per label, comma-separated run folders) prints the README's tables instead; `--print FOLDER...`
-prints the tables of those folders' runs and writes nothing. With --side-by-side SEED
+prints the tables of those folders' runs and writes nothing; `--curves OUT.png FOLDER...` draws
+only those folders' curves into OUT.png. With --side-by-side SEED
 STABLE (two run folders): docs/recipes-grids.png, their sample grids at 30,000, 300,000 and
 1,000,000 iterations (those the runs have reached), a row per recipe.
 """
@@ -200,6 +201,16 @@ if __name__ == "__main__":
         if len(args) < 2 or not all("=" in a for a in args[1:]):
             sys.exit("error: --compare takes LABEL=RUN[,RUN...] for each column, e.g. \"stable=runs/s0,runs/s1\"")
         print(compare_table({a.split("=", 1)[0]: a.split("=", 1)[1].split(",") for a in args[1:]}))
+        sys.exit(0)
+    if args[:1] == ["--curves"]:  # --curves OUT.png FOLDER...: those runs' curves alone, in OUT.png
+        if len(args) < 3:
+            sys.exit("error: --curves takes the picture's path, then run or sweep folders")
+        groups = {}
+        for folder in args[2:]:
+            for group, *run in runs_in(folder):
+                groups.setdefault(group, []).append((group, *run))
+        plot(groups, args[1])
+        print(f"wrote {args[1]}")
         sys.exit(0)
     if args[:1] == ["--print"]:  # --print FOLDER...: their tables, nothing written
         print("\n\n".join(table([(g, *r) for g, *r in runs_in(f)]) for f in args[1:]))

@@ -1,8 +1,11 @@
 """One run's optimisation settings beyond the seed's, and the named recipes.
 
     seed    the seed's numbers: Adam 1e-3 for both networks, beta1 0.9, no penalty, no EMA
-    stable  the seed's model and schedule with the R1 penalty (gamma 1), an EMA of G (0.999) and
-            Adam's beta1 at 0.5 (docs/recipes.md: the search that chose it, and what did not work)
+    stable  the seed's model and schedule with a lazy R1 penalty (gamma 0.3 on every 4th D step),
+            an EMA of G whose horizon grows with the run (sigma_rel 0.05) and Adam's beta1 at 0.5
+            (docs/recipes.md: the searches that chose it, and what did not work). Until 2026-12 it
+            was R1 on every step with gamma 1 and a fixed EMA of 0.999: `--recipe stable --r1 1
+            --r1-every 1 --g-ema 0.999`
 
 Settings (each a train.py flag and a --sweep key):
   lr_d, lr_g     Adam's learning rate of D and of G (default: --lr)
@@ -44,7 +47,7 @@ MAX_EMA_REL = 0.28  # sigma_rel of a power-function EMA: below 1 / sqrt(12) = 0.
 # Every recipe names all of these; explicit flags override a recipe.
 SETTINGS = ("lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")
 RECIPES = {"seed": {k: SEED[k] for k in ("beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")}}
-RECIPES["stable"] = {**RECIPES["seed"], "beta1": 0.5, "r1": 1.0, "g_ema": 0.999}
+RECIPES["stable"] = {**RECIPES["seed"], "beta1": 0.5, "r1": 0.3, "r1_every": 4, "g_ema_rel": 0.05}
 
 
 @dataclass(frozen=True)
