@@ -61,9 +61,10 @@ OPTIONS = dict(r1=1.0, g_ema=0.9, lr_g=5e-4, lr_decay="linear", decay_start=10)
 
 @pytest.mark.parametrize("options", [OPTIONS, {**OPTIONS, "g_ema": 0.0, "g_ema_rel": 0.1}], ids=["ema", "growing-ema"])
 def test_resume_mid_decay_with_ema_and_r1_equals_one_go(data_dir, tmp_path, monkeypatch, options):
-    """A run to 30 stopped (Ctrl-C) after 10 (at 15, or sooner on a busy machine), inside its decay from 10 to 30, and resumed: bitwise
-    the parameters, Adam state and EMA weights of the unbroken run (a fixed EMA, and one that
-    grows with the steps: --g-ema-rel); the resumed run keeps its options and target unasked.
+    """A run to 30 stopped (Ctrl-C) after 10 (at 15, or sooner on a busy machine), inside its
+    decay from 10 to 30, and resumed: bitwise the parameters, Adam state and EMA weights of the
+    unbroken run (a fixed EMA, and one that grows with the steps: --g-ema-rel); the resumed run
+    keeps its options and target unasked.
     (The decay ends at the run's target: a resume that changes --iters changes the schedule from
     then on.)"""
     one = _train(_cfg(data_dir, tmp_path / "one", iters=30, **options))
