@@ -10,7 +10,8 @@ fastgan.evaluate). Writes, between the markers in docs/recipes.md, one table per
 COLUMNS), and docs/recipes.png:
 the Fréchet distance and class KL of every run against iterations (log scale). `--compare
 LABEL=RUNS ...` (a column per label, comma-separated run folders) prints the README's tables instead; `--print FOLDER...`
-prints the tables of those folders' runs and writes nothing; `--curves OUT.png FOLDER...` draws
+prints the tables of those folders' runs and writes nothing (`--table FOLDER...`: one table of
+them all); `--curves OUT.png FOLDER...` draws
 only those folders' curves into OUT.png. With --side-by-side SEED
 STABLE (two run folders): docs/recipes-grids.png, their sample grids at 30,000, 300,000 and
 1,000,000 iterations (those the runs have reached), a row per recipe.
@@ -211,6 +212,9 @@ if __name__ == "__main__":
                 groups.setdefault(group, []).append((group, *run))
         plot(groups, args[1])
         print(f"wrote {args[1]}")
+        sys.exit(0)
+    if args[:1] == ["--table"]:  # --table FOLDER...: one table of all their runs, nothing written
+        print(table([(g, *r) for f in args[1:] for g, *r in runs_in(f)]))
         sys.exit(0)
     if args[:1] == ["--print"]:  # --print FOLDER...: their tables, nothing written
         print("\n\n".join(table([(g, *r) for g, *r in runs_in(f)]) for f in args[1:]))
