@@ -99,16 +99,17 @@ def test_each_run_of_a_sweep_equals_the_run_alone_bitwise(threads, hidden, class
                            for k in ref["adam"][net][moment])
 
 
-def test_resume_is_exact():
+@pytest.mark.parametrize("hyper", [OPTIONS, GROWING], ids=["every-option", "growing-ema"])
+def test_resume_is_exact(hyper):
     """N iterations, a state_dict into a new trainer (and the sampler's state), M more: bitwise
-    the parameters of N + M in one go."""
-    whole = _trainer(3, OPTIONS)
+    the parameters and EMA of N + M in one go (a growing EMA's weights follow the step count)."""
+    whole = _trainer(3, hyper)
     for _ in range(3):
         whole.advance(2)
-    first = _trainer(3, OPTIONS)
+    first = _trainer(3, hyper)
     first.advance(2)
     state, sampler = first.state_dict(), first.batchers[0].state_dict()
-    second = _trainer(5, OPTIONS)  # other initial weights: all replaced
+    second = _trainer(5, hyper)  # other initial weights: all replaced
     second.load_state_dict(state)
     second.batchers[0].load_state_dict(sampler)
     second.advance(2)
