@@ -33,7 +33,7 @@ class Trainer(Protocol):
         """Run r's parameters: name -> tensor, as in fastgan.model."""
 
     def sample_params(self, r: int) -> dict:
-        """The G weights run r's grids draw with: its EMA's with --g-ema, else its parameters."""
+        """The G weights run r's grids draw with: its EMA's (--g-ema or --g-ema-rel), else its parameters."""
 
     def state_dict(self, r: int) -> dict:
         """Run r's {"params", "adam"[, "ema"]} in the checkpoint format (fastgan.checkpoint)."""

@@ -246,7 +246,7 @@ def main(argv=None):
     p.add_argument("--label-free", action="store_true",
                    help="the Fréchet distance on the training images' principal components, as for your own images "
                         "(on MNIST: to compare it with the classifier's)")
-    p.add_argument("--raw", action="store_true", help="measure G's trained weights, not its EMA (runs with --g-ema)")
+    p.add_argument("--raw", action="store_true", help="measure G's trained weights, not its EMA (runs with --g-ema or --g-ema-rel)")
     args = p.parse_args(argv)
     try:
         if not 2 <= args.samples <= MAX_SAMPLES:

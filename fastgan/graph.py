@@ -18,7 +18,7 @@ step number). Per iteration, 10 launches whatever R and the options:
            read through the batch's indices | D's losses and every gradient (with --r1 the R1
            penalty's closed form), one launch | Adam on D's flat buffer
   G step   D1 on G(z_g) | D's input gradient for G's loss, one launch | G2 backward | G1
-           backward | Adam on G's flat buffer (with --g-ema, G's EMA in the same pass)
+           backward | Adam on G's flat buffer (with an EMA of G, --g-ema or --g-ema-rel, in the same pass)
   (benchmarks/NOTES.md: the split sums, slots and counts of each launch)
 
 Launch configurations (tiles, split-M, warps) come from kernels/configs by layer shape, the

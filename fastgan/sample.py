@@ -77,7 +77,7 @@ def main(argv=None):
                    help="also save the images as a uint8 array (.npz): (n, S, S) grey or (n, S, S, 3) RGB")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    p.add_argument("--raw", action="store_true", help="draw with G's trained weights, not its EMA (runs with --g-ema)")
+    p.add_argument("--raw", action="store_true", help="draw with G's trained weights, not its EMA (runs with --g-ema or --g-ema-rel)")
     p.add_argument("--label", help="a conditional model's class, by number or name (default: one class per row, in turn)")
     args = p.parse_args(argv)
     try:
