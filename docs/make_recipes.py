@@ -177,11 +177,17 @@ def compare_table(columns):
     return "\n".join(lines) + "\n\nFréchet distance (the rarest digit's share of samples)."
 
 
-def main(folders, pair=None):
+def groups_of(folders):
+    """{group: [(group, name, settings, measurements)]} of the runs in `folders` (runs_in)."""
     groups = {}
     for folder in folders:
         for group, *run in runs_in(folder):
             groups.setdefault(group, []).append((group, *run))
+    return groups
+
+
+def main(folders, pair=None):
+    groups = groups_of(folders)
     doc = DOCS / "recipes.md"
     text = doc.read_text()
     if START not in text or END not in text:
@@ -206,11 +212,7 @@ if __name__ == "__main__":
     if args[:1] == ["--curves"]:  # --curves OUT.png FOLDER...: those runs' curves alone, in OUT.png
         if len(args) < 3:
             sys.exit("error: --curves takes the picture's path, then run or sweep folders")
-        groups = {}
-        for folder in args[2:]:
-            for group, *run in runs_in(folder):
-                groups.setdefault(group, []).append((group, *run))
-        plot(groups, args[1])
+        plot(groups_of(args[2:]), args[1])
         print(f"wrote {args[1]}")
         sys.exit(0)
     if args[:1] == ["--table"]:  # --table FOLDER...: one table of all their runs, nothing written

@@ -11,7 +11,7 @@ from typing import Optional
 from .data import DATASETS
 from .errors import FastganError
 from .model import H_DIM, MAX_HIDDEN
-from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, MAX_EMA_REL, RECIPES, SEED
+from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, EMA_KINDS, MAX_EMA_REL, RECIPES, SEED, other_ema_off
 
 DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "eager", "fused", "graph")
@@ -77,9 +77,7 @@ class Config:
             raise FastganError(f"unknown --recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)}")
         given = self.given_names()
         settings = {k: v for k, v in RECIPES[self.recipe].items() if k not in given}
-        for ema, other in (("g_ema", "g_ema_rel"), ("g_ema_rel", "g_ema")):
-            if ema in given and getattr(self, ema) and other not in given:
-                settings[other] = 0.0  # an EMA given replaces the recipe's other kind
+        settings.update(other_ema_off({k: getattr(self, k) for k in EMA_KINDS}, given))  # an EMA given replaces the recipe's
         return replace(self, **settings)
 
     def given_names(self):

@@ -28,6 +28,7 @@ Both trainers take a step's learning rate from `lr_factor` in float64 (the eager
 torch.optim.Adam's lr, the Triton one in the per-step Adam rows), so they follow one schedule.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ ADAM_EPS = 1e-8
 SEED = {"lr": 1e-3, "beta1": ADAM_BETAS[0], "r1": 0.0, "r1_every": 1, "g_ema": 0.0, "g_ema_rel": 0.0, "lr_decay": "none",
         "decay_start": 0}
 MAX_EMA_REL = 0.28  # sigma_rel of a power-function EMA: below 1 / sqrt(12) = 0.2887, where its exponent g reaches 0
+EMA_KINDS = ("g_ema", "g_ema_rel")  # a fixed EMA and a growing one: a run keeps at most one
 
 # Every recipe names all of these; explicit flags override a recipe.
 SETTINGS = ("lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")
@@ -111,6 +113,14 @@ class Hyper:
         return self.lr(net) * lr_factor(t, self.lr_decay, self.decay_start, self.target)
 
 
+def other_ema_off(values, given):
+    """{setting: 0.0} for the EMA kind (EMA_KINDS) that a given one replaces: where one kind is
+    given (in `given`, non-zero in `values`) and the other is not, the other (a recipe's) is off."""
+    return {other: 0.0 for ema, other in (EMA_KINDS, EMA_KINDS[::-1])
+            if ema in given and values[ema] and other not in given}
+
+
+@functools.lru_cache(maxsize=None)
 def ema_exponent(sigma_rel):
     """The exponent g of EDM2's power-function EMA whose averaging profile has relative width
     sigma_rel (0 < sigma_rel < 1 / sqrt(12)): the largest real root of

@@ -25,7 +25,7 @@ from .errors import FastganError
 from .metrics import read_records
 from .model import MAX_HIDDEN
 from .plots import LOSS_KEYS
-from .recipes import DECAYS, MAX_EMA_REL
+from .recipes import DECAYS, MAX_EMA_REL, other_ema_off
 
 # The model's keys first: runs that differ in them train in groups, one group after another
 # (fastgan.sweep_driver); the others in one trainer.
@@ -152,9 +152,7 @@ def expand(cfg, runs):
     given = cfg.given_names()
     for run in runs:
         settings = {k: run.get(k, getattr(cfg, k)) for k in KEYS}
-        for ema, other in (("g_ema", "g_ema_rel"), ("g_ema_rel", "g_ema")):
-            if ema in run and settings[ema] and other not in run and other not in given:
-                settings[other] = 0.0  # a run's EMA replaces the recipe's other kind, as for a single run
+        settings.update(other_ema_off(settings, given | set(run)))  # a run's EMA replaces the recipe's, as a flag does
         if settings["g_ema"] and settings["g_ema_rel"]:
             raise FastganError(f"a run has g_ema {settings['g_ema']} and g_ema_rel {settings['g_ema_rel']}: two EMAs "
                                "of G; keep one (0 turns the other off)")
