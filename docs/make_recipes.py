@@ -202,29 +202,41 @@ def main(folders, pair=None):
     return 0
 
 
+def parse(argv):
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="Each FOLDER is a run folder or a sweep folder (its runs).")
+    ap.add_argument("folders", nargs="*", metavar="FOLDER", help="the runs whose tables go into docs/recipes.md")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--compare", nargs="+", metavar="LABEL=RUN[,RUN...]",
+                      help="print the README's table instead: a column per label, e.g. \"stable=runs/s0,runs/s1\"")
+    mode.add_argument("--curves", metavar="OUT.png", help="draw only the FOLDERs' curves into OUT.png")
+    mode.add_argument("--table", action="store_true", help="print one table of all the FOLDERs' runs; write nothing")
+    mode.add_argument("--print", action="store_true", help="print a table per FOLDER; write nothing")
+    mode.add_argument("--side-by-side", nargs=2, metavar=("SEED", "STABLE"),
+                      help="also draw docs/recipes-grids.png: the two runs' grids at 30k, 300k and 1M")
+    args = ap.parse_args(argv)
+    if args.compare and not all("=" in a for a in args.compare):
+        ap.error("--compare takes LABEL=RUN[,RUN...] for each column, e.g. \"stable=runs/s0,runs/s1\"")
+    if not args.compare and not args.folders:
+        ap.error("give the run or sweep folders to read")
+    for folder in args.folders + [r for a in args.compare or () for r in a.split("=", 1)[1].split(",")]:
+        if not (Path(folder) / "sweep.json").is_file() and not (Path(folder) / "config.json").is_file():
+            ap.error(f"{folder} is not a run folder or a sweep folder (it has no config.json or sweep.json)")
+    return args
+
+
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if args[:1] == ["--compare"]:  # --compare LABEL=RUN[,RUN..] ...: the README's tables, a column per label
-        if len(args) < 2 or not all("=" in a for a in args[1:]):
-            sys.exit("error: --compare takes LABEL=RUN[,RUN...] for each column, e.g. \"stable=runs/s0,runs/s1\"")
-        print(compare_table({a.split("=", 1)[0]: a.split("=", 1)[1].split(",") for a in args[1:]}))
-        sys.exit(0)
-    if args[:1] == ["--curves"]:  # --curves OUT.png FOLDER...: those runs' curves alone, in OUT.png
-        if len(args) < 3:
-            sys.exit("error: --curves takes the picture's path, then run or sweep folders")
-        plot(groups_of(args[2:]), args[1])
-        print(f"wrote {args[1]}")
-        sys.exit(0)
-    if args[:1] == ["--table"]:  # --table FOLDER...: one table of all their runs, nothing written
-        print(table([(g, *r) for f in args[1:] for g, *r in runs_in(f)]))
-        sys.exit(0)
-    if args[:1] == ["--print"]:  # --print FOLDER...: their tables, nothing written
-        print("\n\n".join(table([(g, *r) for g, *r in runs_in(f)]) for f in args[1:]))
-        sys.exit(0)
-    pair = None
-    if "--side-by-side" in args:
-        i = args.index("--side-by-side")
-        pair, args = args[i + 1 : i + 3], args[:i] + args[i + 3 :]
-    if not args or (pair is not None and len(pair) != 2):
-        sys.exit(__doc__)
-    sys.exit(main(args, pair))
+    args = parse(sys.argv[1:])
+    if args.compare:
+        print(compare_table({a.split("=", 1)[0]: a.split("=", 1)[1].split(",") for a in args.compare}))
+    elif args.curves:
+        plot(groups_of(args.folders), args.curves)
+        print(f"wrote {args.curves}")
+    elif args.table:
+        print(table([(g, *r) for f in args.folders for g, *r in runs_in(f)]))
+    elif args.print:
+        print("\n\n".join(table([(g, *r) for g, *r in runs_in(f)]) for f in args.folders))
+    else:
+        sys.exit(main(args.folders, args.side_by_side))
