@@ -11,18 +11,38 @@ from .errors import FastganError
 # What a run is: never changed by a resume. A run saved before a setting existed had its default.
 FIXED = ("batch_size", "hidden", "conditional", "dataset", "image_size", "channels", "seed", "lr", "beta1", "recipe", "lr_d", "lr_g", "r1", "r1_every",
          "g_ema", "g_ema_rel", "lr_decay", "decay_start")
+# ... except a decay that starts at or after the checkpoint, where the run had none started yet:
+# the learning rates up to the checkpoint are the same, so the run continues as exactly the run
+# that had the new decay from the start (a late decay branched from a long run).
+DECAY = ("lr_decay", "decay_start")
 # What a resume may change when given (the target, the schedule, where and how it trains); kept
 # from the run when not given.
 CHANGEABLE = ("iters", "log_every", "sample_every", "ckpt_every", "keep", "eval_every", "iters_per_replay",
               "device", "backend", "precision", "data_dir")
 
 
-def keep_settings(cfg, saved, what, log):
+def decay_not_started(decay, start, at):
+    """Whether a decay (`decay`, from `start`) leaves the learning rates of iterations 1..at whole."""
+    return decay == "none" or start >= at
+
+
+def keep_settings(cfg, saved, what, log, at=None):
     """The settings of a run (or sweep) being resumed: `saved`'s for every setting not given,
     the given ones where a resume may change them (said in one notice); FastganError if a given
-    one would change what the run is."""
+    one would change what the run is. With `at` (the checkpoint's iteration), a new decay
+    (DECAY) is taken where neither it nor the run's has started by then."""
     given = cfg.given_names()
     changed = [k for k in FIXED if k in given and k in saved and getattr(cfg, k) != saved[k]]
+    if at is not None and any(k in changed for k in DECAY):
+        new = [getattr(cfg, k) if k in given else saved[k] for k in DECAY]
+        if not (decay_not_started(*new, at) and decay_not_started(*(saved[k] for k in DECAY), at)):
+            raise FastganError(f"--lr-decay {new[0]} --decay-start {new[1]} differs from {what}'s: a resume may add or "
+                               f"move a decay only where it and the run's own start at or after the checkpoint's "
+                               f"iteration ({at}); give --decay-start {at} or later, or start a new run")
+        log(f"notice: a decay added on resume at iteration {at}, before it starts (the run is as if it had it from "
+            "the start): " + ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {v!r}"
+                                       for k, v in zip(DECAY, new) if saved[k] != v))
+        changed = [k for k in changed if k not in DECAY]
     if changed:
         k = changed[0]
         raise FastganError(f"--{k.replace('_', '-')} {getattr(cfg, k)!r} differs from {what}'s {saved[k]!r}: a "
@@ -50,7 +70,7 @@ def resolve_run(cfg, log):
     defaults = Config().to_dict()  # a run saved before a setting existed had its default
     saved = {**{k: defaults[k] for k in FIXED}, **state.get("config", {}),  # and its networks' own shape:
              "hidden": checkpoint.hidden(state), "conditional": bool(checkpoint.class_names(state))}
-    restored = keep_settings(cfg, saved, "the run", log)
+    restored = keep_settings(cfg, saved, "the run", log, at=int(state["iter"]))
     iters = restored.pop("iters", cfg.target_iters())  # the run's own target, unless given
     home = path.parent.parent if path.parent.name == "checkpoints" else None
     out = cfg.out

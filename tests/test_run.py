@@ -89,6 +89,30 @@ def test_resume_mid_decay_with_ema_and_r1_equals_one_go(data_dir, tmp_path, monk
     assert not all(torch.equal(a["ema"][k], a["params"][k]) for k in a["ema"])
 
 
+@pytest.mark.parametrize("backend", ["eager", "fused"])
+def test_a_decay_added_on_resume_before_it_starts_equals_the_run_that_had_it(data_dir, tmp_path, capsys, backend):
+    """A run without a decay, resumed at 20 from its checkpoint into a new folder with a linear
+    decay from 20 to 30 (a late decay branched from a long run): bitwise the run that had the decay
+    from the start. A decay that would have started before the checkpoint, or a change to a decay
+    that has started, is one line."""
+    one = _train(_cfg(data_dir, tmp_path / "one", iters=30, backend=backend, lr_decay="linear", decay_start=20))
+    _train(_cfg(data_dir, tmp_path / "long", iters=20, backend=backend))
+    ck = tmp_path / "long" / "checkpoints" / "0000020.pt"
+    code, err = _cli(capsys, "--resume", str(ck), "--iters", "30", "--lr-decay", "linear", "--decay-start", "15",
+                     "--out", str(tmp_path / "early"))
+    assert code == 2 and err == ("error: --lr-decay linear --decay-start 15 differs from the run's: a resume may add or "
+                                 "move a decay only where it and the run's own start at or after the checkpoint's "
+                                 "iteration (20); give --decay-start 20 or later, or start a new run")
+    assert train_cli.main(["--resume", str(ck), "--iters", "30", "--lr-decay", "linear", "--decay-start", "20",
+                           "--out", str(tmp_path / "branch")]) == 0
+    assert "notice: a decay added on resume at iteration 20, before it starts" in capsys.readouterr().out
+    a, b = (checkpoint.load(r / "checkpoints" / "0000030.pt") for r in (one, tmp_path / "branch"))
+    assert all(torch.equal(a["params"][k], b["params"][k]) for k in a["params"])
+    assert (b["config"]["lr_decay"], b["config"]["decay_start"]) == ("linear", 20)
+    code, err = _cli(capsys, "--resume", str(tmp_path / "branch"), "--iters", "40", "--decay-start", "30")
+    assert code == 2 and "--decay-start 30 differs from the run's" in err  # its decay started at 20
+
+
 def test_checkpoint_from_before_the_options_resumes_as_the_seed_recipe(data_dir, tmp_path, capsys):
     """A checkpoint written before the options existed (no EMA entry, none of their settings in
     its config) loads and resumes with the seed's settings; giving one of them is refused."""
