@@ -101,9 +101,7 @@ def _serve(runs, conn):
 
 def _train(trainer, runs, n):
     twins.forget_gathered()  # another process wrote the batch indices: their version counters here did not move
-    for i in range(n):
-        for r in runs:
-            trainer._iteration(i, slice(r, r + 1))
+    trainer.iterations(n, [slice(r, r + 1) for r in runs])
 
 
 def _stop(procs, conns):

@@ -32,6 +32,8 @@ specialization whatever the iteration (rows 16-byte aligned), and a shorter rema
 un-captured. Checkpoints use the eager format: a run moves between backends.
 """
 
+import contextlib
+
 import torch
 
 from . import capture, checkpoint, cpu_workers, kernels
@@ -191,10 +193,18 @@ class GraphTrainer:
             return self.workers.run(n)
         # The CPU twins take one run at a time: torch's vectorized CPU loops round a batch of runs' last
         # elements otherwise, and a sweep's run would not equal the run alone bitwise.
-        runs = [slice(r, r + 1) for r in range(self.R)] if self.twins and self.R > 1 else [slice(None)]
-        for i in range(n):
-            for s in runs:
-                self._iteration(i, s)
+        self.iterations(n, [slice(r, r + 1) for r in range(self.R)] if self.twins and self.R > 1 else [slice(None)])
+
+    def iterations(self, n, runs):
+        """Iterations 0..n-1 of a replay for each run slice in `runs`. On a CPU the first goes
+        through the twins' argument checks and the rest, which pass the same buffers, skip them
+        (kernels.twins.trusted)."""
+        for s in runs:
+            self._iteration(0, s)
+        with cpu_twins.trusted() if self.twins else contextlib.nullcontext():
+            for i in range(1, n):
+                for s in runs:
+                    self._iteration(i, s)
 
     def close(self):
         """End the worker processes of a CPU sweep (fastgan.cpu_workers), if any."""

@@ -7,6 +7,8 @@ Tolerances as test_graph's (both sides IEEE fp32, differing in summation order):
 1e-4 after a few iterations, parameters via helpers.assert_adam_params_close.
 """
 
+import contextlib
+
 import pytest
 import torch
 from helpers import assert_adam_params_close
@@ -15,7 +17,7 @@ from test_graph import GROWING, LAZY, OPTIONS, _images, _labelled
 from fastgan import cpu_workers, model
 from fastgan.batcher import Batcher
 from fastgan.buffers import ONE_SLOT
-from fastgan.graph import GraphTrainer
+from fastgan.graph import GraphTrainer, cpu_twins
 from fastgan.recipes import Hyper
 
 
@@ -117,6 +119,29 @@ def test_resume_is_exact(hyper):
     got, want = second.state_dict(), whole.state_dict()
     assert all(torch.equal(got["params"][k], want["params"][k]) for k in model.SHAPES)
     assert all(torch.equal(got["ema"][k], want["ema"][k]) for k in model.G_SHAPES)
+
+
+@pytest.mark.parametrize("hyper,classes", [(OPTIONS, 0), (LAZY, 10)], ids=["every-option", "lazy-r1-conditional"])
+def test_trusted_iterations_equal_checked_ones_and_each_advance_checks_its_first(monkeypatch, hyper, classes):
+    """After each advance's first iteration the twins skip their argument checks
+    (kernels.twins.trusted): bitwise the parameters and EMA of a trainer whose every iteration is
+    checked; and a wrong buffer is still refused in one line, by the first iteration of an advance."""
+    trusted = _trainer(3, hyper, K=5, classes=classes)
+    for n in (5, 3, 5):
+        trusted.advance(n)
+    with monkeypatch.context() as m:
+        m.setattr(cpu_twins, "trusted", contextlib.nullcontext)
+        checked = _trainer(3, hyper, K=5, classes=classes)
+        for n in (5, 3, 5):
+            checked.advance(n)
+    got, want = trusted.state_dict(), checked.state_dict()
+    assert got.keys() == want.keys()
+    for part in ("params", "ema"):
+        assert all(torch.equal(got[part][k], want[part][k]) for k in want.get(part, ()))
+    trusted.z = trusted.z.double()  # the noise in float64: the first launch's check refuses it
+    with pytest.raises(ValueError, match=r"^linear_act_forward \(CPU\): x must be torch.float32") as e:
+        trusted.advance(5)
+    assert "\n" not in str(e.value) and not cpu_twins._trusted
 
 
 def test_a_run_moves_to_the_eager_backend_and_back_through_its_state():

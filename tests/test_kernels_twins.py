@@ -216,3 +216,18 @@ def test_bad_input_is_one_line(call, message):
     with pytest.raises((ValueError, TypeError), match=message) as e:
         call()
     assert "\n" not in str(e.value)
+
+
+def test_trusted_computes_the_same_and_checks_again_after_it():
+    """Inside trusted() the checks are skipped (run-first tensors, as the trainer passes them):
+    the same outputs bitwise; after it, even one left by an error, bad input is refused again."""
+    x, w, b = torch.rand(1, 9, 5), torch.randn(1, 5, 3), torch.randn(1, 3)
+    checked, fast = _poisoned(1, 9, 3), _poisoned(1, 9, 3)
+    T.linear_act_forward(x, w, b, checked, ACT_SIGMOID)
+    with T.trusted():
+        T.linear_act_forward(x, w, b, fast, ACT_SIGMOID)
+    assert torch.equal(checked, fast)
+    with pytest.raises(RuntimeError), T.trusted():
+        T.linear_act_forward(x, torch.randn(1, 6, 3), b, fast, ACT_SIGMOID)  # torch's own error, unchecked
+    with pytest.raises(ValueError, match=r"w must be torch.float32 on the CPU of shape \(5, 3\)"):
+        T.linear_act_forward(x, torch.randn(1, 6, 3), b, fast, ACT_SIGMOID)
