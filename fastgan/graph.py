@@ -158,13 +158,15 @@ class GraphTrainer:
                 m={k: t[s] for k, t in self.m_flat.items()}, v={k: t[s] for k, t in self.v_flat.items()})
         return views
 
-    def _iteration(self, i, s=slice(None)):
-        """Iteration i of a replay for the runs s (all in each launch, or one: see _launch)."""
+    def _iteration(self, i, s=slice(None), losses=True):
+        """Iteration i of a replay for the runs s (all in each launch, or one: see _launch); its
+        losses into log[i] unless `losses` is False (the CPU twins then skip them)."""
         B, pr, L, V = self.B, self.precision, self.L, self._views(s)
         P, Gr, flat, grads, m, v = V["P"], V["Gr"], V["flat"], V["grads"], V["m"], V["v"]
         xx, hG, hD, hD_pre, hDg, hDg_pre, dfake, dhG = (V[k] for k in ("xx", "hG", "hD", "hD_pre", "hDg", "hDg_pre",
                                                                         "dfake", "dhG"))
-        z, log, hyper, X, xd = self.z[i, s], self.log[i, :, s], self.hyper[i, :, s], self.X, V["xd"]
+        z, hyper, X, xd = self.z[i, s], self.hyper[i, :, s], self.X, V["xd"]
+        log_d, log_g = (self.log[i, :, s, :3], self.log[i, :, s, 3:]) if losses else (None, None)
         fakes = xx if xd is None else xd  # D's input rows of G(z): [G(z_d); G(z_g)]
         fake_d, fake_g = fakes[:, :B], fakes[:, B:]
         real = (self.images, self.idx[i, s])  # D1's first B input rows: images[idx[i, r]]
@@ -175,13 +177,13 @@ class GraphTrainer:
             xd[..., :X].copy_(xx)
             xd[..., X:].copy_(z[..., Z_DIM:])
         pre = self._d1(P, fake_d, hD, hD_pre, rows=real)
-        L.d_grad(fake_d, P["D_W2"], P["D_b2"], log[:, :, :3], Gr["D_W1"], Gr["D_b1"], Gr["D_W2"], Gr["D_b2"],
+        L.d_grad(fake_d, P["D_W2"], P["D_b2"], log_d, Gr["D_W1"], Gr["D_b1"], Gr["D_W2"], Gr["D_b2"],
                  split=B, t0=1.0, t1=0.0, h=hD, pre=pre, rows=real, precision=pr,  # R1 on the pixels only:
                  r1=self.gamma[i, s] if self.r1 else None, w1=P["D_W1"][:, :X] if self.r1 else None)
         L.adam_update(flat["D"], grads["D"], m["D"], v["D"], hyper[0], self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
         pre = self._d1(P, fake_g, hDg, hDg_pre)
-        L.d_input_grad(hDg, P["D_W1"], P["D_W2"], P["D_b2"], log[:, :, 3:], dfake, t=1.0, pre=pre, precision=pr)
+        L.d_input_grad(hDg, P["D_W1"], P["D_W2"], P["D_b2"], log_g, dfake, t=1.0, pre=pre, precision=pr)
         L.linear_act_backward(hG[:, B:], P["G_W2"], xx[:, B:], dfake[..., :X], dhG, Gr["G_W2"], Gr["G_b2"], ACT_SIGMOID,
                               pr, partials=True)
         L.linear_act_backward(z[:, B:], P["G_W1"], hG[:, B:], dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
@@ -198,13 +200,14 @@ class GraphTrainer:
     def iterations(self, n, runs):
         """Iterations 0..n-1 of a replay for each run slice in `runs`. On a CPU the first goes
         through the twins' argument checks and the rest, which pass the same buffers, skip them
-        (kernels.twins.trusted)."""
+        (kernels.twins.trusted); and only the first and the last compute their losses (only the
+        last's are read, run_prepared; kernels.twins' LOSSES)."""
         for s in runs:
             self._iteration(0, s)
         with cpu_twins.trusted() if self.twins else contextlib.nullcontext():
             for i in range(1, n):
                 for s in runs:
-                    self._iteration(i, s)
+                    self._iteration(i, s, losses=i == n - 1 or not self.twins)
 
     def close(self):
         """End the worker processes of a CPU sweep (fastgan.cpu_workers), if any."""

@@ -24,6 +24,11 @@ MKL's batched products (D1's 784-deep one, the one-column logits) and torch's ve
 (a tail of elements in scalar code) round some elements otherwise. fastgan.graph therefore gives
 the twins one run at a time, so a sweep's run equals the run alone bitwise.
 
+Losses (LOSSES): d_grad and d_input_grad take losses=None to skip them (the BCE values and their
+sums: 10 small torch calls, 30–40 µs of an iteration on a CPU; the Triton kernels get them in the
+same pass as the gradients, free). The trainer reads only the last iteration's losses of each
+advance, and asks only it for them on a CPU.
+
 Scratch: the few intermediates a twin needs (gathered real rows, pre-activation gradients, the
 Adam denominator) live in buffers cached by shape (`_scratch`), allocated on first use and reused
 by every later call: no allocation in the training loop.
@@ -229,18 +234,21 @@ def _row_terms(M, split, t0, t1):
     return terms
 
 
-def _head(op, h, w2, b2, split, t0, t1):
+def _head(op, h, w2, b2, split, t0, t1, losses=True):
     """D's output layer on D1's output h (R, M, H) and its gradient: each row's share of its
-    part's mean BCE (R, M, 1), and D1's pre-activation gradient g = dl w2^T [h > 0] (R, M, H) with
-    dl = d(sum of the parts' means) / d logit (R, M, 1); scratch."""
+    part's mean BCE (R, M, 1; None unless `losses`), and D1's pre-activation gradient
+    g = dl w2^T [h > 0] (R, M, H) with dl = d(sum of the parts' means) / d logit (R, M, 1); scratch."""
     R, M, H = h.shape
     target, scale = _row_terms(M, split, t0, t1)
     logit, dl, bce = (_scratch(op + name, (R, M, 1)) for name in ("logit", "dl", "bce"))
     torch.baddbmm(b2.unsqueeze(1), h, w2, out=logit)
     torch.sigmoid(logit, out=dl)
     dl.sub_(target).mul_(scale)
-    torch._C._nn.softplus(logit, 1, 20, out=bce)  # BCE = softplus(l) - t l; softplus is l itself past 20
-    bce.addcmul_(logit, target, value=-1.0).mul_(scale)
+    if losses:
+        torch._C._nn.softplus(logit, 1, 20, out=bce)  # BCE = softplus(l) - t l; softplus is l itself past 20
+        bce.addcmul_(logit, target, value=-1.0).mul_(scale)
+    else:
+        bce = None
     g = _scratch(op + "g", (R, M, H))
     torch.bmm(dl, w2.transpose(1, 2), out=g)
     return bce, dl, torch.ops.aten.threshold_backward.grad_input(g, h, 0, grad_input=g)
@@ -257,7 +265,7 @@ def _head_weights(op, w2, b2):
 def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None, pre=None, rows=None,
            precision="ieee", r1=None, w1=None):
     """The D step's losses [d_loss, real part, fake part] and D's gradients, as
-    kernels.d_grad.d_grad: written to slot 0 of each output; rows=(images, idx) the gathered real
+    kernels.d_grad.d_grad: written to slot 0 of each output (losses None: not computed, LOSSES); rows=(images, idx) the gathered real
     rows ahead of x; with r1 (gammas (R,)) and w1: the R1 penalty's closed-form gradients on rows
     [0, split) added (kernels.d_grad's module doc)."""
     op = "d_grad (CPU)"
@@ -270,15 +278,16 @@ def d_grad(x, w2, b2, losses, dw1, db1, dw2, db2, split, t0=1.0, t1=0.0, h=None,
     M = G + x.shape[1]
     if not 0 < split < M:
         raise ValueError(f"{op}: split must be in 1..{M - 1} (both parts non-empty), got {split}")
-    losses, dw1, db1, dw2, db2 = (_runs(op, n, _slot0(op, n, t, len(s)), s, R) for n, t, s in (
+    losses, dw1, db1, dw2, db2 = (None if t is None else _runs(op, n, _slot0(op, n, t, len(s)), s, R) for n, t, s in (
         ("losses", losses, (3,)), ("dw1", dw1, (K, H)), ("db1", db1, (H,)), ("dw2", dw2, (H, 1)), ("db2", db2, (1,))))
     if (r1 is None) != (w1 is None):
         raise ValueError(f"{op}: the R1 penalty needs both r1 (gammas per run) and w1 (D1's weight); pass both or neither")
     h = _d1_output(op, h, pre, R, M, H)
-    bce, dl, g = _head(op, h, w2, b2, split, t0, t1)
-    torch.sum(bce[:, :split, 0], dim=1, out=losses[:, 1])
-    torch.sum(bce[:, split:, 0], dim=1, out=losses[:, 2])
-    torch.add(losses[:, 1], losses[:, 2], out=losses[:, 0])
+    bce, dl, g = _head(op, h, w2, b2, split, t0, t1, losses is not None)
+    if losses is not None:
+        torch.sum(bce[:, :split, 0], dim=1, out=losses[:, 1])
+        torch.sum(bce[:, split:, 0], dim=1, out=losses[:, 2])
+        torch.add(losses[:, 1], losses[:, 2], out=losses[:, 0])
     torch.bmm(h.transpose(1, 2), dl, out=dw2)
     torch.sum(dl, dim=1, out=db2)
     torch.sum(g, dim=1, out=db1)
@@ -318,7 +327,8 @@ def _r1_grads(op, h, w1, w2, gamma, n, dw1, dw2):
 
 def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
     """G's loss through D and its gradient to D's input, as kernels.d_input_grad.d_input_grad:
-    the mean BCE against t in slot 0 of `losses` (P, [R,] 1), dx (M, K) in full."""
+    the mean BCE against t in slot 0 of `losses` (P, [R,] 1; None: not computed, LOSSES), dx
+    (M, K) in full."""
     op = "d_input_grad (CPU)"
     check_precision(op, precision)
     R, H, w2, b2 = _head_weights(op, w2, b2)
@@ -326,10 +336,11 @@ def d_input_grad(h, w1, w2, b2, losses, dx, t=1.0, pre=None, precision="ieee"):
     w1 = _runs(op, "w1", w1, (K, H), R)
     M = dx.shape[-2]
     dx = _runs(op, "dx", dx, (M, K), R)
-    losses = _runs(op, "losses", _slot0(op, "losses", losses, 1), (1,), R)
+    losses = None if losses is None else _runs(op, "losses", _slot0(op, "losses", losses, 1), (1,), R)
     h = _d1_output(op, h, pre, R, M, H)
-    bce, _, g = _head(op, h, w2, b2, M, t, t)  # one part: every row against t
-    torch.sum(bce, dim=1, out=losses)
+    bce, _, g = _head(op, h, w2, b2, M, t, t, losses is not None)  # one part: every row against t
+    if losses is not None:
+        torch.sum(bce, dim=1, out=losses)
     torch.bmm(g, w1.transpose(1, 2), out=dx)
 
 

@@ -144,6 +144,20 @@ def test_trusted_iterations_equal_checked_ones_and_each_advance_checks_its_first
     assert "\n" not in str(e.value) and not cpu_twins._trusted
 
 
+@pytest.mark.parametrize("hyper", [Hyper(), OPTIONS], ids=["seed", "every-option"])
+def test_an_advance_returns_its_last_iterations_losses(hyper):
+    """On a CPU only an advance's first and last iterations compute their losses: advancing 5 at
+    once gives the losses, parameters and EMA of advancing 1 at a time, bitwise."""
+    whole, steps = _trainer(3, hyper, K=5), _trainer(3, hyper, K=5)
+    got = whole.advance(5).clone()
+    for _ in range(5):
+        want = steps.advance(1).clone()
+    assert torch.equal(got, want) and torch.isfinite(got).all()
+    a, b = whole.state_dict(), steps.state_dict()
+    for part in ("params", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in b.get(part, ()))
+
+
 def test_a_run_moves_to_the_eager_backend_and_back_through_its_state():
     images = _images("cpu")
     trainer = _trainer(6, Hyper(), images=images)

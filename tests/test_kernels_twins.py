@@ -231,3 +231,20 @@ def test_trusted_computes_the_same_and_checks_again_after_it():
         T.linear_act_forward(x, torch.randn(1, 6, 3), b, fast, ACT_SIGMOID)  # torch's own error, unchecked
     with pytest.raises(ValueError, match=r"w must be torch.float32 on the CPU of shape \(5, 3\)"):
         T.linear_act_forward(x, torch.randn(1, 6, 3), b, fast, ACT_SIGMOID)
+
+
+def test_losses_none_skips_them_and_changes_no_gradient():
+    """d_grad and d_input_grad with losses=None (kernels.twins' LOSSES): bitwise the gradients
+    of the call with losses."""
+    M, H, K, split = 9, 7, 11, 4
+    x, h = torch.rand(1, M, K), torch.rand(1, M, H)
+    w1, w2, b2 = torch.randn(1, K, H), torch.randn(1, H, 1), torch.randn(1, 1)
+    with_losses, without = _d_outputs(1, K, H), _d_outputs(1, K, H)
+    T.d_grad(x, w2, b2, *with_losses, split=split, h=h)
+    T.d_grad(x, w2, b2, None, *without[1:], split=split, h=h)
+    assert torch.isfinite(with_losses[0][0]).all()
+    assert all(torch.equal(a, b) for a, b in zip(with_losses[1:], without[1:]))
+    dx, dx_none, losses = _poisoned(1, M, K), _poisoned(1, M, K), _poisoned(1, 1, 1)
+    T.d_input_grad(h, w1, w2, b2, losses, dx)
+    T.d_input_grad(h, w1, w2, b2, None, dx_none)
+    assert torch.equal(dx, dx_none) and torch.isfinite(losses).all()
