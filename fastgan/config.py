@@ -11,7 +11,7 @@ from typing import Optional
 from .data import DATASETS
 from .errors import FastganError
 from .model import H_DIM, MAX_HIDDEN
-from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, EMA_KINDS, MAX_EMA_REL, RECIPES, SEED, other_ema_off
+from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, EMA_KINDS, MAX_EMA_REL, RECIPES, SEED, other_ema_off, resolved
 
 DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "eager", "fused", "graph")
@@ -76,7 +76,8 @@ class Config:
         if self.recipe not in RECIPES:
             raise FastganError(f"unknown --recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)}")
         given = self.given_names()
-        settings = {k: v for k, v in RECIPES[self.recipe].items() if k not in given}
+        recipe = {k: getattr(self, k) if k in given else v for k, v in RECIPES[self.recipe].items()}
+        settings = {k: v for k, v in resolved(recipe, self.target_iters(), given).items() if k not in given}
         settings.update(other_ema_off({k: getattr(self, k) for k in EMA_KINDS}, given))  # an EMA given replaces the recipe's
         return replace(self, **settings)
 

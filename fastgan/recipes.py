@@ -2,10 +2,13 @@
 
     seed    the seed's numbers: Adam 1e-3 for both networks, beta1 0.9, no penalty, no EMA
     stable  the seed's model and schedule with a lazy R1 penalty (gamma 0.3 on every 4th D step),
-            an EMA of G whose horizon grows with the run (sigma_rel 0.05) and Adam's beta1 at 0.5
-            (docs/recipes.md: the searches that chose it, and what did not work). Until 2026-12 it
-            was R1 on every step with gamma 1 and a fixed EMA of 0.999: `--recipe stable --r1 1
-            --r1-every 1 --g-ema 0.999`
+            an EMA of G whose horizon grows with the run (sigma_rel 0.1), Adam at 2e-3 with beta1
+            0.5, and both learning rates falling linearly from iteration 500,000 to 0 at the run's
+            end (a run of 500,000 or fewer keeps 2e-3 throughout; docs/recipes.md: the searches that chose it, and what did not work). Its earlier
+            forms stay reachable by their flags: until 2026-12-06 (second change) Adam 1e-3 with
+            no decay and sigma_rel 0.05, `--recipe stable --lr 1e-3 --lr-decay none --g-ema-rel
+            0.05`; until 2026-12-06 (first change) R1 on every step with gamma 1 and a fixed EMA of
+            0.999 as well, `--recipe stable --lr 1e-3 --lr-decay none --r1 1 --r1-every 1 --g-ema 0.999`
 
 Settings (each a train.py flag and a --sweep key):
   lr_d, lr_g     Adam's learning rate of D and of G (default: --lr)
@@ -46,10 +49,21 @@ SEED = {"lr": 1e-3, "beta1": ADAM_BETAS[0], "r1": 0.0, "r1_every": 1, "g_ema": 0
 MAX_EMA_REL = 0.28  # sigma_rel of a power-function EMA: below 1 / sqrt(12) = 0.2887, where its exponent g reaches 0
 EMA_KINDS = ("g_ema", "g_ema_rel")  # a fixed EMA and a growing one: a run keeps at most one
 
-# Every recipe names all of these; explicit flags override a recipe.
-SETTINGS = ("lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")
-RECIPES = {"seed": {k: SEED[k] for k in ("beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")}}
-RECIPES["stable"] = {**RECIPES["seed"], "beta1": 0.5, "r1": 0.3, "r1_every": 4, "g_ema_rel": 0.05}
+# The settings a recipe may name (explicit flags override a recipe's).
+SETTINGS = ("lr", "lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")
+# Every recipe names these (`resolved` for a run's target).
+RECIPES = {"seed": {k: SEED[k] for k in ("lr", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")}}
+RECIPES["stable"] = {**RECIPES["seed"], "lr": 2e-3, "beta1": 0.5, "r1": 0.3, "r1_every": 4, "g_ema_rel": 0.1,
+                     "lr_decay": "linear", "decay_start": 500_000}
+
+
+def resolved(settings, target, given=()):
+    """A recipe's settings (the flags in `given` put in) for a run to iteration `target`: the
+    recipe's decay off where it would not start before the target (a short run keeps the
+    recipe's rate throughout); a decay given as a flag is kept as it is."""
+    if "lr_decay" not in given and settings["lr_decay"] != "none" and settings["decay_start"] >= target:
+        return {**settings, "lr_decay": "none", "decay_start": SEED["decay_start"]}
+    return dict(settings)
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,11 @@ class Hyper:
                    cfg.target_iters(), cfg.r1_every, cfg.g_ema_rel)
 
     @classmethod
-    def recipe(cls, name):
-        """A named recipe's settings (RECIPES), the learning rates the seed's."""
-        return cls(**RECIPES[name])
+    def recipe(cls, name, target=DEFAULT_ITERS):
+        """A named recipe's settings (RECIPES) for a run to iteration `target`."""
+        settings = resolved(RECIPES[name], target)
+        lr = settings.pop("lr")
+        return cls(lr_d=lr, lr_g=lr, target=target, **settings)
 
     @property
     def keeps_ema(self):

@@ -35,8 +35,28 @@ def test_recipes_name_known_settings_and_seed_is_the_default():
     assert Config().with_recipe() == Config()
     assert Hyper.recipe("seed") == Hyper()
     stable = Hyper.recipe("stable")
-    assert all(getattr(stable, k) == v for k, v in RECIPES["stable"].items())
+    assert all(getattr(stable, k) == v for k, v in RECIPES["stable"].items() if k != "lr")
+    assert (stable.lr_d, stable.lr_g, stable.lr_decay, stable.decay_start) == (2e-3, 2e-3, "linear", 500_000)
     assert Hyper.of(Config(recipe="stable", iters=DEFAULT_ITERS).with_recipe()) == stable
+
+
+def test_the_stable_recipes_decay_is_off_in_a_run_that_ends_before_it_starts():
+    """Its decay starts at 500,000: a 1,000,000-iteration run decays over its second half, a
+    run of 500,000 or fewer keeps the recipe's rate (decay none); --decay-start or --lr-decay
+    given is taken as is; --lr given replaces the recipe's rate, --lr-d D's only."""
+    def resolved(*flags):
+        return train_cli.parse_args(["--recipe", "stable", *flags]).with_recipe().validate()
+
+    full = train_cli.parse_args(["--recipe", "stable"]).with_recipe()  # the default target
+    assert (full.lr_decay, full.decay_start) == ("linear", 500_000)
+    assert (resolved("--iters", "500001").lr_decay, resolved("--iters", "500000").lr_decay) == ("linear", "none")
+    assert (resolved("--iters", "30000").lr_decay, resolved("--iters", "30000").decay_start) == ("none", 0)
+    assert resolved("--iters", "30000", "--decay-start", "20000").lr_decay == "linear"
+    assert resolved("--iters", "30000", "--lr-decay", "cosine", "--decay-start", "20000").lr_decay == "cosine"
+    assert Hyper.recipe("stable", target=30000) == Hyper.of(resolved("--iters", "30000"))
+    assert Hyper.recipe("stable", target=30000).lrs("G", torch.tensor([30000])).item() == 2e-3  # no decay
+    assert resolved("--iters", "10", "--lr", "1e-3").lr_d_or_lr() == 1e-3  # --lr given: the recipe's rate is not taken
+    assert resolved("--iters", "10", "--lr-d", "1e-3").lr_g_or_lr() == 2e-3  # --lr-d given: D's only
 
 
 def test_a_flag_given_overrides_the_recipe_and_config_json_records_the_values(data_dir, tmp_path):
