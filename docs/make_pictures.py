@@ -13,7 +13,7 @@ beside them (the README's Fashion-MNIST run):
 
 A conditional run's grid, one row per class (N samples: 100 for ten classes, ten of each):
 
-    python train.py --recipe stable --conditional --hidden 512 --iters 50000 --eval-every 25000 --out runs/c512
+    python train.py --recipe stable --lr 1e-3 --lr-decay none --r1 1 --r1-every 1 --g-ema 0.999 --conditional --hidden 512 --iters 50000 --eval-every 25000 --out runs/c512
     python docs/make_pictures.py runs/c512 conditional- 100
 """
 
