@@ -4,11 +4,11 @@
     stable  the seed's model and schedule with a lazy R1 penalty (gamma 0.3 on every 4th D step),
             an EMA of G whose horizon grows with the run (sigma_rel 0.1), Adam at 2e-3 with beta1
             0.5, and both learning rates falling linearly from iteration 500,000 to 0 at the run's
-            end (a run of 500,000 or fewer keeps 2e-3 throughout; docs/recipes.md: the searches that chose it, and what did not work). Its earlier
-            forms stay reachable by their flags: until 2026-12-06 (second change) Adam 1e-3 with
-            no decay and sigma_rel 0.05, `--recipe stable --lr 1e-3 --lr-decay none --g-ema-rel
-            0.05`; until 2026-12-06 (first change) R1 on every step with gamma 1 and a fixed EMA of
-            0.999 as well, `--recipe stable --lr 1e-3 --lr-decay none --r1 1 --r1-every 1 --g-ema 0.999`
+            end (a run of 500,000 or fewer keeps 2e-3 throughout). docs/recipes.md: the searches
+            that chose it, and what did not work. Its earlier forms stay reachable by their flags:
+            the second (2026-12-06, until its second change that day) `--recipe stable --lr 1e-3
+            --lr-decay none --g-ema-rel 0.05`; the first (until 2026-12-06) `--recipe stable --lr
+            1e-3 --lr-decay none --r1 1 --r1-every 1 --g-ema 0.999`
 
 Settings (each a train.py flag and a --sweep key):
   lr_d, lr_g     Adam's learning rate of D and of G (default: --lr)
