@@ -52,7 +52,7 @@ EMA_KINDS = ("g_ema", "g_ema_rel")  # a fixed EMA and a growing one: a run keeps
 # The settings a recipe may name (explicit flags override a recipe's).
 SETTINGS = ("lr", "lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")
 # Every recipe names these (`resolved` for a run's target).
-RECIPES = {"seed": {k: SEED[k] for k in ("lr", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")}}
+RECIPES = {"seed": {k: SEED[k] for k in SETTINGS if k in SEED}}  # lr_d and lr_g: --lr's unless given
 RECIPES["stable"] = {**RECIPES["seed"], "lr": 2e-3, "beta1": 0.5, "r1": 0.3, "r1_every": 4, "g_ema_rel": 0.1,
                      "lr_decay": "linear", "decay_start": 500_000}
 
