@@ -11,7 +11,7 @@ from typing import Optional
 from .data import DATASETS
 from .errors import FastganError
 from .model import H_DIM, MAX_HIDDEN
-from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, EMA_KINDS, MAX_EMA_REL, RECIPES, SEED, other_ema_off, resolved
+from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, EMA_KINDS, MAX_EMA_REL, RECIPES, SEED, net_rates_off, other_ema_off, resolved
 
 DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "eager", "fused", "graph")
@@ -79,6 +79,7 @@ class Config:
         recipe = {k: getattr(self, k) if k in given else v for k, v in RECIPES[self.recipe].items()}
         settings = {k: v for k, v in resolved(recipe, self.target_iters(), given).items() if k not in given}
         settings.update(other_ema_off({k: getattr(self, k) for k in EMA_KINDS}, given))  # an EMA given replaces the recipe's
+        settings.update(net_rates_off(given))  # so does an lr given, the recipe's rate of one net
         return replace(self, **settings)
 
     def given_names(self):

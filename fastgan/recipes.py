@@ -2,13 +2,14 @@
 
     seed    the seed's numbers: Adam 1e-3 for both networks, beta1 0.9, no penalty, no EMA
     stable  the seed's model and schedule with a lazy R1 penalty (gamma 0.3 on every 4th D step),
-            an EMA of G whose horizon grows with the run (sigma_rel 0.1), Adam at 2e-3 with beta1
-            0.5, and both learning rates falling linearly from iteration 500,000 to 0 at the run's
-            end (a run of 500,000 or fewer keeps 2e-3 throughout). docs/recipes.md: the searches
-            that chose it, and what did not work. Its earlier forms stay reachable by their flags:
-            the second (2026-12-06, until its second change that day) `--recipe stable --lr 1e-3
-            --lr-decay none --g-ema-rel 0.05`; the first (until 2026-12-06) `--recipe stable --lr
-            1e-3 --lr-decay none --r1 1 --r1-every 1 --g-ema 0.999`
+            an EMA of G whose horizon grows with the run (sigma_rel 0.1), Adam with beta1 0.5 at
+            3e-3 for D and 2e-3 for G, and both learning rates falling linearly from iteration
+            500,000 to 0 at the run's end (a run of 500,000 or fewer keeps its rates throughout).
+            docs/recipes.md: the searches that chose it, and what did not work. Its earlier forms
+            stay reachable by their flags: the third (2026-12-06, until its third change that
+            day) `--recipe stable --lr 2e-3`; the second `--recipe stable --lr 1e-3 --lr-decay
+            none --g-ema-rel 0.05`; the first `--recipe stable --lr 1e-3 --lr-decay none --r1 1
+            --r1-every 1 --g-ema 0.999`
 
 Settings (each a train.py flag and a --sweep key):
   lr_d, lr_g     Adam's learning rate of D and of G (default: --lr)
@@ -49,11 +50,11 @@ SEED = {"lr": 1e-3, "beta1": ADAM_BETAS[0], "r1": 0.0, "r1_every": 1, "g_ema": 0
 MAX_EMA_REL = 0.28  # sigma_rel of a power-function EMA: below 1 / sqrt(12) = 0.2887, where its exponent g reaches 0
 EMA_KINDS = ("g_ema", "g_ema_rel")  # a fixed EMA and a growing one: a run keeps at most one
 
-# The settings a recipe may name (explicit flags override a recipe's).
+# The settings a recipe may name (explicit flags override a recipe's; a given lr, both nets' rates).
 SETTINGS = ("lr", "lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")
 # Every recipe names these (`resolved` for a run's target).
 RECIPES = {"seed": {k: SEED[k] for k in SETTINGS if k in SEED}}  # lr_d and lr_g: --lr's unless given
-RECIPES["stable"] = {**RECIPES["seed"], "lr": 2e-3, "beta1": 0.5, "r1": 0.3, "r1_every": 4, "g_ema_rel": 0.1,
+RECIPES["stable"] = {**RECIPES["seed"], "lr": 2e-3, "lr_d": 3e-3, "beta1": 0.5, "r1": 0.3, "r1_every": 4, "g_ema_rel": 0.1,
                      "lr_decay": "linear", "decay_start": 500_000}
 
 
@@ -92,7 +93,7 @@ class Hyper:
         """A named recipe's settings (RECIPES) for a run to iteration `target`."""
         settings = resolved(RECIPES[name], target)
         lr = settings.pop("lr")
-        return cls(lr_d=lr, lr_g=lr, target=target, **settings)
+        return cls(lr_d=settings.pop("lr_d", lr), lr_g=settings.pop("lr_g", lr), target=target, **settings)
 
     @property
     def keeps_ema(self):
@@ -134,6 +135,12 @@ def other_ema_off(values, given):
     given (in `given`, non-zero in `values`) and the other is not, the other (a recipe's) is off."""
     return {other: 0.0 for ema, other in (EMA_KINDS, EMA_KINDS[::-1])
             if ema in given and values[ema] and other not in given}
+
+
+def net_rates_off(given):
+    """{lr_d: None, ...}: a given lr is both networks' rate, so a recipe's rate of one network
+    (lr_d, lr_g) gives way to it, unless that network's rate is given too."""
+    return {net: None for net in ("lr_d", "lr_g") if "lr" in given and net not in given}
 
 
 @functools.lru_cache(maxsize=None)

@@ -25,7 +25,7 @@ from .errors import FastganError
 from .metrics import read_records
 from .model import MAX_HIDDEN
 from .plots import LOSS_KEYS
-from .recipes import DECAYS, MAX_EMA_REL, other_ema_off
+from .recipes import DECAYS, MAX_EMA_REL, net_rates_off, other_ema_off
 
 # The model's keys first: runs that differ in them train in groups, one group after another
 # (fastgan.sweep_driver); the others in one trainer.
@@ -153,6 +153,7 @@ def expand(cfg, runs):
     for run in runs:
         settings = {k: run.get(k, getattr(cfg, k)) for k in KEYS}
         settings.update(other_ema_off(settings, given | set(run)))  # a run's EMA replaces the recipe's, as a flag does
+        settings.update(net_rates_off(set(run) | given.intersection(("lr_d", "lr_g"))))  # a run's lr: both nets' rates
         if settings["g_ema"] and settings["g_ema_rel"]:
             raise FastganError(f"a run has g_ema {settings['g_ema']} and g_ema_rel {settings['g_ema_rel']}: two EMAs "
                                "of G; keep one (0 turns the other off)")

@@ -40,7 +40,7 @@ def _parser():
                         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in RECIPES["stable"].items()
                                    if v != RECIPES["seed"].get(k))
                         + " (the decay only in runs longer than that; docs/recipes.md); a flag given overrides the "
-                        "recipe's value")
+                        "recipe's value (--lr: both networks' rates)")
     p.add_argument("--lr-d", type=float, default=d.lr_d, help="D's Adam learning rate (default: --lr)")
     p.add_argument("--lr-g", type=float, default=d.lr_g, help="G's Adam learning rate (default: --lr)")
     p.add_argument("--r1", type=float, default=d.r1, metavar="GAMMA",

@@ -36,7 +36,7 @@ def test_recipes_name_known_settings_and_seed_is_the_default():
     assert Hyper.recipe("seed") == Hyper()
     stable = Hyper.recipe("stable")
     assert all(getattr(stable, k) == v for k, v in RECIPES["stable"].items() if k != "lr")
-    assert (stable.lr_d, stable.lr_g, stable.lr_decay, stable.decay_start) == (2e-3, 2e-3, "linear", 500_000)
+    assert (stable.lr_d, stable.lr_g, stable.lr_decay, stable.decay_start) == (3e-3, 2e-3, "linear", 500_000)
     assert Hyper.of(Config(recipe="stable", iters=DEFAULT_ITERS).with_recipe()) == stable
 
 
@@ -55,8 +55,31 @@ def test_the_stable_recipes_decay_is_off_in_a_run_that_ends_before_it_starts():
     assert resolved("--iters", "30000", "--lr-decay", "cosine", "--decay-start", "20000").lr_decay == "cosine"
     assert Hyper.recipe("stable", target=30000) == Hyper.of(resolved("--iters", "30000"))
     assert Hyper.recipe("stable", target=30000).lrs("G", torch.tensor([30000])).item() == 2e-3  # no decay
-    assert resolved("--iters", "10", "--lr", "1e-3").lr_d_or_lr() == 1e-3  # --lr given: the recipe's rate is not taken
-    assert resolved("--iters", "10", "--lr-d", "1e-3").lr_g_or_lr() == 2e-3  # --lr-d given: D's only
+    assert Hyper.recipe("stable", target=30000).lrs("D", torch.tensor([30000])).item() == 3e-3
+
+
+def test_a_given_lr_is_both_networks_rate_and_a_given_net_rate_that_nets_only():
+    """The stable recipe names D's rate (3e-3) beside lr (G's, 2e-3). --lr given replaces both;
+    --lr-d or --lr-g given replaces that network's only; as flags and as sweep keys."""
+    from fastgan import sweep
+
+    def rates(*flags, spec=None):
+        cfg = train_cli.parse_args(["--recipe", "stable", *flags, "--iters", "10"]).with_recipe().validate()
+        if spec is None:
+            return cfg.lr_d_or_lr(), cfg.lr_g_or_lr()
+        return [(Config(**{**cfg.to_dict(), **s}).lr_d_or_lr(), Config(**{**cfg.to_dict(), **s}).lr_g_or_lr())
+                for _, s in sweep.expand(cfg, sweep.parse_sweep(spec))]
+
+    assert rates() == (3e-3, 2e-3)
+    assert rates("--lr", "1e-3") == (1e-3, 1e-3)
+    assert rates("--lr-d", "1e-3") == (1e-3, 2e-3)
+    assert rates("--lr-g", "1e-3") == (3e-3, 1e-3)
+    assert rates("--lr", "1e-3", "--lr-d", "5e-3") == (5e-3, 1e-3)
+    assert rates(spec="lr=1e-3,4e-3") == [(1e-3, 1e-3), (4e-3, 4e-3)]
+    assert rates(spec="lr_g=1e-3") == [(3e-3, 1e-3)]
+    assert rates("--lr-d", "5e-3", spec="lr=1e-3") == [(5e-3, 1e-3)]
+    assert rates(spec="lr=1e-3 lr_d=4e-3") == [(4e-3, 1e-3)]
+    assert Hyper.recipe("seed") == Hyper()  # the seed recipe names no net's rate
 
 
 def test_a_flag_given_overrides_the_recipe_and_config_json_records_the_values(data_dir, tmp_path):
