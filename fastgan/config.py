@@ -11,7 +11,18 @@ from typing import Optional
 from .data import DATASETS
 from .errors import FastganError
 from .model import H_DIM, MAX_HIDDEN
-from .recipes import ADAM_BETAS, DECAYS, DEFAULT_ITERS, EMA_KINDS, MAX_EMA_REL, RECIPES, SEED, net_rates_off, other_ema_off, resolved
+from .recipes import (
+    ADAM_BETAS,
+    DECAYS,
+    DEFAULT_ITERS,
+    EMA_KINDS,
+    MAX_EMA_REL,
+    RECIPES,
+    SEED,
+    net_rates_off,
+    other_ema_off,
+    resolved,
+)
 
 DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "eager", "fused", "graph")
