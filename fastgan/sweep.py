@@ -153,7 +153,7 @@ def expand(cfg, runs):
     for run in runs:
         settings = {k: run.get(k, getattr(cfg, k)) for k in KEYS}
         settings.update(other_ema_off(settings, given | set(run)))  # a run's EMA replaces the recipe's, as a flag does
-        settings.update(net_rates_off(set(run) | given.intersection(("lr_d", "lr_g"))))  # a run's lr: both nets' rates
+        settings.update(net_rates_off(given | set(run)))  # a run's lr is both nets' rate, as a flag's is
         if settings["g_ema"] and settings["g_ema_rel"]:
             raise FastganError(f"a run has g_ema {settings['g_ema']} and g_ema_rel {settings['g_ema_rel']}: two EMAs "
                                "of G; keep one (0 turns the other off)")

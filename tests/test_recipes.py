@@ -43,7 +43,7 @@ def test_recipes_name_known_settings_and_seed_is_the_default():
 def test_the_stable_recipes_decay_is_off_in_a_run_that_ends_before_it_starts():
     """Its decay starts at 500,000: a 1,000,000-iteration run decays over its second half, a
     run of 500,000 or fewer keeps the recipe's rate (decay none); --decay-start or --lr-decay
-    given is taken as is; --lr given replaces the recipe's rate, --lr-d D's only."""
+    given is taken as is; without a decay, each network keeps the recipe's rate."""
     def resolved(*flags):
         return train_cli.parse_args(["--recipe", "stable", *flags]).with_recipe().validate()
 
@@ -67,8 +67,8 @@ def test_a_given_lr_is_both_networks_rate_and_a_given_net_rate_that_nets_only():
         cfg = train_cli.parse_args(["--recipe", "stable", *flags, "--iters", "10"]).with_recipe().validate()
         if spec is None:
             return cfg.lr_d_or_lr(), cfg.lr_g_or_lr()
-        return [(Config(**{**cfg.to_dict(), **s}).lr_d_or_lr(), Config(**{**cfg.to_dict(), **s}).lr_g_or_lr())
-                for _, s in sweep.expand(cfg, sweep.parse_sweep(spec))]
+        runs = [Config(**{**cfg.to_dict(), **s}) for _, s in sweep.expand(cfg, sweep.parse_sweep(spec))]
+        return [(run.lr_d_or_lr(), run.lr_g_or_lr()) for run in runs]
 
     assert rates() == (3e-3, 2e-3)
     assert rates("--lr", "1e-3") == (1e-3, 1e-3)
