@@ -66,6 +66,7 @@ class Config:
     g_ema_rel: float = SEED["g_ema_rel"]
     lr_decay: str = SEED["lr_decay"]
     decay_start: int = SEED["decay_start"]
+    decay_floor: float = SEED["decay_floor"]
     seeds: Optional[str] = None  # a sweep over seeds: "0-7"
     sweep: Optional[str] = None  # a sweep: "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"
     # The settings the user gave (train.py's flags); None: those that differ from the defaults.
@@ -129,6 +130,8 @@ class Config:
                                "(--g-ema 0 or --g-ema-rel 0 turns the other off)")
         if not isinstance(self.decay_start, int) or self.decay_start < 0:
             raise FastganError(f"--decay-start must be an iteration >= 0, got {self.decay_start!r}")
+        if not (math.isfinite(self.decay_floor) and 0 <= self.decay_floor <= 1):
+            raise FastganError(f"--decay-floor must be a fraction in [0, 1] of each learning rate (0: to 0), got {self.decay_floor!r}")
         if self.lr_decay != "none" and self.iters is not None and self.decay_start >= self.iters:
             raise FastganError(f"--decay-start {self.decay_start} is not before the target iteration {self.iters}; "
                                "the decay would never start: lower it, or use --lr-decay none")

@@ -25,8 +25,9 @@ Settings (each a train.py flag and a --sweep key):
                  its averaging profile's width sigma_rel = g_ema_rel of the steps so far
                  (0.05: the last ~5% of the run); 0: off
   lr_decay       none, linear or cosine: both learning rates fall from decay_start to 0 at the
-                 run's target iteration
+                 run's target iteration (or to decay_floor of themselves)
   decay_start    the iteration the decay starts at
+  decay_floor    the fraction of each learning rate the decay ends at (0: it falls to 0)
 
 Both trainers take a step's learning rate from `lr_factor` in float64 (the eager one as
 torch.optim.Adam's lr, the Triton one in the per-step Adam rows), so they follow one schedule.
@@ -46,12 +47,12 @@ DEFAULT_ITERS = 1_000_000  # the seed's schedule
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 SEED = {"lr": 1e-3, "beta1": ADAM_BETAS[0], "r1": 0.0, "r1_every": 1, "g_ema": 0.0, "g_ema_rel": 0.0, "lr_decay": "none",
-        "decay_start": 0}
+        "decay_start": 0, "decay_floor": 0.0}
 MAX_EMA_REL = 0.28  # sigma_rel of a power-function EMA: below 1 / sqrt(12) = 0.2887, where its exponent g reaches 0
 EMA_KINDS = ("g_ema", "g_ema_rel")  # a fixed EMA and a growing one: a run keeps at most one
 
 # The settings a recipe may name (explicit flags override a recipe's; a given lr, both nets' rates).
-SETTINGS = ("lr", "lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start")
+SETTINGS = ("lr", "lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start", "decay_floor")
 # Every recipe names these (`resolved` for a run's target).
 RECIPES = {"seed": {k: SEED[k] for k in SETTINGS if k in SEED}}  # lr_d and lr_g: --lr's unless given
 RECIPES["stable"] = {**RECIPES["seed"], "lr": 2e-3, "lr_d": 3e-3, "beta1": 0.5, "r1": 0.3, "r1_every": 4, "g_ema_rel": 0.1,
@@ -63,7 +64,7 @@ def resolved(settings, target, given=()):
     recipe's decay off where it would not start before the target (a short run keeps the
     recipe's rate throughout); a decay given as a flag is kept as it is."""
     if "lr_decay" not in given and settings["lr_decay"] != "none" and settings["decay_start"] >= target:
-        return {**settings, "lr_decay": "none", "decay_start": SEED["decay_start"]}
+        return {**settings, "lr_decay": "none", "decay_start": SEED["decay_start"], "decay_floor": SEED["decay_floor"]}
     return dict(settings)
 
 
@@ -81,12 +82,13 @@ class Hyper:
     target: int = DEFAULT_ITERS  # the iteration a decay reaches 0 at: the run's --iters
     r1_every: int = SEED["r1_every"]
     g_ema_rel: float = SEED["g_ema_rel"]
+    decay_floor: float = SEED["decay_floor"]
 
     @classmethod
     def of(cls, cfg):
         """A resolved Config's (fastgan.config) settings."""
         return cls(cfg.lr_d_or_lr(), cfg.lr_g_or_lr(), cfg.beta1, cfg.r1, cfg.g_ema, cfg.lr_decay, cfg.decay_start,
-                   cfg.target_iters(), cfg.r1_every, cfg.g_ema_rel)
+                   cfg.target_iters(), cfg.r1_every, cfg.g_ema_rel, cfg.decay_floor)
 
     @classmethod
     def recipe(cls, name, target=DEFAULT_ITERS):
@@ -127,7 +129,7 @@ class Hyper:
     def lrs(self, net, steps):
         """Net's learning rate at Adam step numbers `steps` (a tensor of t >= 1), float64."""
         t = steps.to(torch.float64)
-        return self.lr(net) * lr_factor(t, self.lr_decay, self.decay_start, self.target)
+        return self.lr(net) * lr_factor(t, self.lr_decay, self.decay_start, self.target, self.decay_floor)
 
 
 def other_ema_off(values, given):
@@ -160,12 +162,14 @@ def ema_exponent(sigma_rel):
     return 0.5 * (lo + hi)
 
 
-def lr_factor(steps, decay, start, target):
+def lr_factor(steps, decay, start, target, floor=0.0):
     """The learning rate's factor at Adam steps t (a float64 tensor): 1 up to iteration `start`,
-    then falling to 0 at `target`. Step t is iteration t, which follows t - 1 iterations done:
-    the factor is that of progress p = (t - 1 - start) / (target - start), clamped to [0, 1], so
-    the last step of a run still moves (p < 1)."""
+    then falling to `floor` at `target` (floor + (1 - floor) times the decay's shape). Step t is
+    iteration t, which follows t - 1 iterations done: the factor is that of progress
+    p = (t - 1 - start) / (target - start), clamped to [0, 1], so the last step of a run still
+    moves (p < 1)."""
     if decay == "none":
         return torch.ones_like(steps)
     p = ((steps - 1 - start) / max(target - start, 1)).clamp(0.0, 1.0)
-    return 1.0 - p if decay == "linear" else 0.5 * (1.0 + torch.cos(math.pi * p))
+    shape = 1.0 - p if decay == "linear" else 0.5 * (1.0 + torch.cos(math.pi * p))
+    return shape if floor == 0.0 else floor + (1.0 - floor) * shape

@@ -10,11 +10,11 @@ from .errors import FastganError
 
 # What a run is: never changed by a resume. A run saved before a setting existed had its default.
 FIXED = ("batch_size", "hidden", "conditional", "dataset", "image_size", "channels", "seed", "lr", "beta1", "recipe", "lr_d", "lr_g", "r1", "r1_every",
-         "g_ema", "g_ema_rel", "lr_decay", "decay_start")
+         "g_ema", "g_ema_rel", "lr_decay", "decay_start", "decay_floor")
 # ... except a decay that starts at or after the checkpoint, where the run had none started yet:
 # the learning rates up to the checkpoint are the same, so the run continues as exactly the run
 # that had the new decay from the start (a late decay branched from a long run).
-DECAY = ("lr_decay", "decay_start")
+DECAY = ("lr_decay", "decay_start", "decay_floor")
 # What a resume may change when given (the target, the schedule, where and how it trains); kept
 # from the run when not given.
 CHANGEABLE = ("iters", "log_every", "sample_every", "ckpt_every", "keep", "eval_every", "iters_per_replay",
@@ -35,8 +35,8 @@ def keep_settings(cfg, saved, what, log, at=None):
     changed = [k for k in FIXED if k in given and k in saved and getattr(cfg, k) != saved[k]]
     if at is not None and any(k in changed for k in DECAY):
         new = [getattr(cfg, k) if k in given else saved[k] for k in DECAY]
-        if not (decay_not_started(*new, at) and decay_not_started(*(saved[k] for k in DECAY), at)):
-            raise FastganError(f"--lr-decay {new[0]} --decay-start {new[1]} differs from {what}'s: a resume may add or "
+        if not (decay_not_started(*new[:2], at) and decay_not_started(*(saved[k] for k in DECAY[:2]), at)):
+            raise FastganError(f"--lr-decay {new[0]} --decay-start {new[1]} --decay-floor {new[2]} differs from {what}'s: a resume may add or "
                                f"move a decay only where it and the run's own start at or after the checkpoint's "
                                f"iteration ({at}); give --decay-start {at} or later, or start a new run")
         log(f"notice: a decay added on resume at iteration {at}, before it starts (the run is as if it had it from "

@@ -4,7 +4,7 @@
     fastgan train --sweep "lr=1e-3,2e-4 beta1=0.9,0.5 seed=0-3"  # the cartesian product: 16 runs
 
 Keys: lr, beta1, seed, fastgan.recipes' settings (lr_d, lr_g, r1, r1_every, g_ema, g_ema_rel,
-lr_decay, decay_start) and the model's (hidden, conditional); values comma-separated, seeds and
+lr_decay, decay_start, decay_floor) and the model's (hidden, conditional); values comma-separated, seeds and
 decay starts also as ranges A-B (inclusive, seeds). Batch size and schedule are shared. Run r writes to OUT/<name>/ everything a single run writes;
 its name is built from the values as typed (`lr2e-4_beta1-0.5_r1-10_seed3`). OUT holds sweep.json (the spec and the
 runs) and, at the end, summary.csv, summary.md and summary.png (each run's best grid).
@@ -31,7 +31,7 @@ from .recipes import DECAYS, MAX_EMA_REL, net_rates_off, other_ema_off
 # (fastgan.sweep_driver); the others in one trainer.
 MODEL_KEYS = ("hidden", "conditional")
 KEYS = (*MODEL_KEYS, "lr", "beta1", "lr_d", "lr_g", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start",
-        "seed")
+        "decay_floor", "seed")
 INTS = {"decay_start": ("an iteration", 0), "r1_every": ("a whole number of D steps", 1),
         "hidden": ("a width of hidden units", 1)}  # key: (what, least)
 BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -45,6 +45,7 @@ RANGES = {
     "g_ema": (lambda v: 0 <= v < 1, "an EMA's beta must be in [0, 1) (0: off)"),
     "g_ema_rel": (lambda v: math.isfinite(v) and 0 <= v <= MAX_EMA_REL, f"an EMA's sigma_rel must be in [0, {MAX_EMA_REL}] (0: off)"),
     "r1": (lambda v: math.isfinite(v) and v >= 0, "gamma must be finite and >= 0 (0: off)"),
+    "decay_floor": (lambda v: 0 <= v <= 1, "a decay's floor is a fraction in [0, 1]"),
     "hidden": (lambda v: v <= MAX_HIDDEN, f"a width is at most {MAX_HIDDEN}"),
 }
 SWEEP_FILE = "sweep.json"

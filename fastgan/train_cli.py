@@ -53,9 +53,11 @@ def _parser():
                    help="instead of --g-ema, an EMA whose horizon grows with the run (EDM2's power-function EMA): "
                         "it averages about the last SIGMA of the iterations so far (e.g. 0.05); 0: off")
     p.add_argument("--lr-decay", choices=DECAYS, default=d.lr_decay,
-                   help="learning-rate decay to 0 at the target iteration, from --decay-start")
+                   help="learning-rate decay to 0 (or --decay-floor) at the target iteration, from --decay-start")
     p.add_argument("--decay-start", type=int, default=d.decay_start, metavar="ITER",
                    help="the iteration the learning-rate decay starts at")
+    p.add_argument("--decay-floor", type=float, default=d.decay_floor, metavar="FRACTION",
+                   help="the fraction of each learning rate the decay ends at (0: it falls to 0)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the weights, the noise and the batches")
     p.add_argument("--out", default=d.out, help="run folder (default: runs/<date-time>)")
     p.add_argument("--sample-every", type=int, default=d.sample_every, help="iterations between 4x4 sample grids")

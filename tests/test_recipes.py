@@ -21,10 +21,27 @@ def test_lr_factor_is_one_until_the_start_then_falls_to_zero_at_the_target():
     assert linear[9] > 0 and cosine[9] > 0  # the run's last step (10) still moves
 
 
+@pytest.mark.parametrize("decay", ["linear", "cosine"])
+def test_a_decay_floor_ends_the_decay_at_that_fraction(decay):
+    """floor + (1 - floor) x the decay's shape: 1 until the start, the floor at the target (and
+    past it), the same steps as without a floor in between; floor 0 is the decay to 0, bitwise."""
+    t = torch.arange(1, 14, dtype=torch.float64)  # steps 1..13: the target (10) and beyond it
+    shape = lr_factor(t, decay, 4, 10)
+    floored = lr_factor(t, decay, 4, 10, 0.25)
+    assert torch.equal(floored[:5], torch.ones(5, dtype=torch.float64))
+    torch.testing.assert_close(floored, 0.25 + 0.75 * shape, rtol=0, atol=1e-15)
+    assert torch.equal(floored[10:], torch.full((3,), 0.25, dtype=torch.float64))
+    assert torch.equal(lr_factor(t, decay, 4, 10, 0.0), shape)
+    assert torch.equal(lr_factor(t, decay, 4, 10, 1.0), torch.ones(13, dtype=torch.float64))  # floor 1: no decay
+
+
 def test_hyper_of_a_config_and_each_nets_rate():
     h = Hyper.of(Config(iters=500, lr=2e-4, lr_g=1e-4, r1=3.0, lr_decay="linear", decay_start=100))
     assert (h.lr("D"), h.lr("G"), h.r1, h.target) == (2e-4, 1e-4, 3.0, 500)
     assert h.lrs("G", torch.tensor([500])).item() == pytest.approx(1e-4 / 400)
+    floored = Hyper.of(Config(iters=500, lr=2e-4, lr_decay="linear", decay_start=100, decay_floor=0.5))
+    assert floored.decay_floor == 0.5
+    assert floored.lrs("D", torch.tensor([500])).item() == pytest.approx(2e-4 * (0.5 + 0.5 / 400))
     assert Hyper.of(Config()) == Hyper()  # the seed's numbers
 
 
@@ -51,6 +68,7 @@ def test_the_stable_recipes_decay_is_off_in_a_run_that_ends_before_it_starts():
     assert (full.lr_decay, full.decay_start) == ("linear", 500_000)
     assert (resolved("--iters", "500001").lr_decay, resolved("--iters", "500000").lr_decay) == ("linear", "none")
     assert (resolved("--iters", "30000").lr_decay, resolved("--iters", "30000").decay_start) == ("none", 0)
+    assert resolved("--iters", "30000", "--decay-floor", "0.2").lr_decay == "none"  # a floor alone starts no decay
     assert resolved("--iters", "30000", "--decay-start", "20000").lr_decay == "linear"
     assert resolved("--iters", "30000", "--lr-decay", "cosine", "--decay-start", "20000").lr_decay == "cosine"
     assert Hyper.recipe("stable", target=30000) == Hyper.of(resolved("--iters", "30000"))

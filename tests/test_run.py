@@ -100,7 +100,7 @@ def test_a_decay_added_on_resume_before_it_starts_equals_the_run_that_had_it(dat
     ck = tmp_path / "long" / "checkpoints" / "0000020.pt"
     code, err = _cli(capsys, "--resume", str(ck), "--iters", "30", "--lr-decay", "linear", "--decay-start", "15",
                      "--out", str(tmp_path / "early"))
-    assert code == 2 and err == ("error: --lr-decay linear --decay-start 15 differs from the run's: a resume may add or "
+    assert code == 2 and err == ("error: --lr-decay linear --decay-start 15 --decay-floor 0.0 differs from the run's: a resume may add or "
                                  "move a decay only where it and the run's own start at or after the checkpoint's "
                                  "iteration (20); give --decay-start 20 or later, or start a new run")
     assert train_cli.main(["--resume", str(ck), "--iters", "30", "--lr-decay", "linear", "--decay-start", "20",
@@ -110,7 +110,24 @@ def test_a_decay_added_on_resume_before_it_starts_equals_the_run_that_had_it(dat
     assert all(torch.equal(a["params"][k], b["params"][k]) for k in a["params"])
     assert (b["config"]["lr_decay"], b["config"]["decay_start"]) == ("linear", 20)
     code, err = _cli(capsys, "--resume", str(tmp_path / "branch"), "--iters", "40", "--decay-start", "30")
-    assert code == 2 and "--decay-start 30 differs from the run's" in err  # its decay started at 20
+    assert code == 2 and "--decay-start 30 --decay-floor 0.0 differs from the run's" in err  # its decay started at 20
+    code, err = _cli(capsys, "--resume", str(tmp_path / "branch"), "--iters", "40", "--decay-floor", "0.5")
+    assert code == 2 and "--decay-floor 0.5 differs from the run's" in err  # nor its floor, once it started
+
+
+def test_a_decay_floor_added_on_resume_where_the_decay_starts_equals_the_run_that_had_it(data_dir, tmp_path, capsys):
+    """A run with a decay from 20, resumed at 20 (its decay not yet started) with --decay-floor
+    0.5 into a new folder: bitwise the run that had the floor from the start (checked against one
+    without it, so the floor made a difference); the floor is kept in the branch's config."""
+    floored = _train(_cfg(data_dir, tmp_path / "one", iters=30, lr_decay="linear", decay_start=20, decay_floor=0.5))
+    plain = _train(_cfg(data_dir, tmp_path / "long", iters=30, lr_decay="linear", decay_start=20))
+    ck = plain / "checkpoints" / "0000020.pt"
+    assert train_cli.main(["--resume", str(ck), "--decay-floor", "0.5", "--out", str(tmp_path / "branch")]) == 0
+    assert "--decay-floor 0.0 -> 0.5" in capsys.readouterr().out
+    a, b, c = (checkpoint.load(r / "checkpoints" / "0000030.pt") for r in (floored, tmp_path / "branch", plain))
+    assert all(torch.equal(a["params"][k], b["params"][k]) for k in a["params"])
+    assert not all(torch.equal(a["params"][k], c["params"][k]) for k in a["params"])
+    assert b["config"]["decay_floor"] == 0.5
 
 
 def test_checkpoint_from_before_the_options_resumes_as_the_seed_recipe(data_dir, tmp_path, capsys):
@@ -119,7 +136,7 @@ def test_checkpoint_from_before_the_options_resumes_as_the_seed_recipe(data_dir,
     out = _train(_cfg(data_dir, tmp_path / "old", iters=10))
     path = out / "checkpoints" / "0000010.pt"
     state = torch.load(path, weights_only=True)
-    for key in ("recipe", "lr_d", "lr_g", "r1", "g_ema", "lr_decay", "decay_start"):
+    for key in ("recipe", "lr_d", "lr_g", "r1", "g_ema", "lr_decay", "decay_start", "decay_floor"):
         del state["config"][key]
     torch.save(state, path)
     code, err = _cli(capsys, "--resume", str(out), "--iters", "20", "--r1", "1")
@@ -134,6 +151,7 @@ def test_checkpoint_from_before_the_options_resumes_as_the_seed_recipe(data_dir,
     (["--g-ema", "1"], "--g-ema must be in [0, 1)"),
     (["--lr-d", "0"], "--lr-d must be in (0, 1]"),
     (["--lr-decay", "linear", "--decay-start", "50", "--iters", "50"], "--decay-start 50 is not before the target"),
+    (["--decay-floor", "1.5"], "--decay-floor must be a fraction in [0, 1]"),
 ])
 def test_bad_options_are_one_line(capsys, tmp_path, argv, message):
     code, err = _cli(capsys, *argv, "--out", str(tmp_path / "r"))
@@ -368,7 +386,7 @@ def test_resume_flags_that_may_change_and_those_that_may_not(data_dir, tmp_path,
     assert code == 2 and err == ("error: --batch-size 16 differs from the run's 8: a resume keeps --batch-size, "
                                  "--hidden, --conditional, --dataset, --image-size, --channels, --seed, --lr, --beta1, --recipe, --lr-d, --lr-g, "
                                  "--r1, --r1-every, --g-ema, --g-ema-rel, "
-                                 "--lr-decay, --decay-start; drop the flag, or start a new run")
+                                 "--lr-decay, --decay-start, --decay-floor; drop the flag, or start a new run")
     assert train_cli.main(["--resume", str(out), "--iters", "14", "--ckpt-every", "7"]) == 0
     assert "--ckpt-every 5 -> 7" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["ckpt_every"] == 7

@@ -45,11 +45,11 @@ def test_seeds_and_sweep_specs():
     assert runs[3] == ("lr1e-3_beta1-0.5_seed1", {**default, "lr": 1e-3, "beta1": 0.5, "seed": 1})
     assert sweep.expand(Config(lr=2e-4), sweep.parse_seeds("3"))[0] == ("seed3", {**default, "lr": 2e-4, "seed": 3})
     runs = sweep.expand(Config(r1=1.0), sweep.parse_sweep("g_ema=0,0.999 lr_decay=none,cosine decay_start=100 "
-                                                          "lr_g=4e-4 seed=2"))
+                                                          "decay_floor=0.1 lr_g=4e-4 seed=2"))
     assert len(runs) == 4
-    assert runs[3] == ("lr_g-4e-4_g_ema-0.999_lr_decay-cosine_decay_start-100_seed2",
+    assert runs[3] == ("lr_g-4e-4_g_ema-0.999_lr_decay-cosine_decay_start-100_decay_floor-0.1_seed2",
                        {**default, "lr_g": 4e-4, "r1": 1.0, "g_ema": 0.999, "lr_decay": "cosine", "decay_start": 100,
-                        "seed": 2})
+                        "decay_floor": 0.1, "seed": 2})
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -71,6 +71,7 @@ def test_seeds_and_sweep_specs():
     ("lr_decay=step", "lr_decay: 'step' is not one of none, linear, cosine"),
     ("decay_start=1e3", "'1e3' is not an iteration"),
     ("decay_start=-5", "decay_start: -5 is out of range"),
+    ("decay_floor=2", "decay_floor: 2 is out of range; a decay's floor is a fraction in"),
     ("lr=1e-3,0.001", "two runs with the same settings"),
     ("seed=1 seed=2", "seed is given twice"),
     ("lr", "is not KEY=VALUES"),
