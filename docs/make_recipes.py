@@ -28,7 +28,8 @@ from fastgan.metrics import read_records
 
 DOCS = Path(__file__).resolve().parent
 START, END = "<!-- recipes:start (docs/make_recipes.py) -->", "<!-- recipes:end -->"
-SETTINGS = ("r1", "r1_every", "g_ema", "g_ema_rel", "lr_d", "lr_g", "beta1", "lr_decay", "decay_start", "seed", "batch_size")
+SETTINGS = ("r1", "r1_every", "g_ema", "g_ema_rel", "lr_d", "lr_g", "beta1", "lr_decay", "decay_start", "decay_floor", "seed",
+            "batch_size")
 
 
 def runs_in(folder):
@@ -42,7 +43,7 @@ def runs_in(folder):
 
 def _read(run):
     cfg = json.loads((run / "config.json").read_text())
-    before = {"r1_every": 1, "g_ema_rel": 0.0}  # runs from before an option had its default
+    before = {"r1_every": 1, "g_ema_rel": 0.0, "decay_floor": 0.0}  # runs from before an option had its default
     settings = {k: cfg.get(k, before.get(k)) for k in SETTINGS}
     for k in ("lr_d", "lr_g"):
         settings[k] = cfg["lr"] if settings[k] is None else settings[k]
