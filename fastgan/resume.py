@@ -21,9 +21,10 @@ CHANGEABLE = ("iters", "log_every", "sample_every", "ckpt_every", "keep", "eval_
               "device", "backend", "precision", "data_dir")
 
 
-def decay_not_started(decay, start, at):
-    """Whether a decay (`decay`, from `start`) leaves the learning rates of iterations 1..at whole."""
-    return decay == "none" or start >= at
+def decay_not_started(settings, at):
+    """Whether the decay of `settings` (lr_decay from decay_start; its floor only shapes what comes
+    after) leaves the learning rates of iterations 1..at whole."""
+    return settings["lr_decay"] == "none" or settings["decay_start"] >= at
 
 
 def keep_settings(cfg, saved, what, log, at=None):
@@ -34,14 +35,15 @@ def keep_settings(cfg, saved, what, log, at=None):
     given = cfg.given_names()
     changed = [k for k in FIXED if k in given and k in saved and getattr(cfg, k) != saved[k]]
     if at is not None and any(k in changed for k in DECAY):
-        new = [getattr(cfg, k) if k in given else saved[k] for k in DECAY]
-        if not (decay_not_started(*new[:2], at) and decay_not_started(*(saved[k] for k in DECAY[:2]), at)):
-            raise FastganError(f"--lr-decay {new[0]} --decay-start {new[1]} --decay-floor {new[2]} differs from {what}'s: a resume may add or "
-                               f"move a decay only where it and the run's own start at or after the checkpoint's "
-                               f"iteration ({at}); give --decay-start {at} or later, or start a new run")
+        new = {k: getattr(cfg, k) if k in given else saved[k] for k in DECAY}
+        if not (decay_not_started(new, at) and decay_not_started(saved, at)):
+            raise FastganError(" ".join(f"--{k.replace('_', '-')} {v}" for k, v in new.items()) + f" differs from "
+                               f"{what}'s: a resume may add or move a decay only where it and the run's own start at "
+                               f"or after the checkpoint's iteration ({at}); give --decay-start {at} or later, or "
+                               "start a new run")
         log(f"notice: a decay added on resume at iteration {at}, before it starts (the run is as if it had it from "
             "the start): " + ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {v!r}"
-                                       for k, v in zip(DECAY, new) if saved[k] != v))
+                                       for k, v in new.items() if saved[k] != v))
         changed = [k for k in changed if k not in DECAY]
     if changed:
         k = changed[0]
