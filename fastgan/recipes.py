@@ -172,4 +172,4 @@ def lr_factor(steps, decay, start, target, floor=0.0):
         return torch.ones_like(steps)
     p = ((steps - 1 - start) / max(target - start, 1)).clamp(0.0, 1.0)
     shape = 1.0 - p if decay == "linear" else 0.5 * (1.0 + torch.cos(math.pi * p))
-    return shape if floor == 0.0 else floor + (1.0 - floor) * shape
+    return floor + (1.0 - floor) * shape  # floor 0: the shape itself, bitwise
