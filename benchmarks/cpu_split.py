@@ -24,7 +24,6 @@ on any number of cores computes the same numbers).
 """
 
 import argparse
-import mmap
 import os
 import time
 
@@ -32,6 +31,8 @@ import torch
 
 from fastgan import model
 from fastgan.batcher import Batcher
+from fastgan.buffers import flat_views
+from fastgan.cpu_workers import shared_zeros
 from fastgan.graph import GraphTrainer
 
 X, H, Z = model.X_DIM, model.H_DIM, model.Z_DIM
@@ -42,44 +43,29 @@ ADAM = dict(lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad
 DRAWS = 100  # noise slabs and batches cycled through
 
 
-def shared(*shape, dtype=torch.float32):
-    """A zero tensor in an anonymous shared mapping (forked processes write the same memory)."""
-    n = torch.Size(shape).numel() * dtype.itemsize
-    return torch.frombuffer(mmap.mmap(-1, n), dtype=torch.uint8).view(dtype).view(shape)
-
-
-def views(flat, shapes):
-    out, o = {}, 0
-    for k, s in shapes.items():
-        n = torch.Size(s).numel()
-        out[k] = flat[o : o + n].view(s)
-        o += n
-    return out
-
-
 class State:
     """One run's parameters, two gradient slots per network, Adam moments, G's outputs; shared."""
 
     def __init__(self, B):
         gen = torch.Generator().manual_seed(0)
         self.B = B
-        self.flat = {net: shared(SIZE[net]) for net in SHAPES}
-        self.grads = {net: shared(2, SIZE[net]) for net in SHAPES}
-        self.m = {net: shared(SIZE[net]) for net in SHAPES}
-        self.v = {net: shared(SIZE[net]) for net in SHAPES}
+        self.flat = {net: shared_zeros((SIZE[net],)) for net in SHAPES}
+        self.grads = {net: shared_zeros((2, SIZE[net])) for net in SHAPES}
+        self.m = {net: shared_zeros((SIZE[net],)) for net in SHAPES}
+        self.v = {net: shared_zeros((SIZE[net],)) for net in SHAPES}
         params = model.init_params(0, "cpu")
-        self.P = {net: views(self.flat[net], shapes) for net, shapes in SHAPES.items()}
+        self.P = {net: flat_views(self.flat[net], shapes) for net, shapes in SHAPES.items()}
         with torch.no_grad():
             for net, shapes in SHAPES.items():
                 for k in shapes:
                     self.P[net][k].copy_(params[f"{net}_{k}"])
-        self.slots = [{net: views(self.grads[net][s], shapes) for net, shapes in SHAPES.items()} for s in range(2)]
+        self.slots = [{net: flat_views(self.grads[net][s], shapes) for net, shapes in SHAPES.items()} for s in range(2)]
         self.images = torch.rand(60000, X, generator=gen)
         self.z = torch.rand(DRAWS, 2 * B, Z, generator=gen) * 2 - 1
         self.idx = torch.randint(0, 60000, (DRAWS, B), generator=gen)
-        self.xx = shared(2 * B, X)  # [G(z_d); G(z_g)]
-        self.hG = shared(2 * B, H)
-        self.flags = shared(16, dtype=torch.int64)  # flags[8 p]: the last barrier process p reached
+        self.xx = shared_zeros((2 * B, X))  # [G(z_d); G(z_g)]
+        self.hG = shared_zeros((2 * B, H))
+        self.flags = shared_zeros((16,), dtype=torch.int64)  # flags[8 p]: the last barrier process p reached
         self.step = torch.tensor(0.0)
 
 
