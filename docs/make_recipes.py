@@ -14,7 +14,9 @@ prints the tables of those folders' runs and writes nothing (`--table FOLDER...`
 them all); `--curves OUT.png FOLDER...` draws
 only those folders' curves into OUT.png. With --side-by-side SEED
 STABLE (two run folders): docs/recipes-grids.png, their sample grids at 30,000, 300,000 and
-1,000,000 iterations (those the runs have reached), a row per recipe.
+1,000,000 iterations (those the runs have reached), a row per recipe. `--compare ... --sets N
+--at ITER[,ITER...]` measures each run's checkpoints at those iterations again, on N sets of
+10,000 samples (`fastgan evaluate --repeats N`), and prints each one's mean ± standard deviation.
 """
 
 import json
@@ -178,6 +180,35 @@ def compare_table(columns):
     return "\n".join(lines) + "\n\nFréchet distance (the rarest digit's share of samples)."
 
 
+def remeasured_table(columns, iters, sets):
+    """Markdown: per iteration in `iters`, each run's checkpoint of that iteration measured on
+    `sets` sets of samples (fastgan.evaluate.Evaluator.repeated): the Fréchet distance's mean ±
+    the sets' standard deviation, the runs of a column separated by ·, then their mean."""
+    import torch
+
+    from fastgan import checkpoint
+    from fastgan.data import load_images
+    from fastgan.evaluate import Evaluator
+
+    arrays, _ = load_images("mnist", None, None, None, log=lambda m: None)
+    evaluator = Evaluator(arrays, "mnist", None, torch.device("cpu"), log=lambda m: None)
+
+    def cell(runs, it):
+        fds = []
+        for run in runs:
+            path = Path(run) / "checkpoints" / f"{it:07d}.pt"
+            fds.append(evaluator.repeated(checkpoint.g_weights(checkpoint.load(path)), sets) if path.is_file() else None)
+        shown = " · ".join("—" if r is None else f"{r['fd']:.2f} ± {r['fd_sd']:.2f}" for r in fds)
+        measured = [r["fd"] for r in fds if r is not None]
+        return shown + (f" (mean {np.mean(measured):.2f})" if len(measured) > 1 else "")
+
+    lines = ["| iteration | " + " | ".join(f"{label} ({', '.join(Path(r).name for r in runs)})"
+                                         for label, runs in columns.items()) + " |",
+             "|---:|" + "---|" * len(columns)]
+    lines += [f"| {it:,} | " + " | ".join(cell(runs, it) for runs in columns.values()) + " |" for it in iters]
+    return "\n".join(lines) + f"\n\nFréchet distance: the mean ± the standard deviation over {sets} sets of 10,000 samples."
+
+
 def groups_of(folders):
     """{group: [(group, name, settings, measurements)]} of the runs in `folders` (runs_in)."""
     groups = {}
@@ -212,6 +243,9 @@ def parse(argv):
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--compare", nargs="+", metavar="LABEL=RUN[,RUN...]",
                       help="print the README's table instead: a column per label, e.g. \"stable=runs/s0,runs/s1\"")
+    ap.add_argument("--sets", type=int, default=0, metavar="N",
+                    help="with --compare and --at: measure the checkpoints again on N sets of samples (mean ± sd)")
+    ap.add_argument("--at", metavar="ITER[,ITER...]", help="with --sets: the iterations whose checkpoints to measure")
     mode.add_argument("--curves", metavar="OUT.png", help="draw only the FOLDERs' curves into OUT.png")
     mode.add_argument("--table", action="store_true", help="print one table of all the FOLDERs' runs; write nothing")
     mode.add_argument("--print", action="store_true", help="print a table per FOLDER; write nothing")
@@ -220,6 +254,8 @@ def parse(argv):
     args = ap.parse_args(argv)
     if args.compare and not all("=" in a for a in args.compare):
         ap.error("--compare takes LABEL=RUN[,RUN...] for each column, e.g. \"stable=runs/s0,runs/s1\"")
+    if bool(args.sets) != bool(args.at) or (args.sets and (not args.compare or args.sets < 2)):
+        ap.error("--sets N (2 or more) and --at ITER[,ITER...] go together, with --compare")
     if not args.compare and not args.folders:
         ap.error("give the run or sweep folders to read")
     for folder in args.folders + [r for a in args.compare or () for r in a.split("=", 1)[1].split(",")]:
@@ -230,7 +266,10 @@ def parse(argv):
 
 if __name__ == "__main__":
     args = parse(sys.argv[1:])
-    if args.compare:
+    if args.sets:
+        print(remeasured_table({a.split("=", 1)[0]: a.split("=", 1)[1].split(",") for a in args.compare},
+                               [int(i) for i in args.at.split(",")], args.sets))
+    elif args.compare:
         print(compare_table({a.split("=", 1)[0]: a.split("=", 1)[1].split(",") for a in args.compare}))
     elif args.curves:
         plot(groups_of(args.folders), args.curves)

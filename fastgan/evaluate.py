@@ -1,6 +1,6 @@
 """Measure what the GAN learns, with a small MNIST classifier trained by fastgan itself.
 
-    fastgan evaluate CHECKPOINT [--samples 10000] [--json]
+    fastgan evaluate CHECKPOINT [--samples 10000] [--repeats 1] [--json]
 
 Metrics of N generated samples against the dataset's test set:
   fd           Fréchet distance between Gaussians fitted to the classifier's penultimate
@@ -22,7 +22,6 @@ foreign or differently shaped cache is rebuilt, never trusted.
 import argparse
 import hashlib
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import torch
 from . import checkpoint
 from .backends import pick_device
 from .batcher import images_to_tensor
-from .classes import asked_accuracy, with_labels
+from .classes import with_labels
 from .classifier import (
     ARCH,
     EPOCHS,
@@ -45,6 +44,7 @@ from .classifier import (
 )
 from .cli import Help, command
 from .data import default_data_dir, load_images
+from .distance import frechet_distance, over_sets, sample_metrics
 from .errors import FastganError
 from .model import Z_DIM, generator
 
@@ -53,6 +53,7 @@ from .model import Z_DIM, generator
 MIN_ACCURACY = {"mnist": 0.99, "fashion-mnist": 0.88}
 FLOOR_SAMPLES = 10000
 MAX_SAMPLES = 200_000  # generated on the device at once: 0.6 GB of images
+MAX_REPEATS = 100
 
 
 def get_classifier(arrays, dataset, data_dir, device, arch=ARCH, epochs=EPOCHS,
@@ -78,55 +79,6 @@ def get_classifier(arrays, dataset, data_dir, device, arch=ARCH, epochs=EPOCHS,
         return model, acc, floor
 
     return cached_classifier(path, arch, device, build, log)
-
-
-# --- metrics ------------------------------------------------------------------------------------
-
-
-def frechet_distance(f1, f2):
-    """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2) between Gaussians fitted to two feature sets."""
-    f1, f2 = f1.double(), f2.double()
-    mu1, mu2 = f1.mean(0), f2.mean(0)
-    s1, s2 = torch.cov(f1.T), torch.cov(f2.T)
-    # Tr (S1 S2)^1/2 = Tr (S1^1/2 S2 S1^1/2)^1/2, a symmetric PSD matrix: eigh, no sqrtm needed.
-    w, v = torch.linalg.eigh(s1)
-    root1 = (v * w.clamp_min(0).sqrt()) @ v.T
-    cross = torch.linalg.eigvalsh(root1 @ s2 @ root1).clamp_min(0).sqrt().sum()
-    return ((mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * cross).item()
-
-
-def classifier_score(probs):
-    """exp E_x KL(p(y|x) || p(y)) from (N, 10) class probabilities."""
-    probs = probs.double()
-    p_y = probs.mean(0, keepdim=True)
-    kl = (probs * (torch.log(probs.clamp_min(1e-30)) - torch.log(p_y.clamp_min(1e-30)))).sum(1).mean()
-    return math.exp(kl.item())
-
-
-def class_histogram(probs):
-    """(fractions of samples per predicted class, KL of those fractions to uniform)."""
-    counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double()
-    h = counts / counts.sum()
-    nz = h > 0
-    kl = (h[nz] * torch.log(h[nz] * len(h))).sum().item()
-    return h.tolist(), kl
-
-
-@torch.no_grad()
-def sample_metrics(model, samples, test_features, fd_floor, runs=1, asked=None):
-    """The metrics of `samples` (runs * n images: each run's n in turn), one dict per run; the
-    classifier sees all runs' samples in one batched pass. `asked`: the n classes a conditional
-    model was asked for (fastgan.classes.asked_accuracy)."""
-    model.eval()
-    feats = batched(model.features, samples)
-    probs = torch.softmax(model.fc2(feats), dim=1)
-    out = []
-    for f, p in zip(feats.chunk(runs), probs.chunk(runs)):
-        hist, kl = class_histogram(p)
-        out.append({"fd": frechet_distance(f, test_features), "fd_floor": fd_floor,
-                    "score": classifier_score(p), "class_kl": kl, "classes": [round(x, 4) for x in hist],
-                    **(asked_accuracy(p.argmax(1), asked, p.shape[1]) if asked is not None else {})})
-    return out
 
 
 # --- label-free: other images ---------------------------------------------------------------------
@@ -217,9 +169,27 @@ class Evaluator:
             self.fd_floor = float(record["fd_floor"])
             with torch.no_grad():
                 self.test_features = batched(self.model.features, images_to_tensor(arrays["test_images"], device))
-        gen = torch.Generator().manual_seed(seed + 4)
+        self.n_samples, self.classes, self.device = n_samples, classes, device
         self.asked = torch.arange(n_samples, device=device) % classes if classes else None  # C classes in turn
-        self.z = with_labels((torch.rand(n_samples, Z_DIM, generator=gen) * 2 - 1).to(device), self.asked, classes)
+        self.redraw(seed)
+
+    def redraw(self, seed):
+        """Draw the set of noise vectors every generator is measured on from `seed` (a run's
+        measurements use the run's seed; `fastgan evaluate` seed 0, and 1, 2, ... for --repeats)."""
+        gen = torch.Generator().manual_seed(seed + 4)
+        z = torch.rand(self.n_samples, Z_DIM, generator=gen) * 2 - 1
+        self.z = with_labels(z.to(self.device), self.asked, self.classes)
+
+    def repeated(self, params, sets):
+        """A generator measured on `sets` independent sets of noise (seeds 0..sets-1, set 0 the
+        default one): each metric's mean, and the spread of the Fréchet distance, score and class
+        KL (fastgan.distance.over_sets). Leaves set 0 drawn."""
+        results = []
+        for seed in range(sets):
+            self.redraw(seed)
+            results.append(self(params))
+        self.redraw(0)
+        return over_sets(results)
 
     @torch.no_grad()
     def __call__(self, params):
@@ -235,11 +205,20 @@ class Evaluator:
         return sample_metrics(self.model, samples, self.test_features, self.fd_floor, len(runs_params), self.asked)
 
 
+def _spread(result, key, digits):
+    """A metric as printed: its value, and ± its standard deviation over sample sets if measured."""
+    sd = result.get(key + "_sd")
+    return f"{result[key]:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog=command("evaluate"), formatter_class=Help,
                                 description="Measure a fastgan checkpoint: Fréchet distance, classifier score, class coverage.")
     p.add_argument("checkpoint", help="a checkpoint file, or a run folder (its best.pt, else its newest checkpoint)")
     p.add_argument("--samples", type=int, default=10000, help="generated samples to measure")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure this many independent sets of --samples samples (noise seeds 0, 1, ...; set 0 is the "
+                        "default one) and give each metric's mean and standard deviation over them")
     p.add_argument("--data-dir", default=None, help="data folder (default: $FASTGAN_DATA or ~/.cache/fastgan)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -251,6 +230,8 @@ def main(argv=None):
     try:
         if not 2 <= args.samples <= MAX_SAMPLES:
             raise FastganError(f"--samples must be in 2..{MAX_SAMPLES:,}, got {args.samples:,}")
+        if not 1 <= args.repeats <= MAX_REPEATS:
+            raise FastganError(f"--repeats must be in 1..{MAX_REPEATS}, got {args.repeats}")
         path = checkpoint.resolve_best(args.checkpoint, "checkpoint")
         state = checkpoint.load(path)
         device = pick_device(args.device, log=lambda m: None)
@@ -263,7 +244,7 @@ def main(argv=None):
         evaluator = Evaluator(arrays, dataset, args.data_dir, device, n_samples=args.samples, log=say,
                               label_free=args.label_free or None, classes=len(names))
         params = {k: v.to(device) for k, v in checkpoint.g_weights(state, args.raw).items()}
-        result = {"iter": state["iter"], **evaluator(params)}
+        result = {"iter": state["iter"], **evaluator.repeated(params, args.repeats)}
     except FastganError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -272,14 +253,16 @@ def main(argv=None):
     else:
         weights = "" if "ema" not in state else (" (trained weights)" if args.raw else " (EMA weights)")
         print(f"checkpoint        {path} (iteration {result['iter']}){weights}")
+        if "sets" in result:
+            print(f"sample sets       {result['sets']} of {args.samples:,} samples each: the mean, ± the sets' standard deviation")
         if "score" not in result:  # your own images: no classifier
             floor = "—" if result["fd_floor"] is None else f"{result['fd_floor']:.3f}"
-            print(f"Fréchet distance  {result['fd']:.3f}   (label-free: on the training images' top principal "
+            print(f"Fréchet distance  {_spread(result, 'fd', 3)}   (label-free: on the training images' top principal "
                   f"components; floor {floor})")
             return 0
-        print(f"Fréchet distance  {result['fd']:.3f}   (train vs test floor {result['fd_floor']:.3f})")
-        print(f"classifier score  {result['score']:.3f}   (MNIST test images: 9.75)")
-        print(f"class KL          {result['class_kl']:.4f}  (0 = all ten digits equally often, 2.30 = one digit)")
+        print(f"Fréchet distance  {_spread(result, 'fd', 3)}   (train vs test floor {result['fd_floor']:.3f})")
+        print(f"classifier score  {_spread(result, 'score', 3)}   (MNIST test images: 9.75)")
+        print(f"class KL          {_spread(result, 'class_kl', 4)}  (0 = all ten digits equally often, 2.30 = one digit)")
         print("classes           " + " ".join(f"{i}:{f:.3f}" for i, f in enumerate(result["classes"])))
         if "cond_acc" in result:  # a conditional model: samples asked for each class, classified as it
             print(f"asked-for class   {result['cond_acc']:.4f}  (" + " ".join(

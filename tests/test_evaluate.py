@@ -10,55 +10,12 @@ import pytest
 import torch
 from helpers import fake_arrays
 
-from fastgan import checkpoint, classifier, evaluate, run
+from fastgan import checkpoint, classifier, distance, evaluate, run
 from fastgan.atomic import save_npz
 from fastgan.config import Config
 from fastgan.errors import FastganError
 
 TINY = dict(arch={"c1": 2, "c2": 4, "fc": 8}, epochs=1, min_accuracy=0.0)
-
-
-def test_frechet_distance_zero_for_identical_sets():
-    f = torch.randn(500, 16)
-    # Exact arithmetic gives 0; float64 eigen-decompositions leave ~1e-12 of Tr(S) = 16.
-    assert abs(evaluate.frechet_distance(f, f)) < 1e-8
-
-
-def test_frechet_distance_closed_form_for_an_affine_copy():
-    # f2 = a f1 + b has mean a mu + b and covariance a^2 S, so the distance is exactly
-    # |(1 - a) mu - b|^2 + (1 - a)^2 Tr(S), with the sample mean and covariance of f1.
-    f1 = torch.randn(400, 8, dtype=torch.float64) @ torch.randn(8, 8, dtype=torch.float64)
-    a, b = 1.7, torch.linspace(-1, 1, 8, dtype=torch.float64)
-    mu, cov = f1.mean(0), torch.cov(f1.T)
-    want = ((1 - a) * mu - b).square().sum() + (1 - a) ** 2 * cov.trace()
-    assert evaluate.frechet_distance(f1, a * f1 + b) == pytest.approx(want.item(), rel=1e-8)
-
-
-def test_frechet_distance_grows_with_noise():
-    f = torch.randn(2000, 12)
-    d = [evaluate.frechet_distance(f, f + s * torch.randn_like(f)) for s in (0.1, 0.5, 2.0)]
-    assert 0 < d[0] < d[1] < d[2]
-
-
-def test_classifier_score_on_hand_made_predictions():
-    confident_all_classes = torch.eye(10).repeat(10, 1)
-    assert evaluate.classifier_score(confident_all_classes) == pytest.approx(10.0)
-    one_class = torch.zeros(100, 10)
-    one_class[:, 3] = 1
-    assert evaluate.classifier_score(one_class) == pytest.approx(1.0)
-    assert evaluate.classifier_score(torch.full((50, 10), 0.1)) == pytest.approx(1.0)
-    half = torch.tensor([[0.5, 0.5] + [0.0] * 8, [0.0] * 8 + [0.5, 0.5]])  # KL = log 2 each
-    assert evaluate.classifier_score(half) == pytest.approx(2.0)
-
-
-def test_class_histogram():
-    probs = torch.eye(10).repeat(3, 1)
-    hist, kl = evaluate.class_histogram(probs)
-    assert hist == pytest.approx([0.1] * 10) and kl == pytest.approx(0.0, abs=1e-12)
-    one = torch.zeros(7, 10)
-    one[:, 4] = 1
-    hist, kl = evaluate.class_histogram(one)
-    assert hist[4] == 1.0 and kl == pytest.approx(math.log(10))
 
 
 @pytest.fixture
@@ -115,6 +72,24 @@ def test_evaluator_measures_a_generator(tmp_path, arrays):
     assert result["fd"] > 0 and 1 <= result["score"] <= 10 and 0 <= result["class_kl"] <= math.log(10) + 1e-9
 
 
+def test_repeated_sets_give_the_mean_and_spread_and_set_0_is_the_default_one(tmp_path, arrays):
+    """Set 0 of --repeats is the default measurement, bitwise; the others are other noise, so
+    their distances differ; the mean and the sample standard deviation are of the sets' values;
+    the evaluator is left on set 0 (a later measurement is the default one again)."""
+    from fastgan.model import init_params
+
+    ev = evaluate.Evaluator(arrays, "mnist", tmp_path, "cpu", n_samples=64, log=lambda m: None, **TINY)
+    params = init_params(0, "cpu")
+    default = ev(params)
+    got = ev.repeated(params, 3)
+    assert got["sets"] == 3 and got["fd_sets"][0] == default["fd"] and len(set(got["fd_sets"])) == 3
+    assert got["fd"] == pytest.approx(sum(got["fd_sets"]) / 3, rel=1e-12)
+    assert got["fd_sd"] == pytest.approx(torch.tensor(got["fd_sets"], dtype=torch.float64).std().item(), rel=1e-9)
+    assert got["score_sets"][0] == default["score"] and got["fd_floor"] == default["fd_floor"]
+    assert sum(got["classes"]) == pytest.approx(1.0, abs=1e-3)
+    assert ev(params) == default and ev.repeated(params, 1) == default
+
+
 def test_label_free_distance_tells_data_from_noise(arrays):
     """PCAFeatures (your own images, or --label-free): the training images against their
     reference half sit near the floor (two halves of real images), uniform noise images far
@@ -124,8 +99,8 @@ def test_label_free_distance_tells_data_from_noise(arrays):
 
     train = images_to_tensor(arrays["train_images"], "cpu")
     pca = evaluate.PCAFeatures(train, n_components=16)
-    real = evaluate.frechet_distance(pca.features(train[:150]), pca.reference)
-    noise = evaluate.frechet_distance(pca.features(torch.rand(150, train.shape[1])), pca.reference)
+    real = distance.frechet_distance(pca.features(train[:150]), pca.reference)
+    noise = distance.frechet_distance(pca.features(torch.rand(150, train.shape[1])), pca.reference)
     assert pca.floor is not None and real < 3 * pca.floor + 1 and noise > 10 * real
     ev = evaluate.Evaluator({"train_images": arrays["train_images"]}, "mine", None, "cpu", n_samples=64)
     assert ev.label_free and set(ev(init_params(0, "cpu"))) == {"fd", "fd_floor"}
@@ -148,12 +123,21 @@ def test_run_measures_keeps_best_and_cli_reads_it(tmp_path, arrays, monkeypatch,
     assert evaluate.main([str(out), "--json", "--samples", "64", "--data-dir", str(data_dir), "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["iter"] == best["iter"] and set(result) >= {"fd", "fd_floor", "score", "class_kl", "classes"}
+    assert evaluate.main([str(out), "--repeats", "2", "--samples", "64", "--data-dir", str(data_dir), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "sample sets       2 of 64 samples each" in printed and "Fréchet distance  " in printed and " ± " in printed
 
 
 @pytest.mark.parametrize("n", ["1", "1000000000000"])
 def test_cli_refuses_a_sample_count_out_of_range(tmp_path, capsys, n):
     assert evaluate.main([str(tmp_path), "--samples", n]) == 2
     assert capsys.readouterr().err.strip() == f"error: --samples must be in 2..200,000, got {int(n):,}"
+
+
+@pytest.mark.parametrize("n", ["0", "101"])
+def test_cli_refuses_a_repeat_count_out_of_range(tmp_path, capsys, n):
+    assert evaluate.main([str(tmp_path), "--repeats", n]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --repeats must be in 1..100, got {n}"
 
 
 def test_cli_rejects_a_bad_checkpoint(tmp_path, capsys):
