@@ -3,7 +3,7 @@ the class histogram, all of them for a batch of samples (sample_metrics), and th
 spread over several independent sample sets (over_sets).
 
 One measurement of 10,000 samples is itself a sample: on this project's MNIST generators the
-Fréchet distance moves by a standard deviation of 0.3–0.9 from one set of 10,000 noise vectors
+Fréchet distance moves by a standard deviation of 0.3–1.0 from one set of 10,000 noise vectors
 to another (docs/recipes.md, "How precise is one measurement"); `fastgan evaluate --repeats N`
 measures N sets and reports their mean and standard deviation."""
 
