@@ -171,6 +171,7 @@ class Evaluator:
                 self.test_features = batched(self.model.features, images_to_tensor(arrays["test_images"], device))
         self.n_samples, self.classes, self.device = n_samples, classes, device
         self.asked = torch.arange(n_samples, device=device) % classes if classes else None  # C classes in turn
+        self.seed = seed
         self.redraw(seed)
 
     def redraw(self, seed):
@@ -183,12 +184,12 @@ class Evaluator:
     def repeated(self, params, sets):
         """A generator measured on `sets` independent sets of noise (seeds 0..sets-1, set 0 the
         default one): each metric's mean, and the spread of the Fréchet distance, score and class
-        KL (fastgan.distance.over_sets). Leaves set 0 drawn."""
+        KL (fastgan.distance.over_sets). Leaves its own set (its seed's) drawn again."""
         results = []
         for seed in range(sets):
             self.redraw(seed)
             results.append(self(params))
-        self.redraw(0)
+        self.redraw(self.seed)
         return over_sets(results)
 
     @torch.no_grad()

@@ -75,7 +75,7 @@ def test_evaluator_measures_a_generator(tmp_path, arrays):
 def test_repeated_sets_give_the_mean_and_spread_and_set_0_is_the_default_one(tmp_path, arrays):
     """Set 0 of --repeats is the default measurement, bitwise; the others are other noise, so
     their distances differ; the mean and the sample standard deviation are of the sets' values;
-    the evaluator is left on set 0 (a later measurement is the default one again)."""
+    a run's evaluator (its seed s) measures on set s, and is left on it after measuring sets."""
     from fastgan.model import init_params
 
     ev = evaluate.Evaluator(arrays, "mnist", tmp_path, "cpu", n_samples=64, log=lambda m: None, **TINY)
@@ -88,6 +88,9 @@ def test_repeated_sets_give_the_mean_and_spread_and_set_0_is_the_default_one(tmp
     assert got["score_sets"][0] == default["score"] and got["fd_floor"] == default["fd_floor"]
     assert sum(got["classes"]) == pytest.approx(1.0, abs=1e-3)
     assert ev(params) == default and ev.repeated(params, 1) == default
+    own = evaluate.Evaluator(arrays, "mnist", tmp_path, "cpu", n_samples=64, seed=2, log=lambda m: None, **TINY)
+    mine = own(params)
+    assert mine["fd"] == got["fd_sets"][2] and own.repeated(params, 2)["fd_sets"][0] == default["fd"] and own(params) == mine
 
 
 def test_label_free_distance_tells_data_from_noise(arrays):
