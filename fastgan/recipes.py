@@ -4,7 +4,7 @@
     stable  the seed's model and schedule with a lazy R1 penalty (gamma 0.3 on every 4th D step),
             an EMA of G whose horizon grows with the run (sigma_rel 0.1), Adam with beta1 0.5 at
             3e-3 for D and 2e-3 for G, and both learning rates falling linearly from iteration
-            500,000 to 0.3 of themselves at the run's end (a run of 500,000 or fewer keeps its
+            500,000 to 0.2 of themselves at the run's end (a run of 500,000 or fewer keeps its
             rates throughout). docs/recipes.md: the searches that chose it, and what did not
             work. Its earlier forms stay reachable by their flags: the fourth (2026-12-06, its
             decay to 0) `--recipe stable --decay-floor 0`; the third `--recipe stable --lr 2e-3
@@ -57,7 +57,7 @@ SETTINGS = ("lr", "lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel
 # Every recipe names these (`resolved` for a run's target).
 RECIPES = {"seed": {k: SEED[k] for k in SETTINGS if k in SEED}}  # lr_d and lr_g: --lr's unless given
 RECIPES["stable"] = {**RECIPES["seed"], "lr": 2e-3, "lr_d": 3e-3, "beta1": 0.5, "r1": 0.3, "r1_every": 4, "g_ema_rel": 0.1,
-                     "lr_decay": "linear", "decay_start": 500_000, "decay_floor": 0.3}
+                     "lr_decay": "linear", "decay_start": 500_000, "decay_floor": 0.2}
 
 
 def resolved(settings, target, given=()):

@@ -54,9 +54,9 @@ def test_recipes_name_known_settings_and_seed_is_the_default():
     stable = Hyper.recipe("stable")
     assert all(getattr(stable, k) == v for k, v in RECIPES["stable"].items() if k != "lr")
     assert (stable.lr_d, stable.lr_g, stable.lr_decay, stable.decay_start, stable.decay_floor) == (
-        3e-3, 2e-3, "linear", 500_000, 0.3)
-    # the last step's rate: the floor, to within the decay's one-step slope (0.7 / 500,000 of the rate)
-    assert stable.lrs("D", torch.tensor([DEFAULT_ITERS])).item() == pytest.approx(0.3 * 3e-3, rel=1e-5)
+        3e-3, 2e-3, "linear", 500_000, 0.2)
+    # the last step's rate: the floor, to within the decay's one-step slope (0.8 / 500,000 of the rate)
+    assert stable.lrs("D", torch.tensor([DEFAULT_ITERS])).item() == pytest.approx(0.2 * 3e-3, rel=1e-5)
     assert Hyper.of(Config(recipe="stable", iters=DEFAULT_ITERS).with_recipe()) == stable
 
 
@@ -68,7 +68,7 @@ def test_the_stable_recipes_decay_is_off_in_a_run_that_ends_before_it_starts():
         return train_cli.parse_args(["--recipe", "stable", *flags]).with_recipe().validate()
 
     full = train_cli.parse_args(["--recipe", "stable"]).with_recipe()  # the default target
-    assert (full.lr_decay, full.decay_start, full.decay_floor) == ("linear", 500_000, 0.3)
+    assert (full.lr_decay, full.decay_start, full.decay_floor) == ("linear", 500_000, 0.2)
     assert resolved("--iters", "30000").decay_floor == 0  # the floor goes with the decay
     assert train_cli.parse_args(["--recipe", "stable", "--decay-floor", "0"]).with_recipe().decay_floor == 0  # its fourth form
     assert (resolved("--iters", "500001").lr_decay, resolved("--iters", "500000").lr_decay) == ("linear", "none")
