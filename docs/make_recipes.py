@@ -160,6 +160,13 @@ def side_by_side(runs, path):
     fig.savefig(path, dpi=80, bbox_inches="tight")
 
 
+def _header(columns):
+    """The two header lines of a table with a column per label ({label: run folders})."""
+    return ["| iteration | " + " | ".join(f"{label} ({', '.join(Path(r).name for r in runs)})"
+                                         for label, runs in columns.items()) + " |",
+            "|---:|" + "---|" * len(columns)]
+
+
 def compare_table(columns):
     """Markdown for the README: per measured iteration, FD and the rarest digit's share of each
     run of each column ({label: run folders}: a column per recipe, its runs separated by ·)."""
@@ -173,9 +180,7 @@ def compare_table(columns):
     every = [run for runs in columns.values() for run in runs]
     iters = shown(sorted({m["iter"] for run in every for m in read_records(Path(run) / "metrics.jsonl") if "fd" in m}),
                   ROWS)
-    lines = ["| iteration | " + " | ".join(f"{label} ({', '.join(Path(r).name for r in runs)})"
-                                         for label, runs in columns.items()) + " |",
-             "|---:|" + "---|" * len(columns)]
+    lines = _header(columns)
     lines += [f"| {it:,} | " + " | ".join(cells(runs, it) for runs in columns.values()) + " |" for it in iters]
     return "\n".join(lines) + "\n\nFréchet distance (the rarest digit's share of samples)."
 
@@ -202,9 +207,7 @@ def remeasured_table(columns, iters, sets):
         measured = [r["fd"] for r in fds if r is not None]
         return shown + (f" (mean {np.mean(measured):.2f})" if len(measured) > 1 else "")
 
-    lines = ["| iteration | " + " | ".join(f"{label} ({', '.join(Path(r).name for r in runs)})"
-                                         for label, runs in columns.items()) + " |",
-             "|---:|" + "---|" * len(columns)]
+    lines = _header(columns)
     lines += [f"| {it:,} | " + " | ".join(cell(runs, it) for runs in columns.values()) + " |" for it in iters]
     return "\n".join(lines) + f"\n\nFréchet distance: the mean ± the standard deviation over {sets} sets of 10,000 samples."
 
