@@ -132,6 +132,7 @@ class Workers:
         ctx = multiprocessing.get_context("fork")
         self.own = list(range(0, trainer.R, W))
         self.procs, self.conns = [], []
+        twins.native.twins()  # the C++ twins built and loaded here, once: the workers inherit them
         try:
             for w in range(1, W):
                 mine, theirs = ctx.Pipe()

@@ -60,12 +60,11 @@ class GraphTrainer:
     graph on CUDA) and returns the last iteration's [d_loss, d_real_loss, d_fake_loss, g_loss]
     per run as an (R, 4) device tensor.
 
-    params, lr, beta1 and batcher are one run's, or lists of R runs' (a sweep: the batchers share
-    one images tensor and batch size); beta2 is shared. `hyper` (fastgan.recipes.Hyper, one or R)
-    gives each run's settings instead: learning rates and decay, R1 and G's EMA. One run: `params`
-    are its tensors; `run_params(r)` gives run r's. `precision`: every product's input precision.
-    `twins`: each launch's CPU twin (kernels.twins; default: on CPU tensors, unless
-    TRITON_INTERPRET=1 asks for the Triton kernels in the interpreter, as the tests do).
+    params, lr, beta1 and batcher are one run's, or lists of R runs' (a sweep: the batchers share one images tensor
+    and batch size); beta2 is shared. `hyper` (fastgan.recipes.Hyper, one or R) gives each run's settings instead:
+    learning rates and decay, R1 and G's EMA. One run: `params` are its tensors; `run_params(r)` gives run r's.
+    `precision`: every product's input precision. `twins`: each launch's CPU twin (kernels.twins; default: on CPU
+    tensors, unless TRITON_INTERPRET=1 asks for the Triton kernels in the interpreter, as the tests do).
     """
 
     backend = "graph"  # `--backend fused` is this trainer with capture=False
@@ -125,13 +124,13 @@ class GraphTrainer:
         self.params = self.run_params(0) if self.single else None
         self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
-        self._run_views = {}  # run slice -> its buffers' views (_views)
+        self._run_views = {}  # run slice -> its buffers' views (_views); (i, run slice, losses) -> _step_views
         self.workers = cpu_workers.Workers(self, spread) if spread > 1 else None
 
-    def _d1(self, P, x, h, pre, rows=None):
+    def _d1(self, L, P, x, h, pre, rows=None):
         """D1 forward: whole into h (bias and ReLU here), or as K-chunk slots in pre that its reader finishes."""
         chunked = pre is not None
-        self.L.linear_act_forward(x, P["D_W1"], P["D_b1"], pre if chunked else h, ACT_RELU, self.precision, rows=rows,
+        L.linear_act_forward(x, P["D_W1"], P["D_b1"], pre if chunked else h, ACT_RELU, self.precision, rows=rows,
                                   partials=chunked)
         return (pre, P["D_b1"]) if chunked else None
 
@@ -156,39 +155,52 @@ class GraphTrainer:
                 sliced, P={k: v[s] for k, v in self.P.items()}, Gr={k: v[:, s] for k, v in self.Gr.items()},
                 flat={k: t[s] for k, t in self.flat.items()}, grads={k: t[:, s] for k, t in self.grad_flat.items()},
                 m={k: t[s] for k, t in self.m_flat.items()}, v={k: t[s] for k, t in self.v_flat.items()})
+            fakes = views["xx"] if views["xd"] is None else views["xd"]  # D's input rows of G(z): [G(z_d); G(z_g)]
+            B, X = self.B, self.X  # and the slices of them an iteration takes
+            views.update(fake_d=fakes[:, :B], fake_g=fakes[:, B:], hG_g=views["hG"][:, B:], xx_g=views["xx"][:, B:],
+                         dfake_x=views["dfake"][..., :X], D_W1_x=views["P"]["D_W1"][:, :X])
         return views
 
-    def _iteration(self, i, s=slice(None), losses=True):
+    def _step_views(self, i, s, losses):
+        """Iteration i's inputs for the runs s (noise, Adam, loss and batch rows, R1 gammas), made once (~25 µs of Python)."""
+        key = (i, s.start, s.stop, losses)
+        views = self._run_views.get(key)
+        if views is None:
+            z, hyper = self.z[i, s], self.hyper[i, :, s]
+            views = self._run_views[key] = (z, z[:, self.B:], hyper[0], hyper[1], *(
+                (self.log[i, :, s, :3], self.log[i, :, s, 3:]) if losses else (None, None)),
+                (self.images, self.idx[i, s]), self.gamma[i, s] if self.r1 else None)  # real: images[idx[i, r]]
+        return views
+
+    def _iteration(self, i, s=slice(None), losses=True, L=None):
         """Iteration i of a replay for the runs s (all in each launch, or one: see _launch); its
-        losses into log[i] unless `losses` is False (the CPU twins then skip them)."""
-        B, pr, L, V = self.B, self.precision, self.L, self._views(s)
+        losses into log[i] unless `losses` is False (the CPU twins then skip them). L: the
+        launches (default self.L; kernels.twins.trusted's inside it)."""
+        B, pr, L, V = self.B, self.precision, L or self.L, self._views(s)
         P, Gr, flat, grads, m, v = V["P"], V["Gr"], V["flat"], V["grads"], V["m"], V["v"]
         xx, hG, hD, hD_pre, hDg, hDg_pre, dfake, dhG = (V[k] for k in ("xx", "hG", "hD", "hD_pre", "hDg", "hDg_pre",
                                                                         "dfake", "dhG"))
-        z, hyper, X, xd = self.z[i, s], self.hyper[i, :, s], self.X, V["xd"]
-        log_d, log_g = (self.log[i, :, s, :3], self.log[i, :, s, 3:]) if losses else (None, None)
-        fakes = xx if xd is None else xd  # D's input rows of G(z): [G(z_d); G(z_g)]
-        fake_d, fake_g = fakes[:, :B], fakes[:, B:]
-        real = (self.images, self.idx[i, s])  # D1's first B input rows: images[idx[i, r]]
+        z, z_g, hyper_d, hyper_g, log_d, log_g, real, gamma = self._step_views(i, s, losses)
+        X, xd, fake_d, fake_g, hG_g = self.X, V["xd"], V["fake_d"], V["fake_g"], V["hG_g"]
         # D step
         L.linear_act_forward(z, P["G_W1"], P["G_b1"], hG, ACT_RELU, pr)
         L.linear_act_forward(hG, P["G_W2"], P["G_b2"], xx, ACT_SIGMOID, pr)
         if xd is not None:  # a conditional model: G(z) with the one-hot label columns G drew it for (z's last)
             xd[..., :X].copy_(xx)
             xd[..., X:].copy_(z[..., Z_DIM:])
-        pre = self._d1(P, fake_d, hD, hD_pre, rows=real)
+        pre = self._d1(L, P, fake_d, hD, hD_pre, rows=real)
         L.d_grad(fake_d, P["D_W2"], P["D_b2"], log_d, Gr["D_W1"], Gr["D_b1"], Gr["D_W2"], Gr["D_b2"],
                  split=B, t0=1.0, t1=0.0, h=hD, pre=pre, rows=real, precision=pr,  # R1 on the pixels only:
-                 r1=self.gamma[i, s] if self.r1 else None, w1=P["D_W1"][:, :X] if self.r1 else None)
-        L.adam_update(flat["D"], grads["D"], m["D"], v["D"], hyper[0], self.beta2, ADAM_EPS)
+                 r1=gamma, w1=V["D_W1_x"] if self.r1 else None)
+        L.adam_update(flat["D"], grads["D"], m["D"], v["D"], hyper_d, self.beta2, ADAM_EPS)
         # G step (G(z_g) was computed above with the same G parameters)
-        pre = self._d1(P, fake_g, hDg, hDg_pre)
+        pre = self._d1(L, P, fake_g, hDg, hDg_pre)
         L.d_input_grad(hDg, P["D_W1"], P["D_W2"], P["D_b2"], log_g, dfake, t=1.0, pre=pre, precision=pr)
-        L.linear_act_backward(hG[:, B:], P["G_W2"], xx[:, B:], dfake[..., :X], dhG, Gr["G_W2"], Gr["G_b2"], ACT_SIGMOID,
+        L.linear_act_backward(hG_g, P["G_W2"], V["xx_g"], V["dfake_x"], dhG, Gr["G_W2"], Gr["G_b2"], ACT_SIGMOID,
                               pr, partials=True)
-        L.linear_act_backward(z[:, B:], P["G_W1"], hG[:, B:], dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
+        L.linear_act_backward(z_g, P["G_W1"], hG_g, dhG, None, Gr["G_W1"], Gr["G_b1"], ACT_RELU, pr,
                               partials=True, dy_partials=True)
-        L.adam_update(flat["G"], grads["G"], m["G"], v["G"], hyper[1], self.beta2, ADAM_EPS, ema=V["ema"])
+        L.adam_update(flat["G"], grads["G"], m["G"], v["G"], hyper_g, self.beta2, ADAM_EPS, ema=V["ema"])
 
     def _launch(self, n):
         if self.workers is not None:
@@ -200,14 +212,15 @@ class GraphTrainer:
     def iterations(self, n, runs):
         """Iterations 0..n-1 of a replay for each run slice in `runs`. On a CPU the first goes
         through the twins' argument checks and the rest, which pass the same buffers, skip them
-        (kernels.twins.trusted); and only the first and the last compute their losses (only the
-        last's are read, run_prepared; kernels.twins' LOSSES)."""
+        (kernels.twins.trusted: there the C++ twins where they could be built, the same numbers);
+        and only the first and the last compute their losses (only the last's are read,
+        run_prepared; kernels.twins' LOSSES)."""
         for s in runs:
             self._iteration(0, s)
-        with cpu_twins.trusted() if self.twins else contextlib.nullcontext():
+        with cpu_twins.trusted() if self.twins else contextlib.nullcontext(self.L) as L:
             for i in range(1, n):
                 for s in runs:
-                    self._iteration(i, s, losses=i == n - 1 or not self.twins)
+                    self._iteration(i, s, losses=i == n - 1 or not self.twins, L=L)
 
     def close(self):
         """End the worker processes of a CPU sweep (fastgan.cpu_workers), if any."""
@@ -215,9 +228,12 @@ class GraphTrainer:
             self.workers.close()
 
     def warm_up(self):
-        """On CUDA, before training (and before any other thread uses the GPU): compile and load
-        every kernel, capture the K-iteration graph and check its first replay (fastgan.capture)."""
-        if self.capture and self.K not in self.graphs:
+        """Before training: on CUDA (before any other thread uses the GPU) compile and load every
+        kernel, capture the K-iteration graph and check its first replay (fastgan.capture); on a
+        CPU build the C++ twins (kernels.native), so no build stops the first advance."""
+        if self.twins:
+            cpu_twins.native.twins()
+        elif self.capture and self.K not in self.graphs:
             self.graphs[self.K] = capture.checked_graph(self)
 
     def prepare(self, n):

@@ -33,6 +33,11 @@ Scratch: the few intermediates a twin needs (gathered real rows, pre-activation 
 Adam denominator) live in buffers cached by shape (`_scratch`), allocated on first use and reused
 by every later call: no allocation in the training loop.
 
+C++: inside trusted() the trainer calls these launches' C++ build (kernels/twins.cpp, loaded by
+kernels.native): the trusted path of each, the same ATen operations in the same order, bitwise the
+same numbers (tests/test_kernels_native.py) without the Python between the operations (~0.1 ms
+per iteration on a CPU). Where it cannot be built, these Python twins run every iteration.
+
 Checks: every shape, dtype and device is checked, in one line of Python per tensor (a CPU runs
 these launches back to back, so their checks are kept cheap: no strides are asked for, as
 torch's ops take any). Inside `trusted()` they are skipped (the run axis still required): for
@@ -44,9 +49,11 @@ CPU has no TF32). Measured on a 2-core CPU: benchmarks/NOTES.md and docs/perform
 
 import contextlib
 import math
+import sys
 
 import torch
 
+from . import native
 from ._checks import slots
 from .shared import check_precision
 
@@ -61,11 +68,13 @@ _trusted = False  # inside trusted(): arguments not checked
 @contextlib.contextmanager
 def trusted():
     """Inside, the twins skip their argument checks: every tensor must already be as the checks
-    ask, with its run axis (the buffers of calls that passed them, given again)."""
+    ask, with its run axis (the buffers of calls that passed them, given again). Yields the
+    launches to call inside: the C++ twins (kernels.native: the same operations, bitwise the same
+    numbers, without the Python between them) where they could be built, else this module."""
     global _trusted
     before, _trusted = _trusted, True
     try:
-        yield
+        yield native.twins() or sys.modules[__name__]
     finally:
         _trusted = before
 
@@ -135,9 +144,11 @@ def _gather(op, rows, R, K):
 
 
 def forget_gathered():
-    """Drop the kept gathered rows: for a process whose batch indices another process writes
-    (fastgan.cpu_workers), where the indices' version counters do not move."""
+    """Drop the kept gathered rows (the C++ twins' too): for a process whose batch indices another
+    process writes (fastgan.cpu_workers), where the indices' version counters do not move."""
     _GATHERED.clear()
+    if native.twins() is not None:
+        native.twins().forget_gathered()
 
 
 def linear_act_forward(x, w, b, y, act, precision="ieee", rows=None, partials=False):

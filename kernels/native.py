@@ -1,0 +1,58 @@
+"""The CPU twins' C++ build (kernels/twins.cpp): the launches of the trainer's trusted iterations
+(kernels.twins.trusted) called from C++, bitwise the Python twins' numbers without their Python.
+
+`twins()` builds the extension once per machine and torch version with torch's C++ extension
+builder (a C++ compiler and ninja; cached in torch's extension folder, TORCH_EXTENSIONS_DIR or
+~/.cache/torch_extensions) and returns it, or None where it cannot: then the Python twins run
+every iteration, the same numbers a little slower (one line on stderr says why, once).
+FASTGAN_NATIVE=0 turns it off.
+
+Measured on a 2-core CPU (benchmarks/NOTES.md, v4.12): the Python between an iteration's ~60
+torch calls cost ~0.2 ms of an iteration's ~2.3 ms at batch 128 on 2 threads.
+"""
+
+import os
+import pathlib
+import shutil
+import sys
+
+SOURCE = pathlib.Path(__file__).with_name("twins.cpp")
+NAME = "fastgan_twins"
+_built = {}  # "twins" -> the loaded module, or None where it could not be built
+
+
+def available():
+    """Why the C++ twins cannot be built here ("" when they can): FASTGAN_NATIVE=0, no compiler, no ninja."""
+    if os.environ.get("FASTGAN_NATIVE", "1") == "0":
+        return "FASTGAN_NATIVE=0"
+    if not (shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")):
+        return "no C++ compiler (c++ or g++) on the PATH"
+    try:
+        import ninja  # noqa: F401  (torch's builder runs it)
+    except ImportError:
+        if not shutil.which("ninja"):
+            return "no ninja (pip install ninja)"
+    return ""
+
+
+def twins():
+    """The C++ twins' module, built on first use, or None (the reason printed once)."""
+    if "twins" not in _built:
+        _built["twins"] = None
+        reason = available()
+        if not reason:
+            try:
+                from torch.utils import cpp_extension
+
+                given = os.environ.get("TORCH_EXTENSIONS_DIR")  # torch's builder: this folder, or a Python's under the default
+                root = pathlib.Path(given or cpp_extension.get_default_build_root())
+                if not list(root.glob(("" if given else f"py{sys.version_info[0]}{sys.version_info[1]}*/") + f"{NAME}/{NAME}*.so")):
+                    print(f"building the CPU trainer's C++ launches (once per machine and torch version, about 30 s; "
+                          f"cached in {root}) ...", file=sys.stderr)
+                _built["twins"] = cpp_extension.load(NAME, [str(SOURCE)], extra_cflags=["-O2"], verbose=False)
+            except Exception as e:  # a broken toolchain: train on, slower
+                reason = f"the C++ build failed ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})"
+        if reason and reason != "FASTGAN_NATIVE=0":
+            print(f"fastgan: the CPU trainer's launches run as Python twins ({reason}); the same numbers, ~8% slower",
+                  file=sys.stderr)
+    return _built["twins"]
