@@ -3,7 +3,8 @@
     python -m benchmarks.cpu_breakdown                  # batch 128, 2 threads (torch's default)
     python -m benchmarks.cpu_breakdown --batch 1024 --threads 1
 
-Per launch of the iteration (fastgan.graph, in order), three numbers:
+Per launch of the iteration (fastgan.graph, in order; the C++ twins where they are built, as
+training runs them), three numbers:
   in loop   the launch's median wall time over --iters iterations of the trainer (caches as
             training leaves them)
   alone     the same launch repeated on its own buffers (warm caches): the gap to `in loop` is
@@ -21,6 +22,7 @@ import torch
 from fastgan import model
 from fastgan.batcher import Batcher
 from fastgan.graph import GraphTrainer
+from fastgan.kernels import twins
 
 from .sites import iteration_sites, time_site
 
@@ -37,16 +39,18 @@ def _trainer(batch, x_dim):
 def in_loop(trainer, iters):
     """(median µs per launch over `iters` iterations, median µs per iteration of advance(CHUNK))."""
     per_launch, wrapped, seen = [], {}, []
-    L = trainer.L
-    for name in ("linear_act_forward", "linear_act_backward", "d_grad", "d_input_grad", "adam_update"):
-        fn = getattr(L, name)
-        wrapped[name] = fn
+    with twins.trusted() as fast:  # an advance's later iterations call these (the C++ twins, where built)
+        modules = {id(m): m for m in (trainer.L, fast)}.values()
+    for L in modules:
+        for name in ("linear_act_forward", "linear_act_backward", "d_grad", "d_input_grad", "adam_update"):
+            fn = getattr(L, name)
+            wrapped[L, name] = fn
 
-        def timed(*a, _fn=fn, **kw):
-            t0 = time.perf_counter()
-            _fn(*a, **kw)
-            seen.append((time.perf_counter() - t0) * 1e6)
-        setattr(L, name, timed)
+            def timed(*a, _fn=fn, **kw):
+                t0 = time.perf_counter()
+                _fn(*a, **kw)
+                seen.append((time.perf_counter() - t0) * 1e6)
+            setattr(L, name, timed)
     try:
         trainer.advance(10)
         whole = []
@@ -58,7 +62,7 @@ def in_loop(trainer, iters):
             n = len(seen) // CHUNK
             per_launch += [seen[k * n : (k + 1) * n] for k in range(CHUNK)]
     finally:
-        for name, fn in wrapped.items():
+        for (L, name), fn in wrapped.items():
             setattr(L, name, fn)
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     return [med(col) for col in zip(*per_launch)], med(whole)
