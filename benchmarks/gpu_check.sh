@@ -25,6 +25,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=. PYTHONUNBUFFERED=1
+export FASTGAN_NATIVE=0  # the CPU twins from Python: their C++ build (kernels/native.py, ~25 s) is CI's to check, not this time-boxed run's
 SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
 OUT=${OUT:-/tmp/fastgan-gpu-check}
