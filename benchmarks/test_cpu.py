@@ -4,7 +4,8 @@ second of the seed's GAN at batch 128 (and the batches in FASTGAN_BENCH_BATCHES,
 Rows (`extra_info["cpu_row"]`):
   products       the iteration's nine matrix products alone (torch.mm at its shapes): the floor
   fastgan        the CPU trainer, fastgan's default on a CPU (GraphTrainer through kernels.twins)
-  fastgan-stable the same with the stable recipe (--recipe stable: R1, G's EMA, beta1 0.5)
+  fastgan-stable the same with the stable recipe's settings (R1, G's EMA, beta1 0.5, its rates) at the
+                 row's batch (the recipe's own batch, 256, is the batch 256 row's cost)
   fastgan-4runs  a sweep of 4 seeds in one trainer (GAN-iterations/s: 4 x its it/s), its runs spread
                  over one process per thread (fastgan.cpu_workers)
   eager          fastgan's autograd reference (`--backend eager`)

@@ -19,6 +19,7 @@ from .recipes import (
     MAX_EMA_REL,
     RECIPES,
     SEED,
+    SEED_BATCH,
     net_rates_off,
     other_ema_off,
     resolved,
@@ -34,7 +35,7 @@ MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 @dataclass(frozen=True)
 class Config:
     iters: Optional[int] = None  # None: DEFAULT_ITERS, or a resumed run's own target
-    batch_size: int = 128
+    batch_size: int = SEED_BATCH  # fastgan.recipes: the stable recipe's is 256
     hidden: int = H_DIM  # G's and D's hidden width (the seed's 128)
     conditional: bool = False  # G(z, y) and D(x, y) with each image's class (fastgan.classes)
     lr: float = SEED["lr"]

@@ -1,16 +1,17 @@
 """One run's optimisation settings beyond the seed's, and the named recipes.
 
     seed    the seed's numbers: Adam 1e-3 for both networks, beta1 0.9, no penalty, no EMA
-    stable  the seed's model and schedule with a lazy R1 penalty (gamma 0.3 on every 4th D step),
-            an EMA of G whose horizon grows with the run (sigma_rel 0.1), Adam with beta1 0.5 at
-            3e-3 for D and 2e-3 for G, and both learning rates falling linearly from iteration
-            500,000 to 0.2 of themselves at the run's end (a run of 500,000 or fewer keeps its
-            rates throughout). docs/recipes.md: the searches that chose it, and what did not
-            work. Its earlier forms stay reachable by their flags: the fourth (2026-12-06, its
-            decay to 0) `--recipe stable --decay-floor 0`; the third `--recipe stable --lr 2e-3
-            --decay-floor 0`; the second `--recipe stable --lr 1e-3 --lr-decay none --g-ema-rel
-            0.05`; the first `--recipe stable --lr 1e-3 --lr-decay none --r1 1 --r1-every 1
-            --g-ema 0.999`
+    stable  the seed's model and schedule at batch 256 with a lazy R1 penalty (gamma 0.3 on every
+            4th D step), an EMA of G whose horizon grows with the run (sigma_rel 0.1), Adam with
+            beta1 0.5 at 3e-3 for D and 2e-3 for G, and both learning rates falling linearly from
+            iteration 500,000 to 0.2 of themselves at the run's end (a run of 500,000 or fewer
+            keeps its rates throughout). docs/recipes.md: the searches that chose it, and what
+            did not work. Its earlier forms stay reachable by their flags: the fifth (2026-12-07,
+            batch 128) `--recipe stable --batch-size 128`; the fourth (its decay to 0)
+            `--recipe stable --batch-size 128 --decay-floor 0`; the third `--recipe stable
+            --batch-size 128 --lr 2e-3 --decay-floor 0`; the second `--recipe stable --batch-size
+            128 --lr 1e-3 --lr-decay none --g-ema-rel 0.05`; the first `--recipe stable
+            --batch-size 128 --lr 1e-3 --lr-decay none --r1 1 --r1-every 1 --g-ema 0.999`
 
 Settings (each a train.py flag and a --sweep key):
   lr_d, lr_g     Adam's learning rate of D and of G (default: --lr)
@@ -29,6 +30,9 @@ Settings (each a train.py flag and a --sweep key):
                  run's target iteration (or to decay_floor of themselves)
   decay_start    the iteration the decay starts at
   decay_floor    the fraction of each learning rate the decay ends at (0: it falls to 0)
+
+A recipe also names the batch size (the whole trainer's, so not a --sweep key): the seed's 128,
+the stable recipe's 256.
 
 Both trainers take a step's learning rate from `lr_factor` in float64 (the eager one as
 torch.optim.Adam's lr, the Triton one in the per-step Adam rows), so they follow one schedule.
@@ -52,12 +56,15 @@ SEED = {"lr": 1e-3, "beta1": ADAM_BETAS[0], "r1": 0.0, "r1_every": 1, "g_ema": 0
 MAX_EMA_REL = 0.28  # sigma_rel of a power-function EMA: below 1 / sqrt(12) = 0.2887, where its exponent g reaches 0
 EMA_KINDS = ("g_ema", "g_ema_rel")  # a fixed EMA and a growing one: a run keeps at most one
 
-# The settings a recipe may name (explicit flags override a recipe's; a given lr, both nets' rates).
+SEED_BATCH = 128  # the seed's batch: fastgan.config.Config's default
+# The settings a recipe may name (explicit flags override a recipe's; a given lr, both nets' rates): each run's
+# (Hyper's, --sweep keys) and the trainer's (TRAINER_SETTINGS).
 SETTINGS = ("lr", "lr_d", "lr_g", "beta1", "r1", "r1_every", "g_ema", "g_ema_rel", "lr_decay", "decay_start", "decay_floor")
+TRAINER_SETTINGS = ("batch_size",)
 # Every recipe names these (`resolved` for a run's target).
-RECIPES = {"seed": {k: SEED[k] for k in SETTINGS if k in SEED}}  # lr_d and lr_g: --lr's unless given
+RECIPES = {"seed": {**{k: SEED[k] for k in SETTINGS if k in SEED}, "batch_size": SEED_BATCH}}  # lr_d and lr_g: --lr's unless given
 RECIPES["stable"] = {**RECIPES["seed"], "lr": 2e-3, "lr_d": 3e-3, "beta1": 0.5, "r1": 0.3, "r1_every": 4, "g_ema_rel": 0.1,
-                     "lr_decay": "linear", "decay_start": 500_000, "decay_floor": 0.2}
+                     "lr_decay": "linear", "decay_start": 500_000, "decay_floor": 0.2, "batch_size": 256}
 
 
 def resolved(settings, target, given=()):
@@ -93,8 +100,8 @@ class Hyper:
 
     @classmethod
     def recipe(cls, name, target=DEFAULT_ITERS):
-        """A named recipe's settings (RECIPES) for a run to iteration `target`."""
-        settings = resolved(RECIPES[name], target)
+        """A named recipe's settings (RECIPES, less the trainer's batch size) for a run to iteration `target`."""
+        settings = {k: v for k, v in resolved(RECIPES[name], target).items() if k not in TRAINER_SETTINGS}
         lr = settings.pop("lr")
         return cls(lr_d=settings.pop("lr_d", lr), lr_g=settings.pop("lr_g", lr), target=target, **settings)
 

@@ -7,7 +7,17 @@ import torch
 
 from fastgan import checkpoint, train_cli
 from fastgan.config import Config
-from fastgan.recipes import DEFAULT_ITERS, MAX_EMA_REL, RECIPES, SETTINGS, Hyper, ema_exponent, lr_factor
+from fastgan.recipes import (
+    DEFAULT_ITERS,
+    MAX_EMA_REL,
+    RECIPES,
+    SEED_BATCH,
+    SETTINGS,
+    TRAINER_SETTINGS,
+    Hyper,
+    ema_exponent,
+    lr_factor,
+)
 
 
 def test_lr_factor_is_one_until_the_start_then_falls_to_zero_at_the_target():
@@ -48,16 +58,41 @@ def test_hyper_of_a_config_and_each_nets_rate():
 def test_recipes_name_known_settings_and_seed_is_the_default():
     assert set(RECIPES) == {"seed", "stable"}
     for values in RECIPES.values():
-        assert set(values) <= set(SETTINGS)
+        assert set(values) <= set(SETTINGS) | set(TRAINER_SETTINGS)
     assert Config().with_recipe() == Config()
     assert Hyper.recipe("seed") == Hyper()
     stable = Hyper.recipe("stable")
-    assert all(getattr(stable, k) == v for k, v in RECIPES["stable"].items() if k != "lr")
+    assert all(getattr(stable, k) == v for k, v in RECIPES["stable"].items() if k not in ("lr", *TRAINER_SETTINGS))
     assert (stable.lr_d, stable.lr_g, stable.lr_decay, stable.decay_start, stable.decay_floor) == (
         3e-3, 2e-3, "linear", 500_000, 0.2)
     # the last step's rate: the floor, to within the decay's one-step slope (0.8 / 500,000 of the rate)
     assert stable.lrs("D", torch.tensor([DEFAULT_ITERS])).item() == pytest.approx(0.2 * 3e-3, rel=1e-5)
     assert Hyper.of(Config(recipe="stable", iters=DEFAULT_ITERS).with_recipe()) == stable
+
+
+def test_the_stable_recipe_trains_at_batch_256_unless_a_batch_size_is_given(data_dir, tmp_path):
+    """The recipe names the trainer's batch (the seed's 128, stable's 256); --batch-size given
+    overrides it, a sweep's runs share it, and a run resumed keeps its own (one started at
+    another batch, e.g. before the recipe named one, goes on at that batch)."""
+    from fastgan import sweep
+
+    def cfg(*flags):
+        return train_cli.parse_args([*flags, "--iters", "10"]).with_recipe().validate()
+
+    assert (cfg().batch_size, cfg("--recipe", "seed").batch_size, Config().batch_size) == (SEED_BATCH,) * 3 == (128,) * 3
+    assert cfg("--recipe", "stable").batch_size == 256
+    assert cfg("--recipe", "stable", "--batch-size", "128").batch_size == 128  # its fifth form
+    assert cfg("--recipe", "seed", "--batch-size", "256").batch_size == 256
+    stable = cfg("--recipe", "stable")
+    assert [Config(**{**stable.to_dict(), **s}).batch_size for _, s in sweep.expand(stable, sweep.parse_sweep("seed=0,1"))] == [256, 256]
+    assert Hyper.recipe("stable") == Hyper.of(train_cli.parse_args(["--recipe", "stable"]).with_recipe())  # no batch in Hyper
+
+    out = tmp_path / "r"
+    common = ["--device", "cpu", "--backend", "eager", "--eval-every", "1000", "--data-dir", str(data_dir)]
+    assert train_cli.main(["--recipe", "stable", "--batch-size", "8", "--iters", "2", "--out", str(out), *common]) == 0
+    assert train_cli.main(["--resume", str(out), "--iters", "4", *common]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["recipe"], saved["batch_size"], saved["iters"]) == ("stable", 8, 4)
 
 
 def test_the_stable_recipes_decay_is_off_in_a_run_that_ends_before_it_starts():
