@@ -28,7 +28,8 @@ def _parser():
                    help=f"target iteration (one D step + one G step each); default {DEFAULT_ITERS:,}, "
                         "or with --resume the run's own target")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="B: B real and B generated images per D step, B generated per G step (--recipe stable: 256)")
+                   help="B: B real and B generated images per D step, B generated per G step "
+                        f"(--recipe stable: {RECIPES['stable']['batch_size']})")
     p.add_argument("--hidden", type=int, default=d.hidden, metavar="H",
                    help="G's and D's hidden width (the seed's: 128; e.g. 512 for a wider model)")
     p.add_argument("--conditional", action="store_true",
