@@ -125,14 +125,14 @@ class GraphTrainer:
         self.t = 0  # Adam steps taken (the same for both networks and every run), known on the host
         self.graphs = {}  # replay length -> captured graph (warm_up captures K)
         self._run_views = {}  # run slice -> its buffers' views (_views); (i, run slice, losses) -> _step_views
+        self.plans = {} if self.xd is None else None  # twins.replay's; None: label columns copied outside the launches
         self.workers = cpu_workers.Workers(self, spread) if spread > 1 else None
 
     def _d1(self, L, P, x, h, pre, rows=None):
         """D1 forward: whole into h (bias and ReLU here), or as K-chunk slots in pre that its reader finishes."""
-        chunked = pre is not None
-        L.linear_act_forward(x, P["D_W1"], P["D_b1"], pre if chunked else h, ACT_RELU, self.precision, rows=rows,
-                                  partials=chunked)
-        return (pre, P["D_b1"]) if chunked else None
+        split = pre is not None
+        L.linear_act_forward(x, P["D_W1"], P["D_b1"], pre if split else h, ACT_RELU, self.precision, rows=rows, partials=split)
+        return (pre, P["D_b1"]) if split else None
 
     def run_params(self, r):
         """Run r's parameters: name -> view (in, out) or (n,), as in fastgan.model."""
@@ -176,7 +176,7 @@ class GraphTrainer:
         """Iteration i of a replay for the runs s (all in each launch, or one: see _launch); its
         losses into log[i] unless `losses` is False (the CPU twins then skip them). L: the
         launches (default self.L; kernels.twins.trusted's inside it)."""
-        B, pr, L, V = self.B, self.precision, L or self.L, self._views(s)
+        B, pr, L, V = self.B, self.precision, self.L if L is None else L, self._views(s)
         P, Gr, flat, grads, m, v = V["P"], V["Gr"], V["flat"], V["grads"], V["m"], V["v"]
         xx, hG, hD, hD_pre, hDg, hDg_pre, dfake, dhG = (V[k] for k in ("xx", "hG", "hD", "hD_pre", "hDg", "hDg_pre",
                                                                         "dfake", "dhG"))
@@ -205,22 +205,23 @@ class GraphTrainer:
     def _launch(self, n):
         if self.workers is not None:
             return self.workers.run(n)
-        # The CPU twins take one run at a time: torch's vectorized CPU loops round a batch of runs' last
-        # elements otherwise, and a sweep's run would not equal the run alone bitwise.
+        # The CPU twins take one run at a time: torch's vectorized loops round a batch of runs' tails otherwise.
         self.iterations(n, [slice(r, r + 1) for r in range(self.R)] if self.twins and self.R > 1 else [slice(None)])
 
     def iterations(self, n, runs):
-        """Iterations 0..n-1 of a replay for each run slice in `runs`. On a CPU the first goes
-        through the twins' argument checks and the rest, which pass the same buffers, skip them
-        (kernels.twins.trusted: there the C++ twins where they could be built, the same numbers);
-        and only the first and the last compute their losses (only the last's are read,
-        run_prepared; kernels.twins' LOSSES)."""
+        """Iterations 0..n-1 of a replay for each run slice in `runs`. On a CPU the first goes through the twins'
+        argument checks and the rest, which pass the same buffers, skip them (kernels.twins.trusted: the C++ twins
+        where they could be built, recorded once per n and replayed, kernels.twins.replay; the same numbers); only
+        the first and the last compute their losses (only the last's are read, run_prepared; twins' LOSSES)."""
         for s in runs:
             self._iteration(0, s)
-        with cpu_twins.trusted() if self.twins else contextlib.nullcontext(self.L) as L:
+
+        def later(L):
             for i in range(1, n):
                 for s in runs:
                     self._iteration(i, s, losses=i == n - 1 or not self.twins, L=L)
+        with cpu_twins.trusted() if self.twins else contextlib.nullcontext(self.L) as L:
+            cpu_twins.replay(self.plans, (n, *((s.start, s.stop) for s in runs)), later, L)
 
     def close(self):
         """End the worker processes of a CPU sweep (fastgan.cpu_workers), if any."""
@@ -275,8 +276,7 @@ class GraphTrainer:
         return self.run_prepared(n)
 
     def state_dict(self, run=0):
-        """Device copies of everything run `run`'s iterations update, in the checkpoint format (a
-        sweep's run resumes as a single run)."""
+        """Device copies of everything run `run`'s iterations update, in the checkpoint format (a sweep's run resumes alone)."""
         return checkpoint.run_state({k: v[run] for k, v in self.P.items()}, {
             net: (self.t, {"exp_avg": {k: self.M[k][run] for k in shapes}, "exp_avg_sq": {k: self.V[k][run] for k in shapes}})
             for net, shapes in NETS.items()}, self.sample_params(run) if self.hypers[run].keeps_ema else None)

@@ -9,10 +9,13 @@
 //
 // Scratch buffers are this file's own (allocated on first use, cached by name and shape, as the
 // Python twins' _scratch), and so is the cache of gathered real rows (forget_gathered clears it).
+// A Plan records calls of these launches and replays them from C++ (kernels.twins.replay).
 
 #include <torch/extension.h>
 
 #include <cmath>
+#include <functional>
+#include <functional>
 #include <map>
 #include <string>
 #include <tuple>
@@ -239,20 +242,44 @@ void adam_update(const Tensor& p, const Tensor& g_in, const Tensor& m, const Ten
 
 void forget_gathered() { gathered.clear(); }
 
+// A recorded sequence of these launches, each with its arguments (the same tensors and views,
+// held here), run again and again without Python: the trainer records an advance's trusted
+// iterations once per length (kernels.twins.replay) and replays them, as a CUDA graph replays
+// captured kernels. What each launch computes is decided when it runs, from its tensors' contents
+// at that time (the gathered rows' cache keys on the index buffer's version, as a direct call does).
+struct Plan {
+  std::vector<std::function<void()>> launches;
+  void run() const {
+    for (const auto& launch : launches) launch();
+  }
+};
+
+namespace py = pybind11;
+
+// f as the module's function `name`, and as Plan's method `name` that records a call of f.
+template <typename... A, typename... Extra>
+void launch(py::module_& m, py::class_<Plan>& plan, const char* name, void (*f)(A...), const Extra&... extra) {
+  m.def(name, f, extra...);
+  plan.def(name, [f](Plan& p, A... a) { p.launches.emplace_back([=] { f(a...); }); }, extra...);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  namespace py = pybind11;
-  m.def("linear_act_forward", &linear_act_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("y"), py::arg("act"),
-        py::arg("precision") = "ieee", py::arg("rows") = py::none(), py::arg("partials") = false);
-  m.def("linear_act_backward", &linear_act_backward, py::arg("x"), py::arg("w"), py::arg("y"), py::arg("dy"), py::arg("dx"),
-        py::arg("dw"), py::arg("db"), py::arg("act"), py::arg("precision") = "ieee", py::arg("partials") = false,
-        py::arg("dy_partials") = false);
-  m.def("d_grad", &d_grad, py::arg("x"), py::arg("w2"), py::arg("b2"), py::arg("losses"), py::arg("dw1"), py::arg("db1"),
-        py::arg("dw2"), py::arg("db2"), py::arg("split"), py::arg("t0") = 1.0, py::arg("t1") = 0.0, py::arg("h") = py::none(),
-        py::arg("pre") = py::none(), py::arg("rows") = py::none(), py::arg("precision") = "ieee", py::arg("r1") = py::none(),
-        py::arg("w1") = py::none());
-  m.def("d_input_grad", &d_input_grad, py::arg("h"), py::arg("w1"), py::arg("w2"), py::arg("b2"), py::arg("losses"),
-        py::arg("dx"), py::arg("t") = 1.0, py::arg("pre") = py::none(), py::arg("precision") = "ieee");
-  m.def("adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("hyper"),
-        py::arg("beta2"), py::arg("eps"), py::arg("ema") = py::none());
+  auto plan = py::class_<Plan>(m, "Plan")
+                  .def(py::init<>())
+                  .def("run", &Plan::run, py::call_guard<py::gil_scoped_release>())
+                  .def("__len__", [](const Plan& p) { return p.launches.size(); });
+  launch(m, plan, "linear_act_forward", &linear_act_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("y"),
+         py::arg("act"), py::arg("precision") = "ieee", py::arg("rows") = py::none(), py::arg("partials") = false);
+  launch(m, plan, "linear_act_backward", &linear_act_backward, py::arg("x"), py::arg("w"), py::arg("y"), py::arg("dy"),
+         py::arg("dx"), py::arg("dw"), py::arg("db"), py::arg("act"), py::arg("precision") = "ieee",
+         py::arg("partials") = false, py::arg("dy_partials") = false);
+  launch(m, plan, "d_grad", &d_grad, py::arg("x"), py::arg("w2"), py::arg("b2"), py::arg("losses"), py::arg("dw1"),
+         py::arg("db1"), py::arg("dw2"), py::arg("db2"), py::arg("split"), py::arg("t0") = 1.0, py::arg("t1") = 0.0,
+         py::arg("h") = py::none(), py::arg("pre") = py::none(), py::arg("rows") = py::none(),
+         py::arg("precision") = "ieee", py::arg("r1") = py::none(), py::arg("w1") = py::none());
+  launch(m, plan, "d_input_grad", &d_input_grad, py::arg("h"), py::arg("w1"), py::arg("w2"), py::arg("b2"),
+         py::arg("losses"), py::arg("dx"), py::arg("t") = 1.0, py::arg("pre") = py::none(), py::arg("precision") = "ieee");
+  launch(m, plan, "adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("hyper"),
+         py::arg("beta2"), py::arg("eps"), py::arg("ema") = py::none());
   m.def("forget_gathered", &forget_gathered);
 }

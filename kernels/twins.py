@@ -79,6 +79,21 @@ def trusted():
         _trusted = before
 
 
+def replay(plans, key, launches, L):
+    """Call `launches(L)`: a function making trusted launches on L (the `trusted()` launches,
+    the same calls every time for the same `key`). With the C++ twins, its calls are recorded once
+    per key into a C++ plan kept in the dict `plans` and replayed from C++ (kernels/twins.cpp's
+    Plan: the same launches on the same tensors, without the Python between them); else (or with
+    `plans` None) run now."""
+    if plans is None or not hasattr(L, "Plan"):
+        return launches(L)
+    plan = plans.get(key)
+    if plan is None:
+        plan = plans[key] = L.Plan()
+        launches(plan)
+    plan.run()
+
+
 def _scratch(name, shape):
     """A CPU float32 buffer of `shape` for intermediate `name`, reused from call to call."""
     t = _SCRATCH.get((name, shape))

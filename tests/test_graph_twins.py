@@ -11,6 +11,7 @@ import contextlib
 
 import pytest
 import torch
+from fastgan.kernels import native
 from helpers import assert_adam_params_close
 from test_graph import GROWING, LAZY, OPTIONS, _images, _labelled
 
@@ -143,6 +144,33 @@ def test_trusted_iterations_equal_checked_ones_and_each_advance_checks_its_first
     with pytest.raises(ValueError, match=r"^linear_act_forward \(CPU\): x must be torch.float32") as e:
         trusted.advance(5)
     assert "\n" not in str(e.value) and not cpu_twins._trusted
+
+
+@pytest.mark.parametrize("hyper,runs,classes", [(Hyper(), 1, 0), (OPTIONS, 1, 0), (LAZY, 3, 0), (OPTIONS, 1, 10)],
+                         ids=["seed", "every-option", "lazy-r1-3-runs", "every-option-conditional"])
+@pytest.mark.parametrize("threads", [1], indirect=True)  # a sweep's runs in this process, where the plans are
+def test_replayed_iterations_equal_the_launches_called_one_by_one(threads, hyper, runs, classes):
+    """With the C++ twins an advance's later iterations are recorded once per length (and run
+    slices) and replayed from C++ (kernels.twins.replay): bitwise the losses, parameters and EMA of
+    the same launches called one by one from Python, over advances of two lengths, each plan
+    replayed again; a conditional model (label columns copied outside the launches) records none."""
+    reason = native.available()
+    if reason:
+        pytest.skip(f"the C++ twins cannot be built here: {reason}")
+    seeds, hypers = (3, hyper) if runs == 1 else (list(range(runs)), [hyper] * runs)
+    replayed, called = _trainer(seeds, hypers, K=5, classes=classes), _trainer(seeds, hypers, K=5, classes=classes)
+    called.plans = None
+    for n in (5, 3, 5, 3):
+        got, want = replayed.advance(n), called.advance(n)
+        assert torch.equal(got, want) and torch.isfinite(got).all()
+    if classes:
+        assert replayed.plans is None
+    else:  # 10 launches per iteration and run, the first iteration of each advance called from Python
+        assert sorted((key[0], len(plan)) for key, plan in replayed.plans.items()) == [(3, 2 * 10 * runs), (5, 4 * 10 * runs)]
+    for r in range(runs):
+        a, b = replayed.state_dict(r), called.state_dict(r)
+        for part in ("params", "ema"):
+            assert all(torch.equal(a[part][k], b[part][k]) for k in b.get(part, ()))
 
 
 @pytest.mark.parametrize("hyper", [Hyper(), OPTIONS], ids=["seed", "every-option"])
