@@ -11,7 +11,6 @@ import contextlib
 
 import pytest
 import torch
-from fastgan.kernels import native
 from helpers import assert_adam_params_close
 from test_graph import GROWING, LAZY, OPTIONS, _images, _labelled
 
@@ -154,7 +153,7 @@ def test_replayed_iterations_equal_the_launches_called_one_by_one(threads, hyper
     slices) and replayed from C++ (kernels.twins.replay): bitwise the losses, parameters and EMA of
     the same launches called one by one from Python, over advances of two lengths, each plan
     replayed again; a conditional model (label columns copied outside the launches) records none."""
-    reason = native.available()
+    reason = cpu_twins.native.available()
     if reason:
         pytest.skip(f"the C++ twins cannot be built here: {reason}")
     seeds, hypers = (3, hyper) if runs == 1 else (list(range(runs)), [hyper] * runs)
