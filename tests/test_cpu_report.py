@@ -1,7 +1,8 @@
-"""benchmarks.cpu_report (the CPU table: each peer's it/s and fastgan's ratio to it) and
+"""benchmarks.cpu_report (the CPU table: each peer's it/s and fastgan's ratio to it),
+benchmarks.cpu_alternate (the rows timed in alternation, ratios within each round) and
 benchmarks.cpu_breakdown (µs per CPU-twin launch) on small inputs."""
 
-from benchmarks import cpu_breakdown, cpu_report
+from benchmarks import cpu_alternate, cpu_breakdown, cpu_report
 
 
 def _bench(row, batch, its, runs=1):
@@ -25,3 +26,17 @@ def test_breakdown_lists_the_ten_launches(capsys):
     out = capsys.readouterr().out
     launches = [line for line in out.splitlines() if line.startswith("| ") and line[2:4].strip().isdigit()]
     assert len(launches) == 10 and "whole iteration" in out
+
+
+def test_alternate_times_every_row_in_each_round_and_ratios_within_rounds(capsys):
+    cpu_alternate.main(["--batch", "8", "--rounds", "3", "--rows", "eager,fastgan,products"])
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ") and "row" not in line}
+    assert list(rows) == ["products", "fastgan", "eager"]  # the report's order
+    assert rows["fastgan"].rstrip(" |").endswith("—") and "x [" in rows["eager"] and "3 rounds" in out
+
+
+def test_alternate_takes_each_ratio_within_its_round():
+    times = {"fastgan": [1e-3, 2e-3, 4e-3], "eager": [2e-3, 4e-3, 8e-3]}  # s per iteration: the machine slows, eager stays 2x
+    text = cpu_alternate.markdown(times, {"jax-scan": "needs jax"}, 8, 3)
+    assert "| eager | 250 | 4.00 | 2.00x [2.00-2.00] |" in text and "| jax-scan | left out: needs jax |" in text
