@@ -15,7 +15,8 @@ Rows (`extra_info["cpu_row"]`):
 
 Threads: torch's default (one per core) unless OMP_NUM_THREADS says otherwise; for one core give
 every peer the same one, `taskset -c 0 env OMP_NUM_THREADS=1 python -m pytest benchmarks/test_cpu.py`.
-`python -m benchmarks.cpu_report RESULTS.json` turns --benchmark-json into the table with ratios.
+`python -m benchmarks.cpu_report RESULTS.json` turns --benchmark-json into the table with ratios;
+`python -m benchmarks.cpu_alternate` times the same rows in alternating rounds (ratios within a round).
 """
 
 import os
