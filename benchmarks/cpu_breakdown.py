@@ -4,9 +4,10 @@
     python -m benchmarks.cpu_breakdown --batch 1024 --threads 1
 
 Per launch of the iteration (fastgan.graph, in order; the C++ twins where they are built, as
-training runs them), three numbers:
+training runs them), four numbers:
   in loop   the launch's median wall time over --iters iterations of the trainer (caches as
-            training leaves them)
+            training leaves them), and its mean: the sum of the means is what an iteration pays
+            (on a small VM a launch now and then takes several times its median)
   alone     the same launch repeated on its own buffers (warm caches): the gap to `in loop` is
             memory traffic between launches
   floor     the launch's time at a tiny size (batch 2, 16 pixels): its Python and dispatch cost
@@ -38,7 +39,8 @@ def _trainer(batch, x_dim):
 
 
 def in_loop(trainer, iters):
-    """(median µs per launch over `iters` iterations, median µs per iteration of advance(CHUNK))."""
+    """(median and mean µs per launch over `iters` iterations, mean µs per iteration of advance(CHUNK),
+    the median over the advances)."""
     per_launch, wrapped, seen = [], {}, []
     with twins.trusted() as fast:  # an advance's later iterations call these (the C++ twins, where built)
         modules = {id(m): m for m in (trainer.L, fast)}.values()
@@ -70,7 +72,8 @@ def in_loop(trainer, iters):
         trainer.advance(CHUNK)
         whole.append((time.perf_counter() - t0) * 1e6 / CHUNK)
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-    return [med(col) for col in zip(*per_launch)], med(whole)
+    columns = list(zip(*per_launch))
+    return [med(col) for col in columns], [sum(col) / len(col) for col in columns], med(whole)
 
 
 def main(argv=None):
@@ -83,16 +86,16 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     trainer = _trainer(args.batch, model.X_DIM)
-    loop, whole = in_loop(trainer, args.iters)
+    loop, means, whole = in_loop(trainer, args.iters)
     sites = iteration_sites(trainer)
     alone = [time_site(s, reps=20, rounds=5, cuda=False) for s in sites]
-    floor, _ = in_loop(_trainer(2, 16), args.iters)
+    floor, _, _ = in_loop(_trainer(2, 16), args.iters)
     print(f"CPU trainer, batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
-    print("| launch | in loop µs | alone µs | floor µs |\n|---|---:|---:|---:|")
-    for s, a, b, c in zip(sites, loop, alone, floor):
-        print(f"| {s.name} | {a:,.0f} | {b:,.0f} | {c:,.0f} |")
-    print(f"| sum of the launches | {sum(loop):,.0f} | {sum(alone):,.0f} | {sum(floor):,.0f} |")
-    print(f"| whole iteration (draws included) | {whole:,.0f} | | |")
+    print("| launch | in loop µs | in loop, mean µs | alone µs | floor µs |\n|---|---:|---:|---:|---:|")
+    for s, a, m, b, c in zip(sites, loop, means, alone, floor):
+        print(f"| {s.name} | {a:,.0f} | {m:,.0f} | {b:,.0f} | {c:,.0f} |")
+    print(f"| sum of the launches | {sum(loop):,.0f} | {sum(means):,.0f} | {sum(alone):,.0f} | {sum(floor):,.0f} |")
+    print(f"| whole iteration (draws included; mean) | | {whole:,.0f} | | |")
 
 
 if __name__ == "__main__":
