@@ -15,7 +15,6 @@
 
 #include <cmath>
 #include <functional>
-#include <functional>
 #include <map>
 #include <string>
 #include <tuple>
