@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from .cpu_report import ORDER
+from .cpu_report import ORDER, compared_with
 from .test_cpu import CHUNK, ROWS
 
 
@@ -43,18 +43,13 @@ def alternate(names, batch, rounds, iters=CHUNK):
     return times, skipped
 
 
-def _compared(name):
-    """The fastgan row a row is compared with: its 4-run sweep for rows of several GANs, else its single run."""
-    return "fastgan-4runs" if ROWS[name][1] > 1 else "fastgan"
-
-
 def markdown(times, skipped, batch, rounds):
     lines = [f"batch {batch}, {torch.get_num_threads()} threads, torch {torch.__version__}, {rounds} rounds of "
              f"{CHUNK} iterations per row (medians; fastgan's ratio per round, median [quartiles])", "",
              "| row | it/s (GAN-it/s) | ms per iteration | fastgan's ratio to it |", "|---|---:|---:|---:|"]
     for name in [n for n in ORDER if n in times] + sorted(set(times) - set(ORDER)):
         runs, secs = ROWS[name][1], statistics.median(times[name])
-        ours = _compared(name)
+        ours = compared_with(runs)
         if ours in times and ours != name:  # ratio of GAN-it/s within each round: ours / theirs
             ratios = [theirs / runs / (mine / ROWS[ours][1]) for mine, theirs in zip(times[ours], times[name])]
             q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3

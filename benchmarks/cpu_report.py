@@ -12,6 +12,11 @@ from .report import load
 ORDER = ["products", "fastgan", "fastgan-stable", "fastgan-4runs", "eager", "torch", "jax-jit", "jax-scan", "jax-vmap4"]
 
 
+def compared_with(runs):
+    """The fastgan row a row of `runs` GANs is set against: the 4-run sweep for several, else the single run."""
+    return "fastgan-4runs" if runs > 1 else "fastgan"
+
+
 def table(benches):
     """{batch: {row: info}} of the CPU rows."""
     out = {}
@@ -28,7 +33,6 @@ def markdown(results, benches):
     lines = [f"{env.get('device_name', '?')}, {results.get('datetime', '')[:10]}; torch {env.get('torch')}, "
              f"{env.get('threads')} threads", ""]
     for batch, found in sorted(rows.items()):
-        ours = found.get("fastgan")
         lines += [f"batch {batch}:", "",
                   "| row | it/s (GAN-it/s) | ms per iteration | fastgan's ratio to it |", "|---|---:|---:|---:|"]
         for name in ORDER + sorted(set(found) - set(ORDER)):
@@ -36,10 +40,7 @@ def markdown(results, benches):
             if info is None:
                 continue
             rate = info["gan_its_per_s"]
-            if name.startswith("fastgan-") or name == "fastgan":
-                compare = found.get("fastgan-4runs" if info["runs"] > 1 else "fastgan")
-            else:
-                compare = found.get("fastgan-4runs") if info["runs"] > 1 else ours
+            compare = found.get(compared_with(info["runs"]))
             ratio = compare["gan_its_per_s"] / rate if compare and compare is not info else None
             shown = f"{rate:,.0f}" + (f" ({info['runs']} GANs)" if info["runs"] > 1 else "")
             lines.append(f"| {name} | {shown} | {info['ms_per_iter']:.2f} | {'—' if ratio is None else f'{ratio:.2f}x'} |")
