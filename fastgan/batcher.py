@@ -38,9 +38,11 @@ class Batcher:
     def _shuffle(self):
         return torch.randperm(len(self.images), generator=self.data_gen, device=self.images.device)
 
-    def draw(self, n, idx_out=None, z_out=None):
+    def draw(self, n, idx_out=None, z_out=None, uniform=None):
         """Batch indices (n, B) and noise (n, 2B, Z + C) for n iterations, written into the given
-        buffers if any. Rows [:B] of each noise slab are the D step's, [B:] the G step's."""
+        buffers if any. Rows [:B] of each noise slab are the D step's, [B:] the G step's.
+        `uniform(t, low, high, generator)` draws the noise of an unconditional model in place: torch's
+        uniform_ by default; the CPU trainer passes kernels.native.uniform_ (the same numbers, faster)."""
         B, N = self.batch_size, len(self.images)
         device = self.images.device
         idx = idx_out if idx_out is not None else torch.empty(n, B, dtype=torch.long, device=device)
@@ -59,6 +61,8 @@ class Batcher:
                 zi[:, :Z_DIM].uniform_(-1.0, 1.0, generator=self.noise_gen)
                 zi[:, Z_DIM:].copy_(one_hot(torch.randint(self.classes, (2 * B,), generator=self.noise_gen, device=device),
                                             self.classes))
+        elif uniform is not None:
+            uniform(z, -1.0, 1.0, self.noise_gen)
         else:
             z.uniform_(-1.0, 1.0, generator=self.noise_gen)
         return idx, z

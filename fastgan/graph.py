@@ -239,11 +239,12 @@ class GraphTrainer:
 
     def prepare(self, n):
         """Fill the static inputs of the next n iterations (async device work, no host sync)."""
+        uniform = cpu_twins.native.uniform_ if self.twins else None  # on a CPU the noise drawn in C++: the same numbers
         for r, batcher in enumerate(self.batchers):
             if self.z_draw is None:
-                batcher.draw(n, self.idx[:n, r], self.z[:n, r])
+                batcher.draw(n, self.idx[:n, r], self.z[:n, r], uniform)
             else:  # drawn contiguous, as a run alone draws it, then placed: the same numbers
-                batcher.draw(n, self.idx[:n, r], self.z_draw[:n])
+                batcher.draw(n, self.idx[:n, r], self.z_draw[:n], uniform)
                 self.z[:n, r].copy_(self.z_draw[:n])
         steps = torch.arange(self.t + 1, self.t + n + 1, device=self.hyper.device)
         if self.r1:  # each step's R1 gamma per run (lazy R1: gamma k on every k-th step, else 0)
@@ -257,8 +258,7 @@ class GraphTrainer:
     def run_prepared(self, n):
         """Run the n prepared iterations: replay the captured graph when n is its length (K),
         else launch them un-captured (a remainder; no new capture mid-run)."""
-        graph = self.graphs.get(n)
-        if graph is not None:
+        if (graph := self.graphs.get(n)) is not None:
             graph.replay()
         else:
             self._launch(n)

@@ -1,5 +1,6 @@
 """The CPU twins' C++ build (kernels/twins.cpp): the launches of the trainer's trusted iterations
-(kernels.twins.trusted) called from C++, bitwise the Python twins' numbers without their Python.
+(kernels.twins.trusted) called from C++, bitwise the Python twins' numbers without their Python;
+and the trainer's noise draw (kernels/uniform.cpp, `uniform_`).
 
 `twins()` builds the extension once per machine and torch version with torch's C++ extension
 builder (a C++ compiler and ninja; cached in torch's extension folder, TORCH_EXTENSIONS_DIR or
@@ -8,7 +9,7 @@ every iteration, the same numbers a little slower (one line on stderr says why, 
 FASTGAN_NATIVE=0 turns it off.
 
 Measured on a 2-core CPU (benchmarks/NOTES.md, v4.12): the C++ calls save ~0.12 ms of Python per
-iteration, 6% of an iteration at batch 128 on 2 threads.
+iteration, 6% of an iteration at batch 128 on 2 threads; the noise draw, ~60 µs more (v4.15).
 """
 
 import os
@@ -16,7 +17,9 @@ import pathlib
 import shutil
 import sys
 
-SOURCE = pathlib.Path(__file__).with_name("twins.cpp")
+import torch
+
+SOURCES = [pathlib.Path(__file__).with_name(name) for name in ("twins.cpp", "uniform.cpp")]
 NAME = "fastgan_twins"
 _built = {}  # "twins" -> the loaded module, or None where it could not be built
 
@@ -49,10 +52,21 @@ def twins():
                 if not list(root.glob(("" if given else f"py{sys.version_info[0]}{sys.version_info[1]}*/") + f"{NAME}/{NAME}*.so")):
                     print(f"building the CPU trainer's C++ launches (once per machine and torch version, about 30 s; "
                           f"cached in {root}) ...", file=sys.stderr)
-                _built["twins"] = cpp_extension.load(NAME, [str(SOURCE)], extra_cflags=["-O2"], verbose=False)
+                _built["twins"] = cpp_extension.load(NAME, [str(s) for s in SOURCES], extra_cflags=["-O3"], verbose=False)
             except Exception as e:  # a broken toolchain: train on, slower
                 reason = f"the C++ build failed ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})"
         if reason and reason != "FASTGAN_NATIVE=0":
             print(f"fastgan: the CPU trainer's launches run as Python twins ({reason}); the same numbers, ~6% slower",
                   file=sys.stderr)
     return _built["twins"]
+
+
+def uniform_(t, low, high, generator):
+    """t.uniform_(low, high, generator=generator), with the same numbers and the generator in the same
+    state after it: drawn in C++ (kernels/uniform.cpp, ~5x faster) where the C++ twins are already
+    built and t is a contiguous float32 CPU tensor, else by torch. Returns t."""
+    cxx = _built.get("twins")
+    if cxx is None or not (t.is_cpu and t.dtype is torch.float32 and t.is_contiguous() and generator.device.type == "cpu"):
+        return t.uniform_(low, high, generator=generator)
+    cxx.uniform_(t, low, high, generator)
+    return t

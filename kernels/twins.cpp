@@ -241,6 +241,8 @@ void adam_update(const Tensor& p, const Tensor& g_in, const Tensor& m, const Ten
 
 void forget_gathered() { gathered.clear(); }
 
+void uniform_(Tensor out, double from, double to, const at::Generator& gen);  // kernels/uniform.cpp
+
 // A recorded sequence of these launches, each with its arguments (the same tensors and views,
 // held here), run again and again without Python: the trainer records an advance's trusted
 // iterations once per length (kernels.twins.replay) and replays them, as a CUDA graph replays
@@ -281,4 +283,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   launch(m, plan, "adam_update", &adam_update, py::arg("p"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("hyper"),
          py::arg("beta2"), py::arg("eps"), py::arg("ema") = py::none());
   m.def("forget_gathered", &forget_gathered);
+  m.def("uniform_", &uniform_, py::arg("out"), py::arg("from"), py::arg("to"), py::arg("generator"));
 }

@@ -180,3 +180,31 @@ def test_fastgan_native_0_turns_the_build_off(monkeypatch):
     assert native.available() == "FASTGAN_NATIVE=0"
     monkeypatch.setattr(native, "_built", {})
     assert native.twins() is None
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_uniform_is_torchs_draw_and_leaves_the_generator_as_torch_does(cxx, seed):
+    """Sizes around the engine's 624-word blocks, from a fresh generator and from one part-way
+    through a block, over several ranges, each draw followed by other draws from the same
+    generator (randint, randperm): every number and the generator's state bitwise torch's."""
+    ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+    for n, low, high in [(1, -1.0, 1.0), (7, -1.0, 1.0), (33, 0.0, 1.0), (623, -1.0, 1.0), (624, -3.5, 2.25),
+                         (625, -1.0, 1.0), (785, 0.1, 0.7), (100_000, -1.0, 1.0), (129, 5.0, 5.0)]:
+        a, b = _poisoned(n), _poisoned(n)
+        native.uniform_(a, low, high, ours)
+        b.uniform_(low, high, generator=theirs)
+        assert torch.equal(a, b) and torch.equal(ours.get_state(), theirs.get_state())
+        assert torch.equal(torch.randint(10**6, (5,), generator=ours), torch.randint(10**6, (5,), generator=theirs))
+        assert torch.equal(torch.randperm(9, generator=ours), torch.randperm(9, generator=theirs))
+
+
+def test_uniform_leaves_what_it_cannot_draw_to_torch(cxx):
+    """A strided or float64 tensor: torch's draw (the same numbers as torch, by definition)."""
+    ours, theirs = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for make in (lambda: torch.empty(6, 10)[:, :7], lambda: torch.empty(9, dtype=torch.float64)):
+        a, b = make(), make()
+        assert native.uniform_(a, -1.0, 1.0, ours) is a
+        b.uniform_(-1.0, 1.0, generator=theirs)
+        assert torch.equal(a, b) and torch.equal(ours.get_state(), theirs.get_state())
+    with pytest.raises(RuntimeError, match="contiguous float32 CPU tensor"):
+        cxx.uniform_(torch.empty(3, dtype=torch.float64), -1.0, 1.0, ours)
