@@ -52,7 +52,9 @@ def twins():
                 if not list(root.glob(("" if given else f"py{sys.version_info[0]}{sys.version_info[1]}*/") + f"{NAME}/{NAME}*.so")):
                     print(f"building the CPU trainer's C++ launches (once per machine and torch version, about 30 s; "
                           f"cached in {root}) ...", file=sys.stderr)
-                _built["twins"] = cpp_extension.load(NAME, [str(s) for s in SOURCES], extra_cflags=["-O3"], verbose=False)
+                openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []  # at::parallel_for's threads (twins.cpp)
+                _built["twins"] = cpp_extension.load(NAME, [str(s) for s in SOURCES], extra_cflags=["-O3", *openmp],
+                                                     extra_ldflags=openmp, verbose=False)
             except Exception as e:  # a broken toolchain: train on, slower
                 reason = f"the C++ build failed ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})"
         if reason and reason != "FASTGAN_NATIVE=0":

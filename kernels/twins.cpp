@@ -64,6 +64,28 @@ Tensor gather(const std::tuple<Tensor, Tensor>& rows, int64_t R, int64_t K) {
   return out;
 }
 
+// Two independent jobs (each a product) side by side, one per thread, where torch has two threads:
+// inside the parallel region each product runs on one thread (MKL takes one there), and the pair
+// takes 0.85-0.95x the time of the two one after another on MKL's two threads (G2's dx and dW,
+// D1's forward on the real and the fake rows; benchmarks/NOTES.md, v4.15). Elsewhere one after the
+// other: on more threads MKL's own on each product were not measured against it. The numbers are
+// the same either way under MKL's strict mode (MKL_CBWR=AUTO,STRICT, as fastgan train and the tests
+// set it), where a product's bits do not depend on its threads. (Needs the build's -fopenmp: without
+// it at::parallel_for runs the two here one after the other.)
+constexpr int SIDE_BY_SIDE_THREADS = 2;
+
+template <class A, class B>
+void side_by_side(const A& a, const B& b) {
+  if (at::get_num_threads() != SIDE_BY_SIDE_THREADS || at::in_parallel_region()) {
+    a();
+    b();
+    return;
+  }
+  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t job = begin; job < end; ++job) job == 0 ? a() : b();
+  });
+}
+
 void activate(Tensor& y, int64_t act) {
   if (act == ACT_RELU) y.relu_();
   else if (act == ACT_SIGMOID) y.sigmoid_();
@@ -137,18 +159,17 @@ void linear_act_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tenso
   if (partials) y = y[0];
   int64_t R = w.size(0), K = x.size(-1);
   int64_t G = rows ? std::get<1>(*rows).size(-1) : 0;
+  auto product = [&](Tensor out, const Tensor& in) {
+    if (partials) at::bmm_out(out, in, w);
+    else at::baddbmm_out(out, b.unsqueeze(1), in, w);
+  };
   if (rows) {
-    Tensor real = gather(*rows, R, K), top = y.slice(1, 0, G);
-    if (partials) at::bmm_out(top, real, w);
-    else at::baddbmm_out(top, b.unsqueeze(1), real, w);
+    Tensor real = gather(*rows, R, K);
+    side_by_side([&] { product(y.slice(1, 0, G), real); }, [&] { product(y.slice(1, G), x); });
+  } else {
+    product(y, x);
   }
-  Tensor out = G ? y.slice(1, G) : y;
-  if (partials) {
-    at::bmm_out(out, x, w);
-    return;
-  }
-  at::baddbmm_out(out, b.unsqueeze(1), x, w);
-  activate(y, act);
+  if (!partials) activate(y, act);
 }
 
 void linear_act_backward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& dy_in, Opt dx, Opt dw, Opt db,
@@ -164,13 +185,14 @@ void linear_act_backward(const Tensor& x, const Tensor& w, const Tensor& y, cons
   } else {
     TORCH_CHECK(false, "linear_act_backward (C++): act must be ACT_NONE, ACT_RELU or ACT_SIGMOID");
   }
-  if (dx) {
-    Tensor out = partials ? (*dx)[0] : *dx;
-    at::bmm_out(out, g, w.transpose(1, 2));
-  }
+  Tensor out_x = dx ? (partials ? (*dx)[0] : *dx) : Tensor(), out_w = dw ? (partials ? (*dw)[0] : *dw) : Tensor();
+  auto input_grad = [&] { at::bmm_out(out_x, g, w.transpose(1, 2)); };
+  auto weight_grad = [&] { at::bmm_out(out_w, x.transpose(1, 2), g); };
+  if (dx && dw) side_by_side(input_grad, weight_grad);
+  else if (dx) input_grad();
+  else if (dw) weight_grad();
   if (dw) {
-    Tensor out_w = partials ? (*dw)[0] : *dw, out_b = partials ? (*db)[0] : *db;
-    at::bmm_out(out_w, x.transpose(1, 2), g);
+    Tensor out_b = partials ? (*db)[0] : *db;
     at::sum_out(out_b, g, 1);
   }
 }

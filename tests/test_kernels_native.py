@@ -4,6 +4,10 @@ so no tolerance: any difference is a bug), over odd shapes, one run and three, g
 rows, partial-sum slots, the R1 penalty on, off and lazily zero, G's EMA, losses on and off; the
 gathered rows' cache and forget_gathered; and the fallback where the build cannot run.
 
+On 1 thread and on 2 (`threads`): on 2 the C++ twins run D1's forward on the real and the fake
+rows, and G2's dx and dW, side by side on one thread each (twins.cpp's side_by_side), where the
+Python twins make each product on MKL's two threads.
+
 The comparisons skip, with the reason, only where the machine cannot build C++ extensions (no
 compiler, no ninja, FASTGAN_NATIVE=0); where it can, a failed build fails them.
 """
@@ -17,6 +21,14 @@ from fastgan.kernels import twins as T
 
 NAN = float("nan")
 ACTS = [ACT_NONE, ACT_RELU, ACT_SIGMOID]
+
+
+@pytest.fixture(params=[1, 2], autouse=True)
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
