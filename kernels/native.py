@@ -56,7 +56,9 @@ def twins():
                 _built["twins"] = cpp_extension.load(NAME, [str(s) for s in SOURCES], extra_cflags=["-O3", *openmp],
                                                      extra_ldflags=openmp, verbose=False)
             except Exception as e:  # a broken toolchain: train on, slower
-                reason = f"the C++ build failed ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})"
+                lines = str(e).strip().splitlines() or [""]  # the compiler's first error, else the last line
+                said = next((line for line in lines if "error:" in line), lines[-1]).strip()
+                reason = f"the C++ build failed ({type(e).__name__}: {said[:200]})"
         if reason and reason != "FASTGAN_NATIVE=0":
             print(f"fastgan: the CPU trainer's launches run as Python twins ({reason}); the same numbers, ~6% slower",
                   file=sys.stderr)

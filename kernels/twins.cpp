@@ -241,7 +241,11 @@ void d_input_grad(const Opt& h_in, const Tensor& w1, const Tensor& w2, const Ten
   Tensor h = d1_output(op, h_in, pre, R, M, H);
   auto [bce, dl, g] = head(op, h, w2, b2, M, t, t, losses.has_value());
   if (losses) at::sum_out(*losses, bce, 1);
-  at::bmm_out(dx, g, w1.transpose(1, 2));
+  auto rows = [&](int64_t lo, int64_t n) {
+    Tensor out = dx.narrow(1, lo, n);
+    at::bmm_out(out, g.narrow(1, lo, n), w1.transpose(1, 2));
+  };
+  side_by_side([&] { rows(0, M / 2); }, [&] { rows(M / 2, M - M / 2); });  // dx's halves: independent
 }
 
 void adam_update(const Tensor& p, const Tensor& g_in, const Tensor& m, const Tensor& v, Tensor hyper, double beta2, double eps,
@@ -249,15 +253,19 @@ void adam_update(const Tensor& p, const Tensor& g_in, const Tensor& m, const Ten
   Tensor g = g_in.dim() == p.dim() + 1 ? slot_sum("adam_update g", g_in) : g_in;
   if (hyper.dim() == 1) hyper = hyper.unsqueeze(0);
   Tensor step = scratch("adam step", {});
-  Tensor rows = hyper.to(at::kDouble);  // the rows as Python's floats (tolist)
-  auto a = rows.accessor<double, 2>();
+  // The rows as Python's floats (tolist): float32 ones read in place (exact in double), others converted.
+  bool f32 = hyper.scalar_type() == at::kFloat;
+  Tensor rows = f32 ? hyper : hyper.to(at::kDouble);
+  auto value = [&](int64_t r, int64_t c) -> double {
+    return f32 ? rows.accessor<float, 2>()[r][c] : rows.accessor<double, 2>()[r][c];
+  };
   for (int64_t r = 0; r < hyper.size(0); ++r) {
-    double step_size = a[r][0], bc2_sqrt = a[r][1], beta1 = 1.0 - a[r][2];
+    double step_size = value(r, 0), bc2_sqrt = value(r, 1), beta1 = 1.0 - value(r, 2);
     double s = bc2_sqrt < 1.0 ? std::min(std::log1p(-bc2_sqrt * bc2_sqrt) / std::log(beta2), 1e9) : 1e9;
     step.fill_(s);
     at::_fused_adam_({p[r]}, {g[r]}, {m[r]}, {v[r]}, {}, {step}, step_size * (1.0 - std::pow(beta1, s)), beta1, beta2, 0.0,
                      eps, false, false);
-    if (ema && a[r][3] != 0.0) (*ema)[r].lerp_(p[r], a[r][3]);
+    if (ema && value(r, 3) != 0.0) (*ema)[r].lerp_(p[r], value(r, 3));
   }
 }
 

@@ -131,15 +131,17 @@ def test_d_input_grad_is_the_python_twins(cxx, R, M, K, H, chunked, losses):
 @pytest.mark.parametrize("R", [1, 3])
 @pytest.mark.parametrize("n", [1, 33, 100609])
 @pytest.mark.parametrize("ema,g_slots", [(False, 0), (True, 2), (True, 0)])
-def test_adam_is_the_python_twins(cxx, R, n, ema, g_slots):
-    """Five steps of each run's own rates and beta1 (and EMA weight, 0 for one run: no EMA there)."""
+@pytest.mark.parametrize("hyper_dtype", [torch.float32, torch.float64])
+def test_adam_is_the_python_twins(cxx, R, n, ema, g_slots, hyper_dtype):
+    """Five steps of each run's own rates and beta1 (and EMA weight, 0 for one run: no EMA there);
+    the step terms in float32 (the trainer's buffer, read in place) or float64."""
     p, m, v = torch.randn(R, n), torch.randn(R, n) * 0.1, torch.rand(R, n) * 0.01
     e = torch.randn(R, n)
     py, cc = _twice(p, m, v, e)
     lrs = torch.tensor([[1e-3, 3e-3, 2e-4][:R]], dtype=torch.float64)
     for t in range(1, 6):
         g = torch.randn(g_slots, R, n) if g_slots else torch.randn(R, n)
-        hyper = torch.zeros(R, 4)
+        hyper = torch.zeros(R, 4, dtype=hyper_dtype)
         hyper[:, :3] = adam_terms(torch.tensor([t]), lrs, [0.5, 0.9, 0.0][:R], 0.999)[0]
         hyper[:, 3] = torch.tensor([0.01, 0.0, 0.5][:R])
         for launches, (pp, mm, vv, ee) in ((T, py), (cxx, cc)):
@@ -185,6 +187,20 @@ def test_without_a_build_the_python_twins_run_and_one_line_says_why(monkeypatch,
         assert launches is T
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Python twins (no ninja (pip install ninja))" in err
+
+
+def test_a_failed_build_says_the_compilers_first_error(monkeypatch, capsys):
+    from torch.utils import cpp_extension
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Error building extension 'fastgan_twins': [1/3] c++ -c twins.cpp\n"
+                           "twins.cpp:9:1: error: 'Plan' was not declared\nninja: build stopped: subcommand failed.")
+    monkeypatch.setattr(native, "_built", {})
+    monkeypatch.setattr(native, "available", lambda: "")
+    monkeypatch.setattr(cpp_extension, "load", fail)
+    assert native.twins() is None
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the C++ build failed (RuntimeError: twins.cpp:9:1: error: 'Plan' was not declared)" in err
 
 
 def test_fastgan_native_0_turns_the_build_off(monkeypatch):
