@@ -1,11 +1,13 @@
 // The CPU twins of kernels/twins.py in C++, for the trainer's trusted iterations (kernels.native).
 //
 // Each function is its Python twin's trusted path (kernels.twins.trusted(): no argument checks,
-// every tensor already has its run axis) with the same ATen operations in the same order on the
-// same buffers, so its numbers are bitwise the Python twin's: only the Python between the
-// operations is gone (about 60 torch calls per iteration, each 2-5 µs of argument parsing and
-// dispatch from Python, against well under 1 µs from C++). Read kernels/twins.py for what each
-// launch computes and why; this file follows it line by line.
+// every tensor already has its run axis) with the same ATen operations on the same buffers, so its
+// numbers are bitwise the Python twin's: only the Python between the operations is gone (about 60
+// torch calls per iteration, each 2-5 µs of argument parsing and dispatch from Python, against
+// well under 1 µs from C++). One difference in how, not what: on two threads, where a launch has
+// two independent products they run side by side, one thread each (side_by_side), the same bits
+// under MKL's strict mode (set by fastgan train and the tests). Read kernels/twins.py for what
+// each launch computes and why; this file follows it line by line.
 //
 // Scratch buffers are this file's own (allocated on first use, cached by name and shape, as the
 // Python twins' _scratch), and so is the cache of gathered real rows (forget_gathered clears it).

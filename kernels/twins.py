@@ -34,11 +34,13 @@ Adam denominator) live in buffers cached by shape (`_scratch`), allocated on fir
 by every later call: no allocation in the training loop.
 
 C++: inside trusted() the trainer calls these launches' C++ build (kernels/twins.cpp, loaded by
-kernels.native): the trusted path of each, the same ATen operations in the same order, bitwise the
-same numbers (tests/test_kernels_native.py) without the Python between the operations (~0.12 ms
-per iteration on a CPU); `replay` records an advance's later iterations into a C++ plan once and
-replays them without the Python between the launches (a further −5.5% at batch 128 on 2 threads).
-Where it cannot be built, these Python twins run every iteration.
+kernels.native): the trusted path of each, the same ATen operations, bitwise the same numbers
+(tests/test_kernels_native.py) without the Python between the operations (~0.12 ms per iteration
+on a CPU); on two threads it runs a launch's two independent products side by side, one thread
+each (−3% and −2.4% at batch 128; the same bits under MKL's strict mode, which fastgan train
+sets). `replay` records an advance's later iterations into a C++ plan once and replays them
+without the Python between the launches (a further −5.5% at batch 128 on 2 threads). Where it
+cannot be built, these Python twins run every iteration.
 
 Checks: every shape, dtype and device is checked, in one line of Python per tensor (a CPU runs
 these launches back to back, so their checks are kept cheap: no strides are asked for, as
