@@ -38,6 +38,21 @@ def available():
     return ""
 
 
+def _load(cpp_extension):
+    """Build (or load the cached build of) the extension. On Linux with OpenMP first, for
+    at::parallel_for's threads (twins.cpp's side_by_side runs two products at once with them), and
+    again without it where the compiler has none (clang without libomp): the pairs then run one
+    after the other, the same numbers."""
+    tries = [["-fopenmp"], []] if sys.platform.startswith("linux") else [[]]
+    for i, openmp in enumerate(tries):
+        try:
+            return cpp_extension.load(NAME, [str(s) for s in SOURCES], extra_cflags=["-O3", *openmp],
+                                      extra_ldflags=openmp, verbose=False)
+        except Exception:
+            if i == len(tries) - 1:
+                raise
+
+
 def twins():
     """The C++ twins' module, built on first use, or None (the reason printed once)."""
     if "twins" not in _built:
@@ -52,9 +67,7 @@ def twins():
                 if not list(root.glob(("" if given else f"py{sys.version_info[0]}{sys.version_info[1]}*/") + f"{NAME}/{NAME}*.so")):
                     print(f"building the CPU trainer's C++ launches (once per machine and torch version, about 30 s; "
                           f"cached in {root}) ...", file=sys.stderr)
-                openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []  # at::parallel_for's threads (twins.cpp)
-                _built["twins"] = cpp_extension.load(NAME, [str(s) for s in SOURCES], extra_cflags=["-O3", *openmp],
-                                                     extra_ldflags=openmp, verbose=False)
+                _built["twins"] = _load(cpp_extension)
             except Exception as e:  # a broken toolchain: train on, slower
                 lines = str(e).strip().splitlines() or [""]  # the compiler's first error, else the last line
                 said = next((line for line in lines if "error:" in line), lines[-1]).strip()

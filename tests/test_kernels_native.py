@@ -203,6 +203,24 @@ def test_a_failed_build_says_the_compilers_first_error(monkeypatch, capsys):
     assert "the C++ build failed (RuntimeError: twins.cpp:9:1: error: 'Plan' was not declared)" in err
 
 
+def test_without_openmp_the_build_goes_on_without_it(monkeypatch, capsys):
+    """A compiler without OpenMP (clang without libomp): built again without -fopenmp, no message."""
+    from torch.utils import cpp_extension
+
+    built = object()
+
+    def load(name, sources, extra_cflags, extra_ldflags, verbose):
+        if "-fopenmp" in extra_cflags:
+            raise RuntimeError("c++: fatal error: omp.h: No such file or directory")
+        return built
+    monkeypatch.setattr(native, "_built", {})
+    monkeypatch.setattr(native, "available", lambda: "")
+    monkeypatch.setattr(native.sys, "platform", "linux")
+    monkeypatch.setattr(cpp_extension, "load", load)
+    assert native.twins() is built
+    assert "Python twins" not in capsys.readouterr().err
+
+
 def test_fastgan_native_0_turns_the_build_off(monkeypatch):
     monkeypatch.setenv("FASTGAN_NATIVE", "0")
     assert native.available() == "FASTGAN_NATIVE=0"
