@@ -23,7 +23,7 @@ NAN = float("nan")
 ACTS = [ACT_NONE, ACT_RELU, ACT_SIGMOID]
 
 
-@pytest.fixture(params=[1, 2], autouse=True)
+@pytest.fixture(params=[1, 2])
 def threads(request):
     before = torch.get_num_threads()
     torch.set_num_threads(request.param)
@@ -55,6 +55,7 @@ def _poisoned(*shape):
     return torch.full(shape, NAN)
 
 
+@pytest.mark.usefixtures("threads")
 @pytest.mark.parametrize("R", [1, 3])
 @pytest.mark.parametrize("M,K,N", [(1, 7, 33), (33, 129, 7), (7, 785, 128)])
 @pytest.mark.parametrize("act,rows,partials", [(a, r, p) for a, r, p in itertools.product(ACTS, (False, True), (False, True))
@@ -69,6 +70,7 @@ def test_forward_is_the_python_twins(cxx, R, M, K, N, act, rows, partials):
     assert _same(py[0], cc[0])
 
 
+@pytest.mark.usefixtures("threads")
 @pytest.mark.parametrize("R", [1, 3])
 @pytest.mark.parametrize("M,K,N", [(1, 7, 33), (33, 129, 7), (129, 128, 785)])
 @pytest.mark.parametrize("act", ACTS)
@@ -89,6 +91,7 @@ def _head_inputs(R, M, K, H):
     return torch.rand(R, M, K), torch.randn(R, H, 1) / H**0.5, torch.randn(R, 1), torch.randn(R, M, H).relu()
 
 
+@pytest.mark.usefixtures("threads")
 @pytest.mark.parametrize("R", [1, 3])
 @pytest.mark.parametrize("M,K,H,split", [(9, 7, 33, 4), (66, 785, 128, 33), (2, 129, 7, 1)])
 @pytest.mark.parametrize("rows,chunked,losses", [(False, False, True), (True, False, True), (True, True, False),
@@ -114,6 +117,7 @@ def test_d_grad_is_the_python_twins(cxx, R, M, K, H, split, rows, chunked, losse
     assert all(_same(a, b) for a, b in zip(py, cc))
 
 
+@pytest.mark.usefixtures("threads")
 @pytest.mark.parametrize("R", [1, 3])
 @pytest.mark.parametrize("M,K,H", [(1, 7, 33), (33, 785, 128)])
 @pytest.mark.parametrize("chunked,losses", [(False, True), (True, True), (False, False)])
